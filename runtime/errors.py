@@ -1,0 +1,50 @@
+"""The errors embedrt raises: one small tree, so callers can catch by meaning.
+
+    EmbedrtError                 base of everything below
+    +-- ModelLoadError           artifact missing, corrupted (sha256 mismatch), or malformed
+    +-- ProviderError            requested device / execution provider not available or not active
+    +-- InputError               texts of the wrong type or shape
+    +-- OverloadedError          a bounded queue is full (the HTTP service answers 429)
+    +-- ConfigError              an option out of range or an impossible combination
+    ParityError (embedrt.export) the exported graph disagrees with sentence-transformers
+
+Messages say what failed, what was expected, and how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class EmbedrtError(Exception):
+    """Base class of all embedrt errors."""
+
+
+class ModelLoadError(EmbedrtError):
+    """The artifact directory cannot be loaded: a file is missing, corrupted or malformed."""
+
+
+class ProviderError(EmbedrtError):
+    """The requested execution provider is not available, or ONNX Runtime did not activate it."""
+
+
+class InputError(EmbedrtError, TypeError):
+    """Texts passed to encode() are not a string or a sequence of strings."""
+
+
+class OverloadedError(EmbedrtError):
+    """A bounded queue is full; retry later."""
+
+
+class ConfigError(EmbedrtError, ValueError):
+    """An option has an invalid value, or the artifact cannot satisfy it."""
+
+
+class MissingExtraError(EmbedrtError, ImportError):
+    """An optional dependency is not installed; the message names the pip command."""
+
+
+def missing_extra(module: str, extra: str) -> MissingExtraError:
+    """The error for an import that needs an extra, naming the exact pip command."""
+    return MissingExtraError(
+        f"{module} is not installed; it comes with embedrt's '{extra}' extra: "
+        f"pip install 'embedrt[{extra}]'"
+    )

@@ -1,0 +1,189 @@
+"""The artifact manifest (embedrt.json): what is in an artifact directory, and its checks.
+
+An artifact is a directory holding tokenizer.json, one or more ONNX variants and this manifest.
+The manifest records every file with its sha256; loading refuses a file that is missing, whose
+hash differs, or whose path leaves the directory. The export step writes it; the runtime reads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelLoadError
+
+MANIFEST_NAME = "embedrt.json"
+FORMAT_VERSION = 1
+PRECISIONS = ("fp32", "fp16", "int8")
+POOLINGS = ("mean", "cls", "max")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A file of the artifact, relative to its directory, with its sha256 (hex)."""
+
+    file: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One ONNX graph of the artifact.
+
+    name: how users and the manifest refer to it ("fp32", "opt", "fp16", "int8").
+    precision: the arithmetic of the graph's weights; the graph's I/O is always int64 in, fp32 out.
+    providers: the execution providers it is meant for, best first.
+    quality: figures measured at export (parity against sentence-transformers, Spearman, ...).
+    """
+
+    name: str
+    file: str
+    sha256: str
+    precision: str
+    providers: tuple[str, ...]
+    fused_ops: dict[str, int] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict)
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The contents of embedrt.json. Units: dim in floats, max_seq_length in tokens."""
+
+    source: dict[str, Any]
+    dim: int
+    max_seq_length: int
+    pooling: str
+    normalize: bool
+    do_lower_case: bool
+    tokenizer: FileEntry
+    variants: tuple[Variant, ...]
+    inputs: tuple[str, ...] = ("input_ids", "attention_mask")
+    output: str = "sentence_embedding"
+    opset: int = 17
+    pad_token_id: int = 0
+    tools: dict[str, str] = field(default_factory=dict)
+    format: int = FORMAT_VERSION
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(directory: Path, manifest: Manifest) -> Path:
+    """Write embedrt.json atomically (temporary file + rename)."""
+    path = Path(directory) / MANIFEST_NAME
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(manifest.to_json(), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def load_manifest(directory: str | Path) -> Manifest:
+    """Read and validate embedrt.json of an artifact directory (hashes are checked on use)."""
+    directory = Path(directory)
+    path = directory / MANIFEST_NAME
+    if not directory.is_dir():
+        raise ModelLoadError(f"artifact directory {str(directory)!r} does not exist")
+    if not path.is_file():
+        raise ModelLoadError(
+            f"{path} is missing: {str(directory)!r} is not an embedrt artifact "
+            "(create one with: embedrt export SRC_MODEL_DIR OUT_DIR)"
+        )
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelLoadError(f"{path} is not valid JSON: {e}") from None
+    try:
+        return _parse(raw, directory)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelLoadError(f"{path} is malformed: {type(e).__name__}: {e}") from None
+
+
+def _parse(raw: dict[str, Any], directory: Path) -> Manifest:
+    if not isinstance(raw, dict):
+        raise TypeError("top level must be an object")
+    fmt = raw.get("format")
+    if fmt != FORMAT_VERSION:
+        raise ValueError(f"format {fmt!r} is not supported (this embedrt reads {FORMAT_VERSION})")
+    tok = raw["tokenizer"]
+    tokenizer = FileEntry(file=_inside(directory, tok["file"]), sha256=str(tok["sha256"]))
+    variants = []
+    for v in raw["variants"]:
+        if v["precision"] not in PRECISIONS:
+            raise ValueError(f"variant {v['name']!r}: precision {v['precision']!r} not in {PRECISIONS}")
+        variants.append(
+            Variant(
+                name=str(v["name"]),
+                file=_inside(directory, v["file"]),
+                sha256=str(v["sha256"]),
+                precision=v["precision"],
+                providers=tuple(v.get("providers", ())),
+                fused_ops=dict(v.get("fused_ops", {})),
+                quality=dict(v.get("quality", {})),
+                notes=str(v.get("notes", "")),
+            )
+        )
+    if not variants:
+        raise ValueError("no variants")
+    pooling = raw["pooling"]
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling {pooling!r} not in {POOLINGS}")
+    return Manifest(
+        source=dict(raw.get("source", {})),
+        dim=int(raw["dim"]),
+        max_seq_length=int(raw["max_seq_length"]),
+        pooling=pooling,
+        normalize=bool(raw["normalize"]),
+        do_lower_case=bool(raw.get("do_lower_case", False)),
+        tokenizer=tokenizer,
+        variants=tuple(variants),
+        inputs=tuple(raw.get("inputs", ("input_ids", "attention_mask"))),
+        output=str(raw.get("output", "sentence_embedding")),
+        opset=int(raw.get("opset", 17)),
+        pad_token_id=int(raw.get("pad_token_id", 0)),
+        tools=dict(raw.get("tools", {})),
+        format=fmt,
+    )
+
+
+def _inside(directory: Path, name: str) -> str:
+    """Refuse a manifest path that is absolute or leaves the artifact directory."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"file name must be a non-empty string, got {name!r}")
+    root = directory.resolve()
+    target = (root / name).resolve()
+    if Path(name).is_absolute() or not target.is_relative_to(root):
+        raise ValueError(f"file {name!r} leaves the artifact directory; refusing to read it")
+    return name
+
+
+def verified_path(directory: str | Path, entry: FileEntry | Variant) -> Path:
+    """The path of a manifest file after checking that it exists and its sha256 matches."""
+    path = Path(directory) / entry.file
+    if not path.is_file():
+        raise ModelLoadError(f"artifact file {entry.file!r} is missing from {str(directory)!r}")
+    got = sha256_file(path)
+    if got != entry.sha256:
+        raise ModelLoadError(
+            f"artifact file {entry.file!r} is corrupted: sha256 {got[:16]}... does not match "
+            f"the manifest's {entry.sha256[:16]}...; re-export or re-copy the artifact"
+        )
+    return path

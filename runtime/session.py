@@ -1,0 +1,107 @@
+"""The ONNX Runtime session: creation with provider options, the active-provider check, and run.
+
+On CUDA and TensorRT the session runs with IO binding: inputs are copied to the device once and
+the output stays there until one copy back, instead of ONNX Runtime's per-run allocations.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelLoadError, missing_extra
+from .providers import check_active
+
+
+def import_onnxruntime() -> Any:
+    """The onnxruntime module, or an error naming the extra that installs it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise missing_extra("onnxruntime", "cpu") from None
+    return onnxruntime
+
+
+def available_providers() -> list[str]:
+    return list(import_onnxruntime().get_available_providers())
+
+
+def default_threads() -> int:
+    """CPUs this process may run on (affinity-aware, so containers and taskset are respected)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """ONNX Runtime knobs embedrt exposes.
+
+    threads: intra-op threads, None = every CPU this process may use. On a shared host, set it
+        to the cores you give this process.
+    spinning: let idle ONNX Runtime threads spin-wait for work. Lowers latency when inference is
+        the only thing running; wastes cores that a tokenizer, event loop or another session
+        needs, so turn it off when sharing CPUs.
+    """
+
+    threads: int | None = None
+    spinning: bool = True
+
+
+class Session:
+    """One inference session over one ONNX variant, on the providers given."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        device: str,
+        providers: list[tuple[str, dict[str, Any]]],
+        options: SessionOptions,
+        output: str,
+    ):
+        ort = import_onnxruntime()
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = options.threads or default_threads()
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        spin = "1" if options.spinning else "0"
+        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        so.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        for _, opts in providers:
+            for key in ("trt_engine_cache_path", "trt_timing_cache_path"):
+                if key in opts:
+                    Path(opts[key]).mkdir(parents=True, exist_ok=True)
+        try:
+            self._sess = ort.InferenceSession(
+                str(model_path),
+                sess_options=so,
+                providers=[name for name, _ in providers],
+                provider_options=[opts for _, opts in providers],
+            )
+        except Exception as e:  # onnxruntime raises its own non-exported exception types
+            raise ModelLoadError(
+                f"ONNX Runtime cannot load {model_path.name!r}: {type(e).__name__}: {e}"
+            ) from None
+        self.active_providers: list[str] = list(self._sess.get_providers())
+        check_active(device, self.active_providers)
+        self.device = device
+        self._output = output
+        self._bind = device in ("cuda", "tensorrt")
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Embeddings (float32, [rows, dim]) of one padded batch."""
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if not self._bind:
+            return self._sess.run([self._output], feeds)[0]
+        io = self._sess.io_binding()
+        for name, array in feeds.items():
+            io.bind_cpu_input(name, array)
+        io.bind_output(self._output, "cuda")
+        self._sess.run_with_iobinding(io)
+        return io.copy_outputs_to_cpu()[0]

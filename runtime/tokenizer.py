@@ -1,0 +1,51 @@
+"""Tokenization: the artifact's tokenizer.json, truncating at max_seq_length, never padding.
+
+Padding happens per batch after length sorting (batching.py), so the tokenizer returns rows of
+their true length. Huge inputs are truncated by the tokenizer, not rejected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from .errors import ModelLoadError
+
+
+class TextTokenizer:
+    """Turns texts into token id rows of at most max_length tokens (special tokens included)."""
+
+    def __init__(self, tokenizer: Tokenizer, max_length: int, lowercase: bool = False):
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(max_length=max_length)
+        self._tok = tokenizer
+        self.max_length = max_length
+        self.lowercase = lowercase
+        # encode_batch_fast skips offset tracking, which embeddings never use.
+        self._encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
+
+    @classmethod
+    def load(cls, path: str | Path, max_length: int, lowercase: bool = False) -> "TextTokenizer":
+        try:
+            tok = Tokenizer.from_file(str(path))
+        except Exception as e:  # tokenizers raises a bare Exception on malformed files
+            raise ModelLoadError(f"tokenizer file {str(path)!r} cannot be read: {e}") from None
+        return cls(tok, max_length, lowercase)
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text, in input order."""
+        if self.lowercase:
+            texts = [t.lower() for t in texts]
+        return [e.ids for e in self._encode(texts, add_special_tokens=True)]
+
+
+def pad_rows(rows: list[list[int]], width: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """input_ids and attention_mask (int64, [len(rows), width]), right-padded with pad_id."""
+    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = row
+    mask = (np.arange(width, dtype=np.int64)[None, :] < lengths[:, None]).astype(np.int64)
+    return ids, mask
