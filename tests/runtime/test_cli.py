@@ -1,0 +1,40 @@
+"""The `embedrt` command, run as a user runs it (a real subprocess)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args, check=True):
+    return subprocess.run([sys.executable, "-m", "embedrt.cli", *args], capture_output=True,
+                          text=True, check=check, timeout=120)
+
+
+def test_info_json(tiny_artifact):
+    info = json.loads(run("info", str(tiny_artifact), "--json").stdout)
+    assert info["manifest"]["dim"] == 16
+    assert info["loaded"]["device"] == "cpu"
+    assert info["loaded"]["active_providers"][0] == "CPUExecutionProvider"
+    assert "CPUExecutionProvider" in info["loaded"]["available_providers"]
+
+
+def test_info_text(tiny_artifact):
+    out = run("info", str(tiny_artifact)).stdout
+    assert "variants" in out and "model.onnx" in out and "chosen     device cpu" in out
+
+
+def test_similarity_table(tiny_artifact):
+    out = run("similarity", str(tiny_artifact), "the man plays guitar", "a dog", "the man plays guitar").stdout
+    rows = [line for line in out.splitlines() if line.startswith(("the man", "a dog"))]
+    assert len(rows) == 3
+    first = [float(x) for x in rows[0].split()[-3:]]
+    assert first[0] == pytest.approx(1.0, abs=1e-3) and first[2] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_errors_exit_2_with_message(tmp_path, tiny_artifact):
+    res = run("info", str(tmp_path / "missing"), check=False)
+    assert res.returncode == 2 and "does not exist" in res.stderr
+    res = run("similarity", str(tiny_artifact), "--device", "cuda", check=False)
+    assert res.returncode == 2 and "CUDAExecutionProvider" in res.stderr

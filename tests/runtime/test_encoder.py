@@ -1,0 +1,162 @@
+"""Encoder properties on the tiny offline model (no torch)."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from embedrt import ConfigError, Encoder, InputError, ProviderError
+
+TEXTS = [
+    "the man plays guitar",
+    "a woman cooks food in the kitchen",
+    "the quick brown fox jumps over the lazy dog",
+    "someone is playing an instrument",
+    "market fell sharply on monday",
+    "a",
+    "dog",
+    "the cat is on the lazy dog and the man is playing music in the kitchen",
+]
+
+
+def test_shapes_and_unit_norm(tiny_encoder):
+    vecs = tiny_encoder.encode(TEXTS)
+    assert vecs.shape == (len(TEXTS), 16) and vecs.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-6)
+    one = tiny_encoder.encode("the man plays guitar")
+    assert one.shape == (16,)
+    np.testing.assert_allclose(one, vecs[0], atol=1e-6)
+
+
+def test_empty_list_gives_zero_rows(tiny_encoder):
+    out = tiny_encoder.encode([])
+    assert out.shape == (0, 16) and out.dtype == np.float32
+
+
+def test_batched_equals_one_by_one(tiny_encoder):
+    batched = tiny_encoder.encode(TEXTS, batch_size=64)
+    single = np.stack([tiny_encoder.encode(t) for t in TEXTS])
+    np.testing.assert_allclose(batched, single, atol=1e-6)
+    assert not np.allclose(batched[0], batched[1], atol=1e-3)  # texts do differ
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 64])
+def test_order_restored_after_length_sort(tiny_encoder, batch_size):
+    ref = tiny_encoder.encode(TEXTS, batch_size=1)
+    perm = np.random.default_rng(1).permutation(len(TEXTS))
+    out = tiny_encoder.encode([TEXTS[i] for i in perm], batch_size=batch_size)
+    np.testing.assert_allclose(out, ref[perm], atol=1e-6)
+
+
+def test_padding_does_not_change_a_row(tiny_encoder):
+    short = "a dog"
+    alone = tiny_encoder.encode(short)
+    long_text = " ".join(["the man plays guitar"] * 6)  # forces ~20 pad tokens on the short row
+    together = tiny_encoder.encode([long_text, short], batch_size=8)
+    np.testing.assert_allclose(together[1], alone, atol=1e-6)
+
+
+def test_truncation_at_max_seq_length(tiny_encoder):
+    words = ["dog"] * 100
+    assert tiny_encoder.count_tokens(" ".join(words))[0] == 32
+    full = tiny_encoder.encode(" ".join(words[:30]))  # 30 words + [CLS] + [SEP] = 32 tokens
+    longer = tiny_encoder.encode(" ".join(["dog"] * 30 + ["cat"] * 70))
+    np.testing.assert_allclose(longer, full, atol=1e-6)
+
+
+def test_megabyte_string_is_truncated_not_rejected(tiny_encoder):
+    huge = "the quick brown fox " * 52_429  # ~1 MB
+    assert len(huge) > 1_000_000
+    vec = tiny_encoder.encode(huge)
+    np.testing.assert_allclose(vec, tiny_encoder.encode(huge[:200]), atol=1e-6)
+
+
+def test_empty_and_whitespace_strings_work(tiny_encoder):
+    vecs = tiny_encoder.encode(["", "   ", "\n"])
+    assert np.isfinite(vecs).all()
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-6)
+    assert tiny_encoder.count_tokens("").tolist() == [2]  # [CLS] [SEP], as sentence-transformers
+
+
+def test_deterministic(tiny_encoder):
+    assert np.array_equal(tiny_encoder.encode(TEXTS), tiny_encoder.encode(TEXTS))
+
+
+def test_concurrent_callers_get_their_own_results(tiny_encoder):
+    ref = tiny_encoder.encode(TEXTS, batch_size=1)
+    results, errors = {}, []
+
+    def work(k):
+        try:
+            order = np.random.default_rng(k).permutation(len(TEXTS))
+            results[k] = (order, tiny_encoder.encode([TEXTS[i] for i in order], batch_size=3))
+        except Exception as e:  # collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 8
+    for order, out in results.values():
+        np.testing.assert_allclose(out, ref[order], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (["ok", 3], r"texts\[1\] is int, expected str"),
+        (["ok", "fine", None], r"texts\[2\] is NoneType"),
+        ([b"bytes"], r"texts\[0\] is bytes"),
+        (b"raw bytes", "decode it first"),
+        (None, "got NoneType"),
+        (42, "got int"),
+        ({"text": "a"}, "got dict"),
+    ],
+)
+def test_wrong_types_raise_input_error(tiny_encoder, bad, match):
+    with pytest.raises(InputError, match=match):
+        tiny_encoder.encode(bad)
+
+
+def test_tuples_and_generators_accepted(tiny_encoder):
+    ref = tiny_encoder.encode(TEXTS[:3])
+    np.testing.assert_allclose(tiny_encoder.encode(tuple(TEXTS[:3])), ref, atol=1e-6)
+    np.testing.assert_allclose(tiny_encoder.encode(t for t in TEXTS[:3]), ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("device", ["cuda", "tensorrt"])
+def test_unavailable_gpu_device_raises_provider_error(tiny_artifact, device):
+    with pytest.raises(ProviderError, match="available providers: .*CPUExecutionProvider"):
+        Encoder.load(tiny_artifact, device=device)
+
+
+def test_missing_precision_variant_is_config_error(tiny_artifact):
+    with pytest.raises(ConfigError, match="no int8 variant.*it has: fp32"):
+        Encoder.load(tiny_artifact, device="cpu", precision="int8")
+    with pytest.raises(ConfigError, match="precision 'fp64'"):
+        Encoder.load(tiny_artifact, device="cpu", precision="fp64")
+
+
+def test_bad_batch_options(tiny_encoder, tiny_artifact):
+    with pytest.raises(ConfigError, match="max_rows"):
+        tiny_encoder.encode(TEXTS, batch_size=0)
+    with pytest.raises(ConfigError, match="max_tokens"):
+        Encoder.load(tiny_artifact, device="cpu", batch_tokens=0)
+
+
+def test_threads_and_small_token_budget(tiny_artifact, tiny_encoder):
+    enc = Encoder.load(tiny_artifact, device="cpu", threads=1, spinning=False, batch_tokens=16)
+    np.testing.assert_allclose(enc.encode(TEXTS), tiny_encoder.encode(TEXTS), atol=1e-6)
+    assert enc.info.active_providers[0] == "CPUExecutionProvider"
+
+
+def test_similarity(tiny_encoder):
+    a = tiny_encoder.encode(TEXTS[:3])
+    sim = Encoder.similarity(a, a)
+    assert sim.shape == (3, 3)
+    np.testing.assert_allclose(np.diag(sim), 1.0, atol=1e-6)
+    np.testing.assert_allclose(sim, sim.T, atol=1e-6)
+    assert Encoder.similarity(a[0], a).shape == (1, 3)
+    np.testing.assert_allclose(Encoder.similarity(2 * a, a), sim, atol=1e-6)  # cosine, not dot
