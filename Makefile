@@ -7,7 +7,7 @@ ARTIFACT ?= artifacts/all-MiniLM-L6-v2
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := true
 
-.PHONY: install run test test-lean clean
+.PHONY: install run test test-lean bench-footprint clean
 
 install: $(VENV)/.installed
 
@@ -41,5 +41,13 @@ test-lean: $(ARTIFACT)/embedrt.json
 	$(VENV)-lean/bin/python -m pip --disable-pip-version-check -q install -c constraints.txt '.[cpu]'
 	$(VENV)-lean/bin/python tests/lean_check.py $(ARTIFACT)
 
+# Lean runtime vs sentence-transformers (each in its own venv): install size, import, cold start.
+bench-footprint: test-lean
+	$(PYTHON) -m venv $(VENV)-st
+	$(VENV)-st/bin/python -m pip --disable-pip-version-check -q install -c constraints.txt torch==2.13.0 sentence-transformers
+	$(PY) bench/footprint.py --lean-python $(VENV)-lean/bin/python --st-python $(VENV)-st/bin/python \
+		--artifact $(ARTIFACT) --st-model "$$($(PY) -c 'from embedrt.export.source import resolve_source; print(resolve_source("all-MiniLM-L6-v2")[1])')" \
+		--out bench/results/footprint
+
 clean:
-	rm -rf $(VENV) $(VENV)-lean artifacts build *.egg-info
+	rm -rf $(VENV) $(VENV)-lean $(VENV)-st artifacts build *.egg-info
