@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt assets.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install -c constraints.txt torch==2.13.0
-	$(PIP) install -c constraints.txt -e '.[cpu,export,dev]'
+	$(PIP) install -c constraints.txt -e '.[cpu,export,train,serve,jobs,dev]'
 	$(PIP) install --no-deps --require-hashes -r assets.txt
 	touch $@
 

@@ -124,23 +124,32 @@ class Encoder:
         Texts longer than max_seq_length tokens are truncated, as sentence-transformers does.
         batch_size caps rows per batch; the token budget given at load caps padded tokens.
         """
-        single = isinstance(texts, str)
-        items = as_text_list(texts)
+        out = self.encode_tokens(self.tokenize(texts), batch_size)
+        return out[0] if isinstance(texts, str) else out
+
+    def tokenize(self, texts: str | Iterable[str]) -> list[list[int]]:
+        """Token ids per text (truncated, special tokens included), for encode_tokens()."""
+        return self._tokenizer.tokenize(as_text_list(texts))
+
+    def encode_tokens(self, rows: list[list[int]], batch_size: int = 32) -> np.ndarray:
+        """Embeddings of already tokenized rows (see tokenize), float32 [len(rows), dim].
+
+        Rows are sorted by length, batched by the token budget and batch_size, each batch
+        padded to its own longest row, and the output is returned in input order.
+        """
         plan = replace(self._plan, max_rows=batch_size)
-        out = np.empty((len(items), self.dim), dtype=np.float32)
-        if items:
-            rows = self._tokenizer.tokenize(items)
-            lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-            pad_id = self.manifest.pad_token_id
-            for idx in plan_batches(lengths, plan):
-                width = plan.padded(int(lengths[idx[0]]))
-                ids, mask = pad_rows([rows[i] for i in idx], width, pad_id)
-                out[idx] = self._session.run(ids, mask)
-        return out[0] if single else out
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        pad_id = self.manifest.pad_token_id
+        for idx in plan_batches(lengths, plan):
+            width = plan.padded(int(lengths[idx[0]]))
+            ids, mask = pad_rows([rows[i] for i in idx], width, pad_id)
+            out[idx] = self._session.run(ids, mask)
+        return out
 
     def count_tokens(self, texts: str | Iterable[str]) -> np.ndarray:
         """Tokens per text after truncation, special tokens included (int64 [len(texts)])."""
-        rows = self._tokenizer.tokenize(as_text_list(texts))
+        rows = self.tokenize(texts)
         return np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
 
     @staticmethod

@@ -160,3 +160,12 @@ def test_similarity(tiny_encoder):
     np.testing.assert_allclose(sim, sim.T, atol=1e-6)
     assert Encoder.similarity(a[0], a).shape == (1, 3)
     np.testing.assert_allclose(Encoder.similarity(2 * a, a), sim, atol=1e-6)  # cosine, not dot
+
+
+def test_tokenize_then_encode_tokens_equals_encode(tiny_encoder):
+    rows = tiny_encoder.tokenize(TEXTS)
+    assert [len(r) for r in rows] == tiny_encoder.count_tokens(TEXTS).tolist()
+    assert rows[0][0] != rows[0][1]  # real ids, [CLS] first
+    np.testing.assert_array_equal(tiny_encoder.encode_tokens(rows), tiny_encoder.encode(TEXTS))
+    with pytest.raises(InputError, match=r"texts\[0\] is int"):
+        tiny_encoder.tokenize([1])
