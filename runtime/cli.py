@@ -27,20 +27,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("out", help="artifact directory to write")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--no-parity", action="store_true", help="skip the check against sentence-transformers")
+    p.set_defaults(handler=_export)
 
     p = sub.add_parser("info", help="manifest, variants, available and chosen providers")
     p.add_argument("artifact")
     _add_runtime_options(p)
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_info)
 
     p = sub.add_parser("similarity", help="encode texts and print their cosine similarity table")
     p.add_argument("artifact")
     p.add_argument("texts", nargs="*", help="texts to compare (default: sample sentences)")
     _add_runtime_options(p)
+    p.set_defaults(handler=_similarity)
+
+    # Each command: a parser here, set_defaults(handler=...), and a handler below that imports
+    # its feature module lazily (so `embedrt info` never pays for fastapi, pyarrow or torch).
 
     args = parser.parse_args(argv)
     try:
-        return {"export": _export, "info": _info, "similarity": _similarity}[args.command](args)
+        return args.handler(args)
     except EmbedrtError as e:
         print(f"embedrt {args.command}: error: {e}", file=sys.stderr)
         return 2
