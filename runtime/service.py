@@ -1,0 +1,328 @@
+"""The HTTP embedding service: routes, auth, limits and the one place errors become statuses.
+
+    service = EmbeddingService(Encoder.load(path), ServerConfig())   # service.app is ASGI
+
+    POST /v1/embeddings   OpenAI-compatible (the official `openai` client works unchanged)
+    POST /embed           text-embeddings-inference style
+    GET  /v1/models       the one model served, as OpenAI lists models
+    GET  /health          200 while the inference worker runs, else 503 (never needs a key)
+    GET  /info            model, device, limits
+    GET  /metrics         Prometheus
+
+A request is authorized, read (size-capped), parsed (protocol.py), admitted to the scheduler's
+bounded queue, tokenized on a thread pool, batched with other requests by the scheduler's worker
+thread, and answered. The event loop only moves bytes: JSON of large bodies, tokenization and
+inference all run on other threads. Starlette rather than FastAPI: request parsing is ours
+(protocol.py), so FastAPI's validation layer would only add per-request cost. server.py runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .errors import EmbedrtError, InputError, OverloadedError, missing_extra
+from .protocol import (EmbedRequest, Limits, TooLargeError, decode_json, openai_body, openai_error,
+                       parse_openai, parse_tei, tei_body, tei_error)
+from .scheduler import BatchingConfig, Scheduler, UnavailableError
+
+try:
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect, Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+except ImportError:
+    raise missing_extra("starlette", "serve") from None
+
+from .metrics import CONTENT_TYPE, ServerMetrics  # noqa: E402  (after the extra's check)
+
+log = logging.getLogger("embedrt.service")
+JSON = "application/json"
+CLIENT_GONE = 499  # nginx's "client closed request": what the metrics count a dropped request as
+INLINE_FLOATS = 1 << 15  # responses up to this many floats are rendered on the loop (~1 ms)
+INLINE_BYTES = 1 << 16  # bodies up to this size are JSON-decoded on the loop
+
+
+class AuthError(EmbedrtError):
+    """No API key, or the wrong one, where the server was given a key."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything `embedrt serve` is told. Strings were parsed at the edge (the CLI).
+
+    api_key: the bearer token every route but /health requires; None = no auth (fine on
+        127.0.0.1, the default bind).
+    model_name: the id /v1/embeddings answers with (default: the artifact's source model name).
+    tokenize_threads: threads tokenizing and rendering large responses next to the event loop;
+        2 keeps tokenization of one large request from delaying every small one behind it.
+    graceful_timeout_s: seconds a SIGTERM waits for accepted requests before cutting them off;
+        30 covers a full queue of long texts on two CPU cores.
+    access_log: uvicorn's line per request; off by default, /metrics counts every request.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    api_key: str | None = None
+    model_name: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+    tokenize_threads: int = 2
+    graceful_timeout_s: float = 30.0
+    access_log: bool = False
+
+
+class EmbeddingService:
+    """One encoder behind HTTP. `app` is the ASGI application."""
+
+    def __init__(self, encoder: Any, config: ServerConfig):
+        self.encoder = encoder
+        self.config = config
+        m = encoder.manifest
+        self.model = config.model_name or str(m.source.get("model") or Path(encoder.info.path).name)
+        self.metrics = ServerMetrics(depth=lambda: self.scheduler.depth)
+        self.scheduler = Scheduler(encoder, config.batching, observer=self.metrics)
+        self._pool: ThreadPoolExecutor | None = None
+        self._full_tokenizer: Any = None
+        routes = [
+            Route("/v1/embeddings", self._endpoint(self.openai), methods=["POST"]),
+            Route("/embed", self._endpoint(self.tei), methods=["POST"]),
+            Route("/v1/models", self._endpoint(self.models), methods=["GET"]),
+            Route("/health", self._endpoint(self.health, auth=False), methods=["GET"]),
+            Route("/info", self._endpoint(self.info), methods=["GET"]),
+            Route("/metrics", self._endpoint(self.prometheus), methods=["GET"]),
+        ]
+        self._routes = {r.path for r in routes}
+        handlers = {404: self._http_error, 405: self._http_error}
+        starlette = Starlette(routes=routes, exception_handlers=handlers, lifespan=self._lifespan)
+        self.app = self._count(starlette)
+
+    # ---- routes ----
+
+    async def openai(self, request: Request) -> Response:
+        req = parse_openai(await self._json(request), self.config.limits, self.encoder.dim)
+        out = await self._embed(request, req, "input")
+        if isinstance(out, Response):
+            return out
+        vecs, tokens = out
+        body = await self._render(vecs, openai_body, vecs, self.model, tokens, req.encoding_format)
+        return Response(body, media_type=JSON)
+
+    async def tei(self, request: Request) -> Response:
+        req = parse_tei(await self._json(request), self.config.limits)
+        out = await self._embed(request, req, "inputs")
+        if isinstance(out, Response):
+            return out
+        return Response(await self._render(out[0], tei_body, out[0]), media_type=JSON)
+
+    async def models(self, request: Request) -> Response:
+        data = [{"id": self.model, "object": "model", "created": 0, "owned_by": "embedrt"}]
+        return _json_response({"object": "list", "data": data})
+
+    async def health(self, request: Request) -> Response:
+        if not self.scheduler.alive:
+            raise UnavailableError("the inference worker is not running")
+        return _json_response({"status": "ok"})
+
+    async def info(self, request: Request) -> Response:
+        i, b, m = self.encoder.info, self.config.batching, self.encoder.manifest
+        return _json_response({
+            "model_id": self.model, "model_dtype": i.precision, "model_type": "embedding",
+            "dim": m.dim, "max_input_length": m.max_seq_length, "pooling": m.pooling,
+            "normalize": m.normalize, "device": i.device, "variant": i.variant,
+            "active_providers": list(i.active_providers), "max_batch_tokens": b.max_batch_tokens,
+            "max_wait_ms": b.max_wait_ms, "max_concurrent_requests": b.max_queue,
+            "batching": b.batching, "max_client_batch_size": self.config.limits.max_inputs,
+            "max_body_bytes": self.config.limits.max_body_bytes, "auto_truncate": True,
+            "version": __version__,
+        })
+
+    async def prometheus(self, request: Request) -> Response:
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
+
+    # ---- the request path ----
+
+    async def _json(self, request: Request) -> Any:
+        limit = self.config.limits.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise TooLargeError(f"request body is {declared} bytes; at most {limit} are accepted")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise TooLargeError(f"request body is over {limit} bytes; split the request")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        if size <= INLINE_BYTES:
+            return decode_json(body)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, decode_json, body)
+
+    async def _embed(self, request: Request, req: EmbedRequest, field_name: str) -> tuple[np.ndarray, int] | Response:
+        if not req.normalize and self.encoder.manifest.normalize:
+            raise InputError("'normalize': false is not available: this model's graph L2-normalizes its output")
+        job = self.scheduler.admit()
+        loop = asyncio.get_running_loop()
+        try:
+            rows = await loop.run_in_executor(self._pool, self._tokenize, req, field_name)
+        except BaseException:
+            self.scheduler.cancel(job, client_gone=False)
+            raise
+        fut = self.scheduler.submit(job, rows)
+        gone = loop.create_task(_disconnected(request))
+        try:
+            await asyncio.wait((fut, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not fut.done():  # the client left (or this task was cancelled): drop the job
+                self.scheduler.cancel(job)
+                fut.cancel()
+        if fut.cancelled():
+            return Response(status_code=CLIENT_GONE)
+        vecs = fut.result()
+        if req.normalize and not self.encoder.manifest.normalize:
+            vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        return vecs, int(job.tokens)
+
+    def _tokenize(self, req: EmbedRequest, field_name: str) -> list[list[int]]:
+        """Token rows (on the pool); with truncate off, 413 for a text past max_seq_length."""
+        rows = self.encoder.tokenize(req.texts)
+        limit = self.encoder.manifest.max_seq_length
+        if not req.truncate:
+            # A row at the limit may have been cut: count that text's tokens without truncation.
+            at_limit = [i for i, r in enumerate(rows) if len(r) >= limit]
+            for i, n in zip(at_limit, self._untruncated_lengths([req.texts[i] for i in at_limit])):
+                if n > limit:
+                    raise TooLargeError(
+                        f"'{field_name}[{i}]' has {n} tokens; this model reads at most {limit}: "
+                        "shorten it, or send \"truncate\": true to cut it"
+                    )
+        return rows
+
+    def _untruncated_lengths(self, texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        if self._full_tokenizer is None:
+            # The Encoder's tokenizer truncates (as it must); this second copy of the same file
+            # counts only, and only for texts that reached the limit with truncate off.
+            from tokenizers import Tokenizer
+
+            m = self.encoder.manifest
+            tok = Tokenizer.from_file(str(Path(self.encoder.info.path) / m.tokenizer.file))
+            tok.no_truncation()
+            tok.no_padding()
+            self._full_tokenizer = tok
+        if self.encoder.manifest.do_lower_case:
+            texts = [t.lower() for t in texts]
+        return [len(e.ids) for e in self._full_tokenizer.encode_batch(texts)]
+
+    async def _render(self, vecs: np.ndarray, fn: Any, *args: Any) -> bytes:
+        if vecs.size <= INLINE_FLOATS:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    # ---- auth, errors, counting, lifespan ----
+
+    def _endpoint(self, fn: Any, auth: bool = True) -> Any:
+        async def endpoint(request: Request) -> Response:
+            try:
+                if auth and self.config.api_key is not None:
+                    self._authorize(request)
+                return await fn(request)
+            except Exception as e:
+                return self._error(e, request.url.path)
+
+        return endpoint
+
+    def _authorize(self, request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise AuthError("missing API key: send the header 'Authorization: Bearer <key>'")
+        if not hmac.compare_digest(token.strip().encode(), self.config.api_key.encode()):
+            raise AuthError("invalid API key")
+
+    def _error(self, e: Exception, path: str) -> Response:
+        """The one place an exception becomes an HTTP status and a JSON error body."""
+        headers: dict[str, str] = {}
+        if isinstance(e, ClientDisconnect):
+            return Response(status_code=CLIENT_GONE)
+        if isinstance(e, AuthError):
+            status, headers["WWW-Authenticate"] = 401, "Bearer"
+        elif isinstance(e, TooLargeError):
+            status = 413
+        elif isinstance(e, InputError):
+            status = 422
+        elif isinstance(e, OverloadedError):
+            status, headers["Retry-After"] = 429, "1"
+        elif isinstance(e, UnavailableError):
+            status = 503
+        elif isinstance(e, HTTPException):
+            status = e.status_code
+        else:
+            ref = uuid.uuid4().hex[:12]
+            log.error("error %s on %s: %s: %s", ref, path, type(e).__name__, e, exc_info=e)
+            status, e = 500, Exception(f"internal server error (reference {ref} in the server log)")
+        message = e.detail if isinstance(e, HTTPException) else str(e)
+        body = tei_error(status, message) if path == "/embed" else openai_error(status, message)
+        return Response(body, status_code=status, headers=headers, media_type=JSON)
+
+    async def _http_error(self, request: Request, exc: Exception) -> Response:
+        return self._error(exc, request.url.path)
+
+    def _count(self, app: Any) -> Any:
+        """ASGI middleware: every HTTP answer counted by route and status, with its latency."""
+        metrics, routes = self.metrics, self._routes
+
+        async def counted(scope: dict, receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                return await app(scope, receive, send)
+            start, status = time.perf_counter(), [CLIENT_GONE]
+
+            async def send_status(message: dict) -> None:
+                if message["type"] == "http.response.start":
+                    status[0] = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, send_status)
+            finally:
+                route = scope["path"] if scope["path"] in routes else "other"
+                metrics.request(route, status[0], time.perf_counter() - start)
+
+        return counted
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Any):
+        self._pool = ThreadPoolExecutor(self.config.tokenize_threads, thread_name_prefix="embedrt-tokenize")
+        self.scheduler.start()
+        try:
+            yield
+        finally:
+            # uvicorn has already answered every accepted request; the queue is empty.
+            self.scheduler.close(timeout=self.config.graceful_timeout_s)
+            self._pool.shutdown(wait=True)
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client closes the connection (the body has already been read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _json_response(value: Any) -> Response:
+    return Response(json.dumps(value), media_type=JSON)
+

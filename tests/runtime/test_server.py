@@ -1,0 +1,201 @@
+"""`embedrt serve` over real HTTP on 127.0.0.1: every route, every error, equal to Encoder.encode."""
+
+import base64
+import json
+import subprocess
+import sys
+
+import httpx
+import numpy as np
+import pytest
+
+from fixtures.server_process import ServerProcess, post
+
+KEY = "test-key-123"
+TEXTS = ["the man plays guitar", "a woman cooks food in the kitchen", "", "dog"]
+LONG = "dog " * 80  # 82 tokens; the tiny model reads 32
+
+
+@pytest.fixture(scope="module")
+def server(tiny_artifact, tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("server")
+    (logdir / "key").write_text(KEY + "\n")
+    srv = ServerProcess(tiny_artifact, logdir, "--api-key-file", str(logdir / "key"),
+                        "--max-inputs", "8", "--max-body-bytes", "2000", "--model-name", "tiny")
+    yield srv
+    assert srv.stop() == 0
+
+
+def auth(key=KEY):
+    return {"Authorization": f"Bearer {key}"}
+
+
+def openai_vectors(doc):
+    rows = [d["embedding"] for d in sorted(doc["data"], key=lambda d: d["index"])]
+    if rows and isinstance(rows[0], str):
+        return np.stack([np.frombuffer(base64.b64decode(r), "<f4") for r in rows])
+    return np.array(rows, dtype=np.float32)
+
+
+@pytest.mark.parametrize("fmt", ["float", "base64"])
+def test_openai_embeddings_equal_encode(server, tiny_encoder, fmt):
+    r = post(server.url, "/v1/embeddings", {"input": TEXTS, "model": "x", "encoding_format": fmt}, KEY)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    doc = r.json()
+    assert doc["object"] == "list" and doc["model"] == "tiny"
+    assert [d["index"] for d in doc["data"]] == list(range(len(TEXTS)))
+    np.testing.assert_allclose(openai_vectors(doc), tiny_encoder.encode(TEXTS), atol=1e-6)
+    tokens = int(tiny_encoder.count_tokens(TEXTS).sum())
+    assert doc["usage"] == {"prompt_tokens": tokens, "total_tokens": tokens}
+
+
+def test_official_openai_client_works_unchanged(server, tiny_encoder):
+    import openai
+
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0)
+    res = client.embeddings.create(model="tiny", input=TEXTS)  # the client asks for base64
+    got = np.array([d.embedding for d in res.data], dtype=np.float32)
+    np.testing.assert_allclose(got, tiny_encoder.encode(TEXTS), atol=1e-6)
+    assert res.usage.prompt_tokens == int(tiny_encoder.count_tokens(TEXTS).sum())
+    one = client.embeddings.create(model="tiny", input="dog", encoding_format="float")
+    np.testing.assert_allclose(one.data[0].embedding, tiny_encoder.encode("dog"), atol=1e-6)
+    assert [m.id for m in client.models.list()] == ["tiny"]
+    with pytest.raises(openai.UnprocessableEntityError) as e:
+        client.embeddings.create(model="tiny", input=[])
+    assert "must not be an empty list" in e.value.message
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=server.url + "/v1", api_key="wrong", max_retries=0).embeddings.create(
+            model="tiny", input="dog")
+
+
+def test_tei_embed_equals_encode(server, tiny_encoder):
+    r = post(server.url, "/embed", {"inputs": TEXTS}, KEY)
+    assert r.status_code == 200
+    np.testing.assert_allclose(np.array(r.json(), np.float32), tiny_encoder.encode(TEXTS), atol=1e-6)
+    one = post(server.url, "/embed", {"inputs": "dog", "truncate": True}, KEY).json()
+    assert len(one) == 1 and len(one[0]) == 16
+
+
+def test_over_long_text_is_truncated_unless_truncate_is_false(server, tiny_encoder):
+    r = post(server.url, "/embed", {"inputs": ["a", LONG]}, KEY)
+    assert r.status_code == 200
+    np.testing.assert_allclose(np.array(r.json(), np.float32), tiny_encoder.encode(["a", LONG]), atol=1e-6)
+    r = post(server.url, "/embed", {"inputs": ["a", LONG], "truncate": False}, KEY)
+    assert r.status_code == 413
+    assert r.json() == {"error": "'inputs[1]' has 82 tokens; this model reads at most 32: shorten it, "
+                        "or send \"truncate\": true to cut it", "error_type": "Validation"}
+    r = post(server.url, "/v1/embeddings", {"input": LONG, "truncate": False}, KEY)
+    assert r.status_code == 413 and "'input[0]' has 82 tokens" in r.json()["error"]["message"]
+    exactly = " ".join(["dog"] * 30)  # 32 tokens: at the limit, not over it
+    assert post(server.url, "/embed", {"inputs": exactly, "truncate": False}, KEY).status_code == 200
+
+
+@pytest.mark.parametrize("body, status, fragment", [
+    (b"{not json", 422, "not valid JSON"),
+    (b'["a"]', 422, "must be a JSON object"),
+    (b'{"model": "x"}', 422, "'input' is required"),
+    (b'{"input": 42}', 422, "got number"),
+    (b'{"input": ["a", null]}', 422, "'input[1]' is null"),
+    (b'{"input": "a", "encoding_format": "int8"}', 422, "'encoding_format'"),
+    (b'{"input": "a", "dimensions": 3}', 422, "'dimensions' must be 16"),
+    (json.dumps({"input": ["a"] * 9}).encode(), 413, "9 items; at most 8"),
+    (json.dumps({"input": "x" * 3000}).encode(), 413, "at most 2000 are accepted"),
+])
+def test_openai_errors(server, body, status, fragment):
+    r = post(server.url, "/v1/embeddings", body, KEY)
+    assert r.status_code == status
+    err = r.json()["error"]
+    assert fragment in err["message"] and err["type"] == "invalid_request_error"
+
+
+def test_tei_errors_take_tei_shape(server):
+    r = post(server.url, "/embed", {"inputs": [1]}, KEY)
+    assert r.status_code == 422 and r.json()["error_type"] == "Validation"
+    r = post(server.url, "/embed", {"inputs": "a", "normalize": False}, KEY)
+    assert r.status_code == 422 and "L2-normalizes" in r.json()["error"]
+    r = post(server.url, "/embed", {"inputs": "a"}, None)
+    assert r.status_code == 401 and r.json()["error_type"] == "Unauthorized"
+
+
+@pytest.mark.parametrize("method, path", [("POST", "/v1/embeddings"), ("POST", "/embed"),
+                                          ("GET", "/info"), ("GET", "/metrics"), ("GET", "/v1/models")])
+def test_every_route_but_health_needs_the_key(server, method, path):
+    for headers in ({}, auth("wrong"), {"Authorization": KEY}):
+        r = httpx.request(method, server.url + path, headers=headers, content=b'{"input": "a"}')
+        assert r.status_code == 401, headers
+        assert r.headers["www-authenticate"] == "Bearer"
+    assert httpx.get(server.url + "/health").json() == {"status": "ok"}
+
+
+def test_info_and_unknown_routes(server):
+    info = httpx.get(server.url + "/info", headers=auth()).json()
+    assert info["model_id"] == "tiny" and info["dim"] == 16 and info["max_input_length"] == 32
+    assert info["device"] == "cpu" and info["max_client_batch_size"] == 8
+    r = httpx.get(server.url + "/nope", headers=auth())
+    assert r.status_code == 404 and r.json()["error"]["message"] == "Not Found"
+    r = httpx.get(server.url + "/v1/embeddings", headers=auth())
+    assert r.status_code == 405 and "error" in r.json()
+
+
+def test_metrics_count_requests_batches_and_padding(server):
+    post(server.url, "/v1/embeddings", {"input": TEXTS}, KEY)
+    m = server.metrics(auth())
+    assert m[("embedrt_requests_total", (("route", "/v1/embeddings"), ("status", "200")))] >= 1
+    assert m[("embedrt_requests_total", (("route", "/v1/embeddings"), ("status", "401")))] >= 1
+    assert m[("embedrt_batch_size_count", ())] >= 1 and m[("embedrt_batch_tokens_sum", ())] > 0
+    assert m[("embedrt_queue_depth", ())] == 0
+    assert m[("embedrt_dropped_requests_total", ())] == 0  # 413s and 422s are not client drops
+    assert 0 < m[("embedrt_padding_efficiency", ())] <= 1
+    assert m[("embedrt_inference_seconds_count", ())] == m[("embedrt_batch_size_count", ())]
+    assert m[("embedrt_queue_seconds_count", ())] >= 1
+
+
+def test_cli_errors_exit_2(tmp_path, tiny_artifact):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "embedrt.cli", "serve", *args],
+                              capture_output=True, text=True, timeout=60)
+
+    res = run("-m", str(tmp_path / "missing"))
+    assert res.returncode == 2 and "does not exist" in res.stderr
+    res = run("-m", str(tiny_artifact), "--api-key-file", str(tmp_path / "nokey"))
+    assert res.returncode == 2 and "--api-key-file" in res.stderr
+    res = run("-m", str(tiny_artifact), "--max-queue", "0")
+    assert res.returncode == 2 and "max_queue must be a positive integer" in res.stderr
+
+
+def test_serve_modules_import_no_heavy_stack_and_name_the_missing_extra():
+    script = (
+        "import sys, embedrt.server\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'transformers', 'onnx', 'sentence_transformers', 'fastapi')]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
+    script = "import sys; sys.modules['starlette'] = None\nimport embedrt.server\n"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert "pip install 'embedrt[serve]'" in out.stderr
+
+
+def test_in_process_lifespan_starts_and_stops_the_worker(tiny_encoder):
+    """The ASGI app without a server: 503 before startup, answers inside its lifespan, 503 after."""
+    import asyncio
+
+    from starlette.testclient import TestClient
+
+    from embedrt.server import EmbeddingService, ServerConfig
+
+    service = EmbeddingService(tiny_encoder, ServerConfig())
+
+    async def before():
+        transport = httpx.ASGITransport(app=service.app)  # runs no lifespan: worker not started
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            return await c.get("/health"), await c.post("/embed", json={"inputs": "a"})
+
+    health, embed = asyncio.run(before())
+    assert health.status_code == 503 and embed.status_code == 503
+    assert embed.json()["error_type"] == "Unhealthy"
+    with TestClient(service.app) as client:
+        r = client.post("/embed", json={"inputs": ["dog", "the cat"]})
+        np.testing.assert_allclose(np.array(r.json(), np.float32), tiny_encoder.encode(["dog", "the cat"]), atol=1e-6)
+    assert not service.scheduler.alive
