@@ -7,8 +7,8 @@ parity check passed, so a failed export never leaves a half-written or unverifie
 from __future__ import annotations
 
 import importlib.metadata
-import shutil
 import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,14 +21,18 @@ from .graph import INPUTS, OUTPUT, export_onnx
 from .parity import PARITY_SENTENCES, check_fp32, reference_embeddings
 from .source import SourceModel, read_source
 from .tokenizer_file import write_tokenizer
+from .variants import VARIANTS, build_variants
 
 _TOOLS = ("embedrt", "torch", "transformers", "sentence-transformers", "onnx", "onnxruntime", "tokenizers")
 
 
-def export_model(src: str | Path, out: str | Path, *, opset: int = 17, check_parity: bool = True) -> Manifest:
+def export_model(src: str | Path, out: str | Path, *, opset: int = 17, check_parity: bool = True,
+                 variants: tuple[str, ...] = VARIANTS) -> Manifest:
     """Export `src` (a folder, or a known model name) to the artifact directory `out`.
 
-    Raises ParityError (nothing written) when the fp32 graph disagrees with sentence-transformers.
+    Writes the portable fp32 model.onnx and the requested optimized variants (opt, int8, fp16),
+    each measured and gated (variants.py). Raises ParityError (nothing written) when the fp32
+    graph disagrees with sentence-transformers.
     """
     source = read_source(src)
     out = Path(out)
@@ -44,6 +48,7 @@ def export_model(src: str | Path, out: str | Path, *, opset: int = 17, check_par
         pad_id = write_tokenizer(source, tmp / "tokenizer.json")
         manifest = _manifest(source, tmp, opset, pad_id)
         write_manifest(tmp, manifest)
+        reference = None
         if check_parity:
             reference = reference_embeddings(source.path, PARITY_SENTENCES)
             parity = check_fp32(tmp, reference, PARITY_SENTENCES)
@@ -52,6 +57,8 @@ def export_model(src: str | Path, out: str | Path, *, opset: int = 17, check_par
                        "verified_on": ["CPUExecutionProvider"]}
             manifest = replace(manifest, variants=(replace(fp32, quality=quality),))
             write_manifest(tmp, manifest)
+        if variants:
+            manifest = build_variants(source, tmp, manifest, PARITY_SENTENCES, reference, variants)
         _move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -68,6 +68,7 @@ class Encoder:
         spinning: bool = True,
         batch_tokens: int = BatchPlan.max_tokens,
         cache_dir: str | Path | None = None,
+        variant: str | None = None,
     ) -> "Encoder":
         """Load an artifact directory, verifying every file it reads against the manifest.
 
@@ -75,11 +76,12 @@ class Encoder:
         threads: ONNX Runtime intra-op threads (default: the CPUs this process may use).
         batch_tokens: padded tokens per batch (rows x longest row), bounding memory.
         cache_dir: TensorRT engine/timing caches (default: <artifact>/.trt_cache).
+        variant: load this variant by name (e.g. "opt"), overriding precision.
         """
         path = Path(path)
         manifest = load_manifest(path)
         device = resolve_device(device, available_providers())
-        variant = choose_variant(manifest, device, precision)
+        variant = manifest_variant(manifest, variant) if variant else choose_variant(manifest, device, precision)
         tok_path = verified_path(path, manifest.tokenizer)
         model_path = verified_path(path, variant)
         tokenizer = TextTokenizer.load(tok_path, manifest.max_seq_length, manifest.do_lower_case)
@@ -184,6 +186,14 @@ def as_text_list(texts: Any) -> list[str]:
         if not isinstance(t, str):
             raise InputError(f"texts[{i}] is {type(t).__name__}, expected str")
     return items
+
+
+def manifest_variant(manifest: Manifest, name: str) -> Variant:
+    try:
+        return manifest.variant(name)
+    except KeyError:
+        have = ", ".join(v.name for v in manifest.variants)
+        raise ConfigError(f"this artifact has no variant {name!r}; it has: {have}") from None
 
 
 def choose_variant(manifest: Manifest, device: str, precision: str) -> Variant:

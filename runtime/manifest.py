@@ -66,6 +66,7 @@ class Manifest:
     opset: int = 17
     pad_token_id: int = 0
     tools: dict[str, str] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)  # variant name -> why export refused it
     format: int = FORMAT_VERSION
 
     def variant(self, name: str) -> Variant:
@@ -160,6 +161,7 @@ def _parse(raw: dict[str, Any], directory: Path) -> Manifest:
         opset=int(raw.get("opset", 17)),
         pad_token_id=int(raw.get("pad_token_id", 0)),
         tools=dict(raw.get("tools", {})),
+        refused=dict(raw.get("refused", {})),
         format=fmt,
     )
 

@@ -28,7 +28,7 @@ def test_export_matches_sentence_transformers(tmp_path, pooling, normalize, layo
     assert (source.layout, source.pooling, source.normalize, source.max_seq_length) == (
         layout, pooling, normalize, 24)
 
-    manifest = export_model(src, tmp_path / "out")
+    manifest = export_model(src, tmp_path / "out", variants=())
     parity = manifest.variants[0].quality["parity_vs_sentence_transformers"]
     assert parity["max_abs_diff"] <= 1e-4 and parity["min_cosine"] >= 0.99999
 
@@ -43,7 +43,7 @@ def test_export_matches_sentence_transformers(tmp_path, pooling, normalize, layo
 
 
 def test_artifact_structure(tmp_path, st_mean):
-    export_model(st_mean, tmp_path / "out")
+    export_model(st_mean, tmp_path / "out", variants=())
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == ["embedrt.json", "model.onnx", "tokenizer.json"]
     model = onnx.load(str(out / "model.onnx"))
@@ -61,8 +61,8 @@ def test_artifact_structure(tmp_path, st_mean):
 
 
 def test_reexport_replaces_artifact(tmp_path, st_mean):
-    export_model(st_mean, tmp_path / "out", check_parity=False)
-    export_model(st_mean, tmp_path / "out")
+    export_model(st_mean, tmp_path / "out", check_parity=False, variants=())
+    export_model(st_mean, tmp_path / "out", variants=())
     assert load_manifest(tmp_path / "out").variants[0].quality
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
@@ -131,7 +131,7 @@ def test_parity_failure_refuses_and_writes_nothing(tmp_path, st_mean, monkeypatc
 def test_parity_check_detects_a_different_model(tmp_path, st_mean):
     """check_fp32 against another model's embeddings: real numbers, real failure."""
     other = build_st_model(tmp_path / "other", "mean", True, seed=7)
-    export_model(st_mean, tmp_path / "out")
+    export_model(st_mean, tmp_path / "out", variants=())
     ref = SentenceTransformer(str(other), device="cpu").encode(list(PARITY_SENTENCES))
     with pytest.raises(ParityError) as e:
         check_fp32(tmp_path / "out", ref, PARITY_SENTENCES)

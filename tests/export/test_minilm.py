@@ -43,19 +43,28 @@ def test_manifest_records_parity(minilm):
     assert parity["sentences"] >= 20
 
 
-def test_parity_on_stsb_dev(minilm, st_model):
+@pytest.fixture(scope="module")
+def stsb_dev_texts():
     dev = load_stsb("dev")
-    texts = list(dict.fromkeys(dev.first + dev.second))
-    assert len(texts) > 2500
-    ref = st_model.encode(texts, batch_size=64, convert_to_numpy=True)
-    ours = Encoder.load(minilm, device="cpu").encode(texts, batch_size=64)
-    parity = compare(ref, ours)
+    return list(dict.fromkeys(dev.first + dev.second))
+
+
+@pytest.fixture(scope="module")
+def stsb_dev_reference(st_model, stsb_dev_texts):
+    return st_model.encode(stsb_dev_texts, batch_size=64, convert_to_numpy=True)
+
+
+@pytest.mark.parametrize("variant", ["fp32", "opt"])
+def test_parity_on_stsb_dev(minilm, stsb_dev_texts, stsb_dev_reference, variant):
+    assert len(stsb_dev_texts) > 2500
+    ours = Encoder.load(minilm, device="cpu", variant=variant).encode(stsb_dev_texts, batch_size=64)
+    parity = compare(stsb_dev_reference, ours)
     assert parity.min_cosine >= 0.99999, parity
     assert parity.max_abs_diff <= 1e-4, parity
 
 
 def test_long_texts_truncate_at_256_not_128(minilm, st_model):
-    enc = Encoder.load(minilm, device="cpu")
+    enc = Encoder.load(minilm, device="cpu", variant="fp32")
     words = " ".join(f"word{i} is here" for i in range(200))
     assert enc.count_tokens(words)[0] == 256
     head = " ".join(f"word{i} is here" for i in range(40))  # ~150 tokens: past 128, under 256
@@ -67,7 +76,7 @@ def test_long_texts_truncate_at_256_not_128(minilm, st_model):
 
 
 def test_megabyte_text_is_truncated_quickly(minilm, st_model):
-    enc = Encoder.load(minilm, device="cpu")
+    enc = Encoder.load(minilm, device="cpu", variant="fp32")
     huge = "The committee approved the budget after a long debate. " * 20_000  # 1.1 MB
     assert len(huge) > 1_000_000
     vec = enc.encode(huge)
@@ -79,9 +88,31 @@ def test_new_layout_of_the_same_model_exports_the_same(minilm, st_model, tmp_pat
     st_model.save(str(tmp_path / "saved"))
     source = read_source(tmp_path / "saved")
     assert (source.layout, source.max_seq_length, source.pooling) == ("5.7+", 256, "mean")
-    export_model(tmp_path / "saved", tmp_path / "out")
+    export_model(tmp_path / "saved", tmp_path / "out", variants=())
     texts = ["A man is playing a guitar.", "Someone plays music.", ""]
-    a = Encoder.load(minilm, device="cpu").encode(texts)
+    a = Encoder.load(minilm, device="cpu", variant="fp32").encode(texts)
     b = Encoder.load(tmp_path / "out", device="cpu").encode(texts)
     np.testing.assert_allclose(a, b, atol=1e-5)
     shutil.rmtree(tmp_path / "saved")
+
+
+def test_variants_pass_their_gates(minilm):
+    m = load_manifest(minilm)
+    assert [v.name for v in m.variants] == ["opt", "fp32", "int8", "fp16"], m.refused
+    opt = m.variant("opt")
+    assert (opt.fused_ops["Attention"], opt.fused_ops["SkipLayerNormalization"]) == (6, 12)
+    int8 = m.variant("int8")
+    assert int8.quality["stsb_dev_spearman_minus_fp32"] >= -0.01
+    assert int8.quality["parity_vs_fp32"]["min_cosine"] >= 0.99
+    assert Encoder.load(minilm, device="cpu").info.variant == "int8"  # auto on CPU
+
+
+@pytest.mark.parametrize("variant", ["fp32", "opt", "int8", "fp16"])
+def test_real_text_vector_independent_of_batch(minilm, variant):
+    dev = load_stsb("dev")
+    texts = list(dev.first[:40]) + [" ".join(dev.second[:30])]  # short rows and one long row
+    enc = Encoder.load(minilm, device="cpu", variant=variant)
+    alone = np.stack([enc.encode(t) for t in texts[:12]])
+    for batch_size in (4, 64):
+        together = enc.encode(texts, batch_size=batch_size)[:12]
+        assert compare(alone, together).min_cosine >= 0.99999, (variant, batch_size)
