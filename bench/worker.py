@@ -1,0 +1,123 @@
+"""One benchmark candidate in its own fresh process: cold start, throughput, latency, peak RSS.
+
+    EMBEDRT_BENCH_T0=<time.time() before spawn> python bench/worker.py CANDIDATE \
+        --artifact DIR --st-model DIR --corpus FILE --batch-size 32 --threads 2
+
+Prints one JSON line. Candidates are functions returning encode(texts, batch_size) -> ndarray;
+the peers that need their own venv (sentence-transformers ONNX backend, fastembed) live in
+bench/peers.py and run under that venv's python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from corpus import read_corpus  # noqa: E402
+
+EncodeFn = Callable[[list[str], int], np.ndarray]
+
+
+def embedrt_candidate(variant: str) -> Callable[[argparse.Namespace], EncodeFn]:
+    def load(args: argparse.Namespace) -> EncodeFn:
+        from embedrt import Encoder
+
+        enc = Encoder.load(args.artifact, device=args.device, variant=variant, threads=args.threads,
+                           spinning=args.spinning == "on")
+        return lambda texts, bs: enc.encode(texts, batch_size=bs)
+
+    return load
+
+
+def st_torch(args: argparse.Namespace) -> EncodeFn:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(args.threads)
+    model = SentenceTransformer(args.st_model, device="cpu" if args.device == "cpu" else "cuda")
+    return lambda texts, bs: model.encode(texts, batch_size=bs, convert_to_numpy=True)
+
+
+CANDIDATES: dict[str, Callable[[argparse.Namespace], EncodeFn]] = {
+    "embedrt-fp32": embedrt_candidate("fp32"),
+    "embedrt-opt": embedrt_candidate("opt"),
+    "embedrt-int8": embedrt_candidate("int8"),
+    "embedrt-fp16": embedrt_candidate("fp16"),
+    "st-torch": st_torch,
+}
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ms = np.array(samples) * 1000
+    return {f"p{p}": round(float(np.percentile(ms, p)), 2) for p in (50, 95, 99)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("candidate")
+    ap.add_argument("--artifact", required=True)
+    ap.add_argument("--st-model", required=True)
+    ap.add_argument("--corpus", required=True)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--spinning", choices=("on", "off"), default="on")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--latency-n", type=int, default=200)
+    args = ap.parse_args()
+    t0 = float(os.environ.get("EMBEDRT_BENCH_T0", time.time()))
+
+    if args.candidate in CANDIDATES:
+        load = CANDIDATES[args.candidate]
+    else:
+        from peers import PEERS  # only importable in the peers' venv
+
+        load = PEERS[args.candidate]
+    encode = load(args)
+    encode(["hello world"], 1)
+    cold_start = time.time() - t0
+
+    texts = read_corpus(Path(args.corpus))
+    encode(texts[:64], args.batch_size)  # warm-up: allocators, thread pools, kernels
+    runs = []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        encode(texts, args.batch_size)
+        runs.append(time.perf_counter() - t)
+    seconds = float(np.median(runs))
+
+    rng = np.random.default_rng(0)
+    sample = [texts[i] for i in rng.permutation(len(texts))[: args.latency_n]]
+    single, small = [], []
+    for t in sample:
+        s = time.perf_counter()
+        encode([t], 1)
+        single.append(time.perf_counter() - s)
+    for i in range(0, len(sample), 8):
+        s = time.perf_counter()
+        encode(sample[i : i + 8], 8)
+        small.append(time.perf_counter() - s)
+
+    print(json.dumps({
+        "candidate": args.candidate,
+        "texts": len(texts),
+        "seconds": round(seconds, 3),
+        "texts_per_s": round(len(texts) / seconds, 1),
+        "cold_start_s": round(cold_start, 3),
+        "latency_single_ms": percentiles(single),
+        "latency_batch8_ms": percentiles(small),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }))
+
+
+if __name__ == "__main__":
+    main()
