@@ -9,7 +9,7 @@ sentence-transformers folder into an artifact directory.
 """
 
 from .batching import BatchPlan
-from .encoder import Encoder, EncoderInfo
+from .encoder import EncodeStats, Encoder, EncoderInfo
 from .errors import (
     ConfigError,
     EmbedrtError,
@@ -27,6 +27,7 @@ __all__ = [
     "BatchPlan",
     "ConfigError",
     "EmbedrtError",
+    "EncodeStats",
     "Encoder",
     "EncoderInfo",
     "InputError",

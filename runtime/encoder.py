@@ -26,6 +26,24 @@ from .tokenizer import TextTokenizer, pad_rows
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
 
 
+@dataclass
+class EncodeStats:
+    """Counters one or more encode calls add to (pass the same object to accumulate).
+
+    tokens are real tokens, padded_tokens what the batches ran (rows x padded width).
+    """
+
+    rows: int = 0
+    batches: int = 0
+    tokens: int = 0
+    padded_tokens: int = 0
+
+    @property
+    def padding_efficiency(self) -> float:
+        """Real tokens / padded tokens: 1.0 means no compute spent on padding."""
+        return self.tokens / self.padded_tokens if self.padded_tokens else 1.0
+
+
 @dataclass(frozen=True)
 class EncoderInfo:
     """What was loaded and where it runs."""
@@ -120,20 +138,23 @@ class Encoder:
     def dim(self) -> int:
         return self.manifest.dim
 
-    def encode(self, texts: str | Iterable[str], batch_size: int = 32) -> np.ndarray:
+    def encode(self, texts: str | Iterable[str], batch_size: int = 32,
+               stats: EncodeStats | None = None) -> np.ndarray:
         """Embeddings of texts: float32 [len(texts), dim], or [dim] for a single string.
 
         Texts longer than max_seq_length tokens are truncated, as sentence-transformers does.
         batch_size caps rows per batch; the token budget given at load caps padded tokens.
+        stats, if given, is incremented with rows, batches, real and padded tokens.
         """
-        out = self.encode_tokens(self.tokenize(texts), batch_size)
+        out = self.encode_tokens(self.tokenize(texts), batch_size, stats)
         return out[0] if isinstance(texts, str) else out
 
     def tokenize(self, texts: str | Iterable[str]) -> list[list[int]]:
         """Token ids per text (truncated, special tokens included), for encode_tokens()."""
         return self._tokenizer.tokenize(as_text_list(texts))
 
-    def encode_tokens(self, rows: list[list[int]], batch_size: int = 32) -> np.ndarray:
+    def encode_tokens(self, rows: list[list[int]], batch_size: int = 32,
+                      stats: EncodeStats | None = None) -> np.ndarray:
         """Embeddings of already tokenized rows (see tokenize), float32 [len(rows), dim].
 
         Rows are sorted by length, batched by the token budget and batch_size, each batch
@@ -143,11 +164,22 @@ class Encoder:
         out = np.empty((len(rows), self.dim), dtype=np.float32)
         lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
         pad_id = self.manifest.pad_token_id
-        for idx in plan_batches(lengths, plan):
+        batches = plan_batches(lengths, plan)
+        for idx in batches:
             width = plan.padded(int(lengths[idx[0]]))
             ids, mask = pad_rows([rows[i] for i in idx], width, pad_id)
             out[idx] = self._session.run(ids, mask)
+        if stats is not None:
+            stats.rows += len(rows)
+            stats.batches += len(batches)
+            stats.tokens += int(lengths.sum())
+            stats.padded_tokens += sum(len(b) * plan.padded(int(lengths[b[0]])) for b in batches)
         return out
+
+    @property
+    def batch_plan(self) -> BatchPlan:
+        """The batching limits this encoder uses (token budget, pad multiple for the device)."""
+        return self._plan
 
     def count_tokens(self, texts: str | Iterable[str]) -> np.ndarray:
         """Tokens per text after truncation, special tokens included (int64 [len(texts)])."""

@@ -169,3 +169,18 @@ def test_tokenize_then_encode_tokens_equals_encode(tiny_encoder):
     np.testing.assert_array_equal(tiny_encoder.encode_tokens(rows), tiny_encoder.encode(TEXTS))
     with pytest.raises(InputError, match=r"texts\[0\] is int"):
         tiny_encoder.tokenize([1])
+
+
+def test_stats_report_padding_efficiency(tiny_encoder):
+    from embedrt import EncodeStats
+
+    stats = EncodeStats()
+    texts = ["a dog"] * 4 + [" ".join(["the man plays guitar"] * 6)]
+    tiny_encoder.encode(texts, batch_size=64, stats=stats)  # one batch: short rows padded to long
+    lengths = tiny_encoder.count_tokens(texts)
+    assert (stats.rows, stats.batches, stats.tokens) == (5, 1, int(lengths.sum()))
+    assert stats.padded_tokens == 5 * int(lengths.max())
+    assert stats.padding_efficiency == pytest.approx(lengths.sum() / (5 * lengths.max()))
+    tiny_encoder.encode(texts, batch_size=1, stats=stats)  # accumulates; no padding at batch 1
+    assert stats.rows == 10 and stats.batches == 6
+    assert stats.padded_tokens == 5 * int(lengths.max()) + int(lengths.sum())
