@@ -104,7 +104,7 @@ class Encoder:
         model_path = verified_path(path, variant)
         tokenizer = TextTokenizer.load(tok_path, manifest.max_seq_length, manifest.do_lower_case)
         gpu = device != "cpu"
-        plan = BatchPlan(max_tokens=batch_tokens, pad_multiple=8 if gpu else 1)
+        plan = BatchPlan(max_tokens=batch_tokens, pad_multiple=8 if gpu else 1, run_cost=512 if gpu else 32)
         fp16 = variant.precision == "fp16" or (device == "tensorrt" and precision in ("auto", "fp16"))
         providers = provider_list(
             device,

@@ -22,7 +22,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -271,10 +271,9 @@ class _Stats:
 
 
 def _infer(encoder: Encoder, config: JobConfig, progress: Progress, stats: _Stats):
-    # The same limits the Encoder uses (GPUs pad to a multiple of 8), so each planned batch
+    # The Encoder's own limits (pad multiple and run cost of its device), so each planned batch
     # reaches the session whole and progress moves per batch, not per shard.
-    plan = BatchPlan(max_tokens=config.batch_tokens, max_rows=config.batch_size,
-                     pad_multiple=1 if encoder.info.device == "cpu" else 8)
+    plan = replace(encoder.batch_plan, max_tokens=config.batch_tokens, max_rows=config.batch_size)
 
     def stage(chunk: _Chunk) -> _Chunk:
         rows = chunk.rows

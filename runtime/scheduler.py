@@ -23,14 +23,13 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from .batching import BatchPlan
+from .batching import plan_batches
 from .errors import ConfigError, EmbedrtError, OverloadedError
-from .packing import plan_runs
 
 log = logging.getLogger("embedrt.scheduler")
 
@@ -53,7 +52,7 @@ class BatchingConfig:
         answered OverloadedError (HTTP 429). Bounds memory and the latency a caller can be made
         to wait behind others.
     batch_size: most rows per inference run within a round. The round's rows are sorted by
-        length and cut into runs by plan_runs(), trading padding against the cost of a run.
+        length and cut into runs by plan_batches(), trading padding against the cost of a run.
     run_cost: the fixed cost of one inference run, in tokens of work; None = 32 on the CPU
         (measured: MiniLM, 2 cores: ~7 tokens of overhead per run, rounded up because small runs
         also multiply less efficiently), 512 on a GPU (unmeasured yet: kernel launches dominate
@@ -116,11 +115,11 @@ class Scheduler:
         self.encoder = encoder
         self.config = config
         self._observer = observer or SchedulerObserver()
-        gpu = encoder.info.device != "cpu"
-        self._plan = BatchPlan(
-            max_tokens=config.max_batch_tokens, max_rows=config.batch_size, pad_multiple=8 if gpu else 1
+        base = encoder.batch_plan  # the device's pad multiple and run cost
+        self._plan = replace(
+            base, max_tokens=config.max_batch_tokens, max_rows=config.batch_size,
+            run_cost=base.run_cost if config.run_cost is None else config.run_cost,
         )
-        self._run_cost = config.run_cost if config.run_cost is not None else (512 if gpu else 32)
         self._cond = threading.Condition()
         self._queue: deque[Job] = deque()
         self._queued_tokens = 0
@@ -271,14 +270,12 @@ class Scheduler:
                 self._observer.queue_wait(now - job.admitted)
         rows = [r for job, s, e in parts for r in job.rows[s:e]]
         lengths = np.concatenate([job.lengths[s:e] for job, s, e in parts])
-        order = np.argsort(-lengths, kind="stable")
         out = np.empty((len(rows), self.encoder.dim), dtype=np.float32)
         padded = 0
         try:
-            for s, e in plan_runs(lengths[order], self._plan, self._run_cost):
-                idx = order[s:e]
-                out[idx] = self.encoder.encode_tokens([rows[i] for i in idx], e - s)
-                padded += (e - s) * self._plan.padded(int(lengths[idx[0]]))
+            for idx in plan_batches(lengths, self._plan):
+                out[idx] = self.encoder.encode_tokens([rows[i] for i in idx], len(idx))
+                padded += len(idx) * self._plan.padded(int(lengths[idx[0]]))
         except Exception:
             if len(parts) == 1:
                 raise

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from embedrt.batching import BatchPlan, padding_efficiency, plan_batches
+from embedrt.batching import BatchPlan, cut_sorted, padding_efficiency, plan_batches
 from embedrt.errors import ConfigError
 
 
@@ -25,8 +25,51 @@ def test_token_budget_and_row_cap_respected():
     for b in plan_batches(lengths, plan):
         assert len(b) <= 16
         assert len(b) * lengths[b].max() <= 400
-    # the third batch is 2 long + 2 short rows at width 100; short rows then fill 16 a batch
-    assert [len(b) for b in plan_batches(lengths, plan)][:4] == [4, 4, 4, 16]
+    # long rows at most 4 a batch (budget), never padding short rows to 100; 16 short a batch
+    batches = plan_batches(lengths, plan)
+    assert all(len(set(lengths[b].tolist())) == 1 for b in batches)
+    assert len(batches) == 3 + 7
+
+
+def brute_force_cost(lengths, plan):
+    """The cheapest cut of sorted rows into batches, by trying every composition (small n only)."""
+    n = len(lengths)
+    best = float("inf")
+    for mask in range(1 << (n - 1)):
+        cuts = [0] + [i + 1 for i in range(n - 1) if mask >> i & 1] + [n]
+        runs = list(zip(cuts, cuts[1:]))
+        if any(e - s > plan.max_rows or (e - s > 1 and (e - s) * lengths[s] > plan.max_tokens)
+               for s, e in runs):
+            continue
+        best = min(best, sum(plan.run_cost + (e - s) * lengths[s] for s, e in runs))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cuts_cover_every_row_within_limits_at_least_cost(seed):
+    rng = np.random.default_rng(seed)
+    lengths = np.sort(rng.integers(2, 60, size=int(rng.integers(1, 11))))[::-1]
+    plan = BatchPlan(max_tokens=150, max_rows=4, run_cost=int(rng.choice([0, 8, 32, 1000])))
+    runs = cut_sorted(lengths, plan)
+    assert runs[0][0] == 0 and runs[-1][1] == len(lengths)
+    assert all(a[1] == b[0] for a, b in zip(runs, runs[1:]))
+    assert all(0 < e - s <= 4 and ((e - s) * lengths[s] <= 150 or e - s == 1) for s, e in runs)
+    cost = sum(plan.run_cost + (e - s) * lengths[s] for s, e in runs)
+    assert cost == brute_force_cost(lengths, plan)
+
+
+def test_cuts_trade_padding_against_run_cost():
+    lengths = np.array([40, 40, 10, 10, 10, 10])
+    assert cut_sorted(lengths, BatchPlan(max_tokens=10_000, run_cost=8)) == [(0, 2), (2, 6)]
+    assert cut_sorted(lengths, BatchPlan(max_tokens=10_000, run_cost=1000)) == [(0, 6)]
+
+
+def test_long_tail_is_not_padded_to_its_longest_row():
+    lengths = np.array([256] + [20] * 59)  # a small long-tail input
+    plan = BatchPlan()
+    batches = plan_batches(lengths, plan)
+    assert [b.tolist() for b in batches][0] == [0]
+    assert padding_efficiency(lengths, batches, plan) > 0.95
 
 
 def test_row_longer_than_budget_gets_its_own_batch():
@@ -35,14 +78,14 @@ def test_row_longer_than_budget_gets_its_own_batch():
 
 
 def test_pad_multiple_rounds_width_up():
-    plan = BatchPlan(max_tokens=64, max_rows=100, pad_multiple=8)
+    plan = BatchPlan(max_tokens=64, max_rows=100, pad_multiple=8, run_cost=1000)
     assert plan.padded(9) == 16 and plan.padded(16) == 16 and plan.padded(1) == 8
     batches = plan_batches(np.array([9] * 10), plan)
-    assert [len(b) for b in batches] == [4, 4, 2]  # 64 // 16
+    assert sorted(len(b) for b in batches) == [2, 4, 4]  # at most 64 // 16 rows
 
 
 def test_equal_lengths_keep_input_order():
-    batches = plan_batches(np.array([3, 3, 3, 3]), BatchPlan(max_tokens=100, max_rows=2))
+    batches = plan_batches(np.array([3, 3, 3, 3]), BatchPlan(max_tokens=100, max_rows=2, run_cost=1))
     assert [b.tolist() for b in batches] == [[0, 1], [2, 3]]
 
 
@@ -50,11 +93,14 @@ def test_empty_plan():
     assert plan_batches(np.array([], dtype=np.int64), BatchPlan()) == []
 
 
-@pytest.mark.parametrize("field", ["max_tokens", "max_rows", "pad_multiple"])
-@pytest.mark.parametrize("value", [0, -1, 2.5, True, "8"])
+@pytest.mark.parametrize("field", ["max_tokens", "max_rows", "pad_multiple", "run_cost"])
+@pytest.mark.parametrize("value", [-1, 2.5, True, "8"])
 def test_bad_plan_values_refused(field, value):
     with pytest.raises(ConfigError, match=field):
         BatchPlan(**{field: value})
+    if field != "run_cost":
+        with pytest.raises(ConfigError, match=field):
+            BatchPlan(**{field: 0})
 
 
 def test_padding_efficiency_sorted_beats_unsorted():

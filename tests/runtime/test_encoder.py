@@ -175,8 +175,8 @@ def test_stats_report_padding_efficiency(tiny_encoder):
     from embedrt import EncodeStats
 
     stats = EncodeStats()
-    texts = ["a dog"] * 4 + [" ".join(["the man plays guitar"] * 6)]
-    tiny_encoder.encode(texts, batch_size=64, stats=stats)  # one batch: short rows padded to long
+    texts = ["a dog"] * 4 + ["a dog dog"]  # padding 4 rows by one token is cheaper than a run
+    tiny_encoder.encode(texts, batch_size=64, stats=stats)
     lengths = tiny_encoder.count_tokens(texts)
     assert (stats.rows, stats.batches, stats.tokens) == (5, 1, int(lengths.sum()))
     assert stats.padded_tokens == 5 * int(lengths.max())
