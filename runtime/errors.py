@@ -3,8 +3,11 @@
     EmbedrtError                 base of everything below
     +-- ModelLoadError           artifact missing, corrupted (sha256 mismatch), or malformed
     +-- ProviderError            requested device / execution provider not available or not active
-    +-- InputError               texts of the wrong type or shape
+    +-- InputError               texts of the wrong type or shape (the HTTP service answers 422)
+    |   +-- TooLargeError        a request over a size limit (413)
     +-- OverloadedError          a bounded queue is full (the HTTP service answers 429)
+    +-- UnavailableError         the inference worker is not running (503)
+    +-- AuthError                no API key, or the wrong one (401)
     +-- ConfigError              an option out of range or an impossible combination
     ParityError (embedrt.export) the exported graph disagrees with sentence-transformers
 
@@ -30,8 +33,20 @@ class InputError(EmbedrtError, TypeError):
     """Texts passed to encode() are not a string or a sequence of strings."""
 
 
+class TooLargeError(InputError):
+    """A request over a size limit: body bytes, inputs per request, or tokens with truncate off."""
+
+
 class OverloadedError(EmbedrtError):
     """A bounded queue is full; retry later."""
+
+
+class UnavailableError(EmbedrtError):
+    """The scheduler is not running (not started, shutting down, or its worker died)."""
+
+
+class AuthError(EmbedrtError):
+    """No API key, or the wrong one, where the server was given a key."""
 
 
 class ConfigError(EmbedrtError, ValueError):

@@ -22,14 +22,14 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
 from .batching import BatchPlan, plan_batches
-from .encoder import Encoder
+from .encoder import EncodeStats, Encoder
 from .errors import ConfigError, InputError
 from .ledger import Ledger, sync_dir
 from .manifest import sha256_file
@@ -53,8 +53,9 @@ class JobConfig:
 
     text_field / id_field: input fields (id_field None: ids are line / parquet row numbers).
     format: npy | parquet, None = from the output's suffix.
-    batch_size: rows per inference batch (encode's batch_size). batch_tokens: padded tokens per
-        batch; keep equal to the Encoder's, so the encoder runs each planned batch unsplit.
+    batch_size: rows per inference batch (encode's batch_size). The other batching limits (padded
+        tokens per batch, pad multiple, run cost) are the Encoder's (Encoder.load's batch_tokens),
+        so the encoder runs each planned batch unsplit; the job identity records them all.
     shard_rows: rows per shard, the unit of atomic writes and of resume. Rows sort only within
         a shard; MiniLM on STS-B pads with efficiency 0.990 at 8192 rows (0.986 at 4096, 0.960 at
         1024, 0.996 sorting the whole input). 8192 rows are 12 MiB of 384-d embeddings: a few
@@ -71,7 +72,6 @@ class JobConfig:
     id_field: str | None = None
     format: str | None = None
     batch_size: int = 32
-    batch_tokens: int = BatchPlan.max_tokens
     shard_rows: int = 8192
     on_error: str = "fail"
     skipped_path: Path | None = None
@@ -82,7 +82,7 @@ class JobConfig:
     queue_depth: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "batch_tokens", "shard_rows", "queue_depth"):
+        for name in ("batch_size", "shard_rows", "queue_depth"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
@@ -166,7 +166,7 @@ def run_job(input_path: str | Path, output: str | Path, encoder: Encoder,
         resumed = ledger.done_rows
         progress = Progress(total, resumed, stream=stream, mode=config.progress,
                             interval_s=config.log_interval_s)
-        stats = _Stats()
+        stats = EncodeStats()
         try:
             run_stages(_chunks(spec, config.shard_rows, len(ledger.shards)),
                        [_tokenize(encoder), _infer(encoder, config, progress, stats),
@@ -191,13 +191,16 @@ def run_job(input_path: str | Path, output: str | Path, encoder: Encoder,
     return JobSummary(
         output=output, rows=total, embedded=stats.rows, resumed=resumed, skipped=skipped,
         tokens=stats.tokens, seconds=time.perf_counter() - start,
-        padding_efficiency=stats.tokens / stats.padded if stats.padded else 1.0,
+        padding_efficiency=stats.padding_efficiency,
         dim=encoder.dim, skipped_path=skipped_path,
     )
 
 
 def job_identity(spec: InputSpec, encoder: Encoder, config: JobConfig, fmt: str) -> dict[str, Any]:
-    """What must not change between a run and its resume (ledger.py compares it)."""
+    """What must not change between a run and its resume (ledger.py compares it).
+
+    The batching limits decide which rows share a batch, and so the last bits of each embedding.
+    """
     manifest, info = encoder.manifest, encoder.info
     return {
         "input": {"size": spec.path.stat().st_size, "sha256": sha256_file(spec.path)},
@@ -205,9 +208,15 @@ def job_identity(spec: InputSpec, encoder: Encoder, config: JobConfig, fmt: str)
                   "tokenizer_sha256": manifest.tokenizer.sha256, "device": info.device,
                   "precision": info.precision},
         "options": {"format": fmt, "text_field": config.text_field, "id_field": config.id_field,
-                    "shard_rows": config.shard_rows, "batch_size": config.batch_size,
-                    "batch_tokens": config.batch_tokens},
+                    "shard_rows": config.shard_rows},
+        "batching": asdict(job_plan(encoder, config)),
     }
+
+
+def job_plan(encoder: Encoder, config: JobConfig) -> BatchPlan:
+    """The job's batches: the Encoder's own limits (token budget, pad multiple and run cost of its
+    device), so each planned batch reaches the session whole, with the job's rows per batch."""
+    return replace(encoder.batch_plan, max_rows=config.batch_size)
 
 
 def _scan(spec: InputSpec, config: JobConfig, skipped_tmp: Path) -> tuple[int, int]:
@@ -263,29 +272,17 @@ def _tokenize(encoder: Encoder):
     return stage
 
 
-@dataclass
-class _Stats:
-    rows: int = 0
-    tokens: int = 0
-    padded: int = 0
-
-
-def _infer(encoder: Encoder, config: JobConfig, progress: Progress, stats: _Stats):
-    # The Encoder's own limits (pad multiple and run cost of its device), so each planned batch
-    # reaches the session whole and progress moves per batch, not per shard.
-    plan = replace(encoder.batch_plan, max_tokens=config.batch_tokens, max_rows=config.batch_size)
+def _infer(encoder: Encoder, config: JobConfig, progress: Progress, stats: EncodeStats):
+    # Planned here, batch by batch, so progress moves per batch rather than per shard.
+    plan = job_plan(encoder, config)
 
     def stage(chunk: _Chunk) -> _Chunk:
         rows = chunk.rows
         lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
         out = np.empty((len(rows), encoder.dim), dtype=np.float32)
         for idx in plan_batches(lengths, plan):
-            out[idx] = encoder.encode_tokens([rows[i] for i in idx], batch_size=len(idx))
-            real = int(lengths[idx].sum())
-            stats.tokens += real
-            stats.padded += len(idx) * plan.padded(int(lengths[idx].max()))
-            progress.update(len(idx), real)
-        stats.rows += len(rows)
+            out[idx] = encoder.encode_tokens([rows[i] for i in idx], batch_size=len(idx), stats=stats)
+            progress.update(len(idx), int(lengths[idx].sum()))
         chunk.rows, chunk.embeddings, chunk.lengths = None, out, lengths
         return chunk
     return stage

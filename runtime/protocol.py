@@ -23,13 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, InputError
+from .errors import ConfigError, InputError, TooLargeError
 
 ENCODING_FORMATS = ("float", "base64")
-
-
-class TooLargeError(InputError):
-    """A request over a size limit: body bytes, inputs per request, or tokens with truncate off."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +68,9 @@ def decode_json(body: bytes) -> Any:
     """The JSON value of a request body; InputError (422) if it is not UTF-8 JSON."""
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except RecursionError:  # a few thousand nested brackets exhaust the parser's stack
+        raise InputError("request body is nested too deeply to parse; send a flat JSON object") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, and an integer of > 4300 digits
         raise InputError(f"request body is not valid JSON: {e}") from None
 
 

@@ -16,6 +16,7 @@ import csv
 import gzip
 import io
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,12 @@ TEXT_FORMATS = ("txt", "jsonl", "csv", "tsv")
 SUFFIXES = {".txt": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv",
             ".parquet": "parquet"}
 PARQUET_BATCH_ROWS = 4096  # rows converted to Python at once: bounded memory, amortized calls
+
+# csv refuses fields over 128 KiB by default; a long document is a valid text (truncated later).
+# The limit is one process-wide setting of the csv module with no per-reader override, and it is
+# read while rows are parsed, so it cannot be restored around a lazy read: set once, at import,
+# rather than on every read. (2**31 - 1: the largest value a C long takes on every platform.)
+csv.field_size_limit(2**31 - 1)
 
 
 @dataclass(frozen=True)
@@ -91,7 +98,7 @@ def iter_records(spec: InputSpec) -> Iterator[Record]:
                 for rec in _delimited(spec, f):
                     line = rec.line
                     yield rec
-        except (OSError, EOFError, csv.Error) as e:  # corrupt or truncated gzip, broken quoting
+        except (OSError, EOFError, zlib.error, csv.Error) as e:  # corrupt gzip, broken quoting
             raise InputError(
                 f"{spec.path}: cannot read past {spec.unit} {line}: {type(e).__name__}: {e}"
             ) from None
@@ -112,6 +119,10 @@ def _line_record(spec: InputSpec, line: int, data: bytes) -> Record:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
         return Record(line, line, None, f"invalid JSON: {e.msg} at column {e.colno}")
+    except ValueError as e:  # an integer of more than 4300 digits (Python's int() limit)
+        return Record(line, line, None, f"invalid JSON: {str(e).split(';')[0]}")
+    except RecursionError:  # a few thousand nested brackets exhaust the parser's stack
+        return Record(line, line, None, "invalid JSON: nested too deeply to parse")
     if not isinstance(obj, dict):
         return Record(line, line, None, f"expected a JSON object, got {_json_type(obj)}")
     return _fields_record(spec, line, obj)
@@ -128,6 +139,9 @@ def _fields_record(spec: InputSpec, line: int, row: dict[str, Any]) -> Record:
             return Record(line, line, None,
                           f"id field {spec.id_field!r} is {_json_type(rid)}, expected a string or integer")
         rid = str(rid)
+        if not _encodes(rid):  # the writers store ids as UTF-8: a bad one must fail here, named
+            return Record(line, line, None,
+                          f"id field {spec.id_field!r} is invalid UTF-8 (a lone surrogate or undecodable bytes)")
     if spec.text_field not in row:
         fields = ", ".join(map(str, list(row)[:10])) or "none"
         return Record(line, rid, None, f"missing text field {spec.text_field!r} (fields: {fields})")
@@ -141,19 +155,24 @@ def _fields_record(spec: InputSpec, line: int, row: dict[str, Any]) -> Record:
 def _text_error(text: str) -> str | None:
     if not text.strip():
         return "empty text"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate: a \ud800 JSON escape, or undecodable CSV bytes
+    if not _encodes(text):
         return "invalid UTF-8 (a lone surrogate or undecodable bytes)"
     return None
 
 
+def _encodes(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: a \ud800 JSON escape, or undecodable CSV bytes
+        return False
+    return True
+
+
 def _delimited(spec: InputSpec, f: IO[bytes]) -> Iterator[Record]:
     # surrogateescape keeps undecodable bytes as lone surrogates, so one bad row is reported
-    # (and skippable) instead of the decoder failing the whole file.
-    text = io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape", newline="")
-    # csv refuses fields over 128 KiB by default; a long document is a valid text (truncated later).
-    csv.field_size_limit(2**31 - 1)
+    # (and skippable) instead of the decoder failing the whole file. utf-8-sig drops the byte
+    # order mark Excel writes, which would otherwise turn the header "id" into "\ufeffid".
+    text = io.TextIOWrapper(f, encoding="utf-8-sig", errors="surrogateescape", newline="")
     if spec.fmt == "tsv":  # IANA TSV: no quoting, so a stray quote never merges rows
         reader = csv.reader(text, delimiter="\t", quoting=csv.QUOTE_NONE)
     else:

@@ -29,13 +29,9 @@ from typing import Any
 import numpy as np
 
 from .batching import plan_batches
-from .errors import ConfigError, EmbedrtError, OverloadedError
+from .errors import ConfigError, OverloadedError, UnavailableError
 
 log = logging.getLogger("embedrt.scheduler")
-
-
-class UnavailableError(EmbedrtError):
-    """The scheduler is not running (not started, shutting down, or its worker died)."""
 
 
 @dataclass(frozen=True)
@@ -155,10 +151,19 @@ class Scheduler:
         return Job(future=loop.create_future(), loop=loop)
 
     def submit(self, job: Job, rows: list[list[int]]) -> asyncio.Future:
-        """Queue a job's token rows; the future resolves to float32 [len(rows), dim] in row order."""
+        """Queue a job's token rows; the future resolves to float32 [len(rows), dim] in row order.
+
+        A job admitted before close() (or before the worker died) and submitted after it fails
+        with UnavailableError: nobody would ever take it from the queue.
+        """
         lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
         with self._cond:
             if job.cancelled:
+                return job.future
+            if not self.alive:
+                self._pending -= 1
+                job.cancelled = True  # never queued: a later cancel() must not release it again
+                job.future.set_exception(UnavailableError("the embedding worker stopped (shutting down?)"))
                 return job.future
             job.rows, job.lengths, job.queued = rows, lengths, True
             job.out = np.empty((len(rows), self.encoder.dim), dtype=np.float32)
@@ -184,12 +189,14 @@ class Scheduler:
                     self._observer.dropped()
 
     def close(self, timeout: float | None = None) -> None:
-        """Stop admitting, let the worker finish every queued job, and join it."""
+        """Stop admitting, let the worker finish every queued job, and join it. Jobs still queued
+        when timeout (seconds) runs out fail with UnavailableError; a round in flight still ends."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        self._fail_queued("the server shut down before this request was embedded")
 
     # ---- worker side ----
 
@@ -199,9 +206,16 @@ class Scheduler:
         finally:  # normally empty; after a bug in the worker, nobody may wait forever
             with self._cond:
                 self._closing = True
-                left, self._queue = list(self._queue), deque()
-            for job in left:
-                _resolve(job.loop, [(job.future, None, UnavailableError("the embedding worker stopped"))])
+            self._fail_queued("the embedding worker stopped")
+
+    def _fail_queued(self, why: str) -> None:
+        """Empty the queue, answering each job UnavailableError (its part in flight is lost)."""
+        with self._cond:
+            left, self._queue = list(self._queue), deque()
+            self._queued_tokens = 0
+            self._pending -= len(left)
+        for job in left:
+            _resolve(job.loop, [(job.future, None, UnavailableError(why))])
 
     def _loop(self) -> None:
         wait = self.config.max_wait_ms / 1000
@@ -294,17 +308,18 @@ class Scheduler:
                 _resolve(job.loop, [(job.future, None, err)])
 
     def _scatter(self, parts: list[tuple[Job, int, int]], out: np.ndarray) -> None:
-        """Copy each job's rows into its output; resolve the jobs that are complete."""
-        finished = []
+        """Copy each job's rows into its output; resolve the jobs that are complete, each on its
+        own event loop (one wake-up per loop)."""
+        finished: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any, None]]] = {}
         offset = 0
         for job, s, e in parts:
             job.out[s:e] = out[offset : offset + e - s]
             offset += e - s
             job.done += e - s
             if job.done == len(job.rows):
-                finished.append((job.future, job.out, None))
-        if finished:
-            _resolve(parts[0][0].loop, finished)
+                finished.setdefault(job.loop, []).append((job.future, job.out, None))
+        for loop, items in finished.items():
+            _resolve(loop, items)
 
 
 def _resolve(loop: asyncio.AbstractEventLoop, items: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:

@@ -33,10 +33,11 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .errors import EmbedrtError, InputError, OverloadedError, missing_extra
-from .protocol import (EmbedRequest, Limits, TooLargeError, decode_json, openai_body, openai_error,
-                       parse_openai, parse_tei, tei_body, tei_error)
-from .scheduler import BatchingConfig, Scheduler, UnavailableError
+from .errors import (AuthError, InputError, OverloadedError, TooLargeError, UnavailableError,
+                     missing_extra)
+from .protocol import (EmbedRequest, Limits, decode_json, openai_body, openai_error, parse_openai,
+                       parse_tei, tei_body, tei_error)
+from .scheduler import BatchingConfig, Scheduler
 
 try:
     from starlette.applications import Starlette
@@ -54,10 +55,11 @@ JSON = "application/json"
 CLIENT_GONE = 499  # nginx's "client closed request": what the metrics count a dropped request as
 INLINE_FLOATS = 1 << 15  # responses up to this many floats are rendered on the loop (~1 ms)
 INLINE_BYTES = 1 << 16  # bodies up to this size are JSON-decoded on the loop
-
-
-class AuthError(EmbedrtError):
-    """No API key, or the wrong one, where the server was given a key."""
+# Seconds the shutdown waits for the inference worker once uvicorn's grace period is over: by then
+# only the round in flight is left (requests cut off were cancelled and are skipped), and a full
+# round of 16384 tokens takes ~8 s on two busy CPU cores (~2,150 tokens/s in
+# bench/results/serve_load.md). Whatever is still queued after it is answered 503.
+CLOSE_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,8 @@ class ServerConfig:
     tokenize_threads: threads tokenizing and rendering large responses next to the event loop;
         2 keeps tokenization of one large request from delaying every small one behind it.
     graceful_timeout_s: seconds a SIGTERM waits for accepted requests before cutting them off;
-        30 covers a full queue of long texts on two CPU cores.
+        30 covers a full queue of long texts on two CPU cores. The inference worker then gets at
+        most CLOSE_TIMEOUT_S more to finish its round.
     access_log: uvicorn's line per request; off by default, /metrics counts every request.
     """
 
@@ -312,8 +315,10 @@ class EmbeddingService:
         try:
             yield
         finally:
-            # uvicorn has already answered every accepted request; the queue is empty.
-            self.scheduler.close(timeout=self.config.graceful_timeout_s)
+            # uvicorn has answered every accepted request, or after its grace period cancelled
+            # the rest: off the loop, so their tasks can still run `finally: scheduler.cancel()`.
+            timeout = min(self.config.graceful_timeout_s, CLOSE_TIMEOUT_S)
+            await asyncio.to_thread(self.scheduler.close, timeout)
             self._pool.shutdown(wait=True)
 
 

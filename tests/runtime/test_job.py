@@ -12,8 +12,10 @@ import time
 import numpy as np
 import pytest
 
+from embedrt import Encoder
 from embedrt.errors import ConfigError, InputError
 from embedrt.job import JobConfig, job_identity, run_job
+from embedrt.ledger import Ledger
 from embedrt.readers import InputSpec
 
 from test_readers import write
@@ -105,6 +107,21 @@ def test_bad_rows_skipped_and_listed(tmp_path, tiny_encoder):
     assert [s["reason"].split(" ")[0] for s in side] == ["missing", "text", "invalid", "empty"]
 
 
+@pytest.mark.parametrize("dst", ["out.npy", "out.parquet"])
+def test_an_id_that_is_not_utf8_is_a_bad_row(tmp_path, tiny_encoder, dst):
+    # Before the reader checked ids, the parquet writer died on it with a bare UnicodeEncodeError
+    # and left OUTPUT.parts behind.
+    (tmp_path / "in.jsonl").write_text('{"id": "a", "text": "x"}\n{"id": "b\\ud800", "text": "y"}\n')
+    with pytest.raises(InputError, match=r"in.jsonl line 2: id field 'id' is invalid UTF-8"):
+        job(tiny_encoder, tmp_path / "in.jsonl", tmp_path / dst, id_field="id")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+    summary = job(tiny_encoder, tmp_path / "in.jsonl", tmp_path / dst, id_field="id", on_error="skip")
+    assert summary.rows == 1 and summary.skipped == 1
+    side = (tmp_path / f"{dst}.skipped.jsonl").read_text()
+    assert json.loads(side) == {"line": 2, "reason": "id field 'id' is invalid UTF-8 (a lone surrogate "
+                                "or undecodable bytes)"}
+
+
 def test_existing_output_is_kept_unless_overwrite(tmp_path, tiny_encoder):
     path = write(tmp_path / "in.txt", make_rows(5), "txt")
     (tmp_path / "out.npy").write_bytes(b"precious")
@@ -125,6 +142,21 @@ def test_identity_hashes_content_and_model(tmp_path, tiny_encoder):
     path.write_bytes(data.replace(b"the", b"THE", 1))  # same size, same mtime: content differs
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert job_identity(InputSpec.of(path), tiny_encoder, JobConfig(), "npy")["input"] != ident["input"]
+
+
+def test_identity_holds_the_encoders_batching_limits(tmp_path, tiny_encoder):
+    # Another token budget cuts other batches, so other last bits: such a resume would mix bytes.
+    path = write(tmp_path / "in.txt", make_rows(20), "txt")
+    small = Encoder.load(tiny_encoder.info.path, device="cpu", batch_tokens=64)
+    ident = job_identity(InputSpec.of(path), tiny_encoder, JobConfig(batch_size=8), "npy")
+    assert ident["batching"] == {"max_tokens": tiny_encoder.batch_plan.max_tokens, "max_rows": 8,
+                                 "pad_multiple": 1, "run_cost": tiny_encoder.batch_plan.run_cost}
+    assert job_identity(InputSpec.of(path), small, JobConfig(batch_size=8), "npy")["batching"]["max_tokens"] == 64
+    Ledger.open(tmp_path / "out.npy.parts", ident, resume=False).close()  # an interrupted run
+    with pytest.raises(ConfigError, match=r"an option changed \(batching.max_tokens was 16384, now 64\)"):
+        job(small, path, tmp_path / "out.npy", batch_size=8, resume=True)
+    summary = job(tiny_encoder, path, tmp_path / "out.npy", batch_size=8, resume=True)
+    assert summary.rows == 20 and 0 < summary.padding_efficiency <= 1
 
 
 def test_progress_log_lines_and_summary(tmp_path, tiny_encoder):

@@ -1,6 +1,7 @@
 """Pipeline stages: order kept, bounded read-ahead, the first failure stops everything."""
 
 import threading
+import time
 
 import pytest
 
@@ -14,22 +15,27 @@ def test_items_pass_every_stage_in_order():
 
 
 def test_source_runs_at_most_a_bounded_distance_ahead():
+    # Stuck on item 0, the sink holds it; 2 wait before each of the two stages, and the source
+    # and the first stage hold 1 each, blocked on a full queue: 7 items read, no more.
+    bound = 1 + 2 * 2 + 2
     read, ahead = [], []
-    release = threading.Event()
+    filled = threading.Event()
 
     def source():
         for i in range(1000):
             read.append(i)
+            if len(read) == bound:
+                filled.set()
             yield i
 
     def slow_sink(i):
         if i == 0:
-            release.wait(1.0)  # the sink is stuck; the reader must not run through the input
+            assert filled.wait(30), f"the reader stopped at {len(read)} items, before filling the queues"
+            time.sleep(0.2)  # room for a reader that ignores the bound to run on
             ahead.append(len(read))
 
     run_stages(source(), [lambda x: x, slow_sink], depth=2)
-    # item 0 in the sink, 2 queued before each of the two stages, 1 in hand in each thread
-    assert ahead[0] <= 1 + 2 * 2 + 2 + 1
+    assert ahead == [bound]
 
 
 def test_a_failing_stage_stops_the_others_and_raises():

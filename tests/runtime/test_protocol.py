@@ -64,6 +64,15 @@ def test_decode_json_errors_are_input_errors():
         decode_json(b"\xff\xfe")
 
 
+def test_decode_json_limits_of_the_parser_are_input_errors():
+    # Python's int() refuses > 4300 digits (ValueError), the C parser's stack a deep nesting
+    # (RecursionError): both are the client's body, so 422 with a reason, not a 500.
+    with pytest.raises(InputError, match="not valid JSON.*digits"):
+        decode_json(b'{"input": ' + b"9" * 5000 + b"}")
+    with pytest.raises(InputError, match="nested too deeply"):
+        decode_json(b"[" * 100_000 + b"]" * 100_000)
+
+
 def test_openai_body_float_and_base64_round_trip_exactly():
     vecs = np.random.default_rng(0).standard_normal((3, 16)).astype(np.float32)
     doc = json.loads(openai_body(vecs, "m", 12, "float"))

@@ -113,6 +113,49 @@ def test_bad_ids_and_csv_rows(tmp_path):
     assert [r.line for r in recs] == [2, 3, 4, 5]
 
 
+def test_ids_that_are_not_utf8_are_bad_rows(tmp_path):
+    # The writers store string ids as UTF-8: a lone surrogate must be named here, with its line,
+    # not surface later as a UnicodeEncodeError of the parquet writer.
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"id": "a", "text": "x"}\n{"id": "b\\ud800", "text": "x"}\n')
+    recs = records(path, id_field="id")
+    assert [(r.line, r.error) for r in recs] == [
+        (1, None), (2, "id field 'id' is invalid UTF-8 (a lone surrogate or undecodable bytes)")]
+    path = tmp_path / "in.csv"
+    path.write_bytes(b"id,text\nok,x\nbad \xfe,x\n")
+    assert [(r.line, r.error is None) for r in records(path, id_field="id")] == [(2, True), (3, False)]
+    assert "id field 'id' is invalid UTF-8" in records(path, id_field="id")[1].error
+
+
+def test_json_past_the_parser_limits_is_a_bad_row(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"text": "fine"}\n{"text": "x", "n": ' + "9" * 5000 + "}\n"
+                    + "[" * 100_000 + "]" * 100_000 + '\n{"text": "fine"}\n')
+    recs = records(path)
+    assert [r.line for r in recs] == [1, 2, 3, 4] and recs[0].error is recs[3].error is None
+    assert recs[1].error.startswith("invalid JSON: Exceeds the limit") and "digits" in recs[1].error
+    assert recs[2].error == "invalid JSON: nested too deeply to parse"
+
+
+def test_csv_byte_order_mark_is_not_part_of_the_header(tmp_path):
+    for fmt in ("csv", "tsv"):
+        path = tmp_path / f"in.{fmt}"
+        sep = "," if fmt == "csv" else "\t"
+        path.write_bytes(f"\ufeffid{sep}text\na1{sep}hello\n".encode())  # as Excel saves UTF-8
+        assert [(r.id, r.text) for r in records(path, id_field="id")] == [("a1", "hello")]
+
+
+def test_reading_csv_leaves_the_process_wide_field_limit_alone(tmp_path):
+    path = write(tmp_path / "in.csv", ROWS, "csv")
+    before = csv.field_size_limit()
+    try:
+        csv.field_size_limit(1 << 20)  # another library's choice
+        assert len(records(path)) == 3
+        assert csv.field_size_limit() == 1 << 20
+    finally:
+        csv.field_size_limit(before)
+
+
 def test_parquet_nulls_are_bad_rows(tmp_path):
     path = write(tmp_path / "in.parquet", [{"text": "x"}, {"text": None}, {"text": ""}], "parquet")
     assert [(r.line, r.error) for r in records(path)] == [
@@ -140,6 +183,11 @@ def test_whole_file_errors(tmp_path):
     path = write(tmp_path / "in.jsonl.gz", ROWS * 2000, "jsonl")
     path.write_bytes(path.read_bytes()[:-100])  # truncated download
     with pytest.raises(InputError, match="cannot read past line"):
+        records(path)
+    # Two good lines, then a gzip member whose deflate block type is invalid: zlib.error.
+    bad_member = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + b"\x07" + bytes(20)
+    path.write_bytes(gzip.compress(b'{"text": "a"}\n{"text": "b"}\n') + bad_member)
+    with pytest.raises(InputError, match=r"in.jsonl.gz: cannot read past line 2: error: .*invalid block"):
         records(path)
 
 

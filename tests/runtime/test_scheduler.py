@@ -2,12 +2,15 @@
 
 import asyncio
 import json
+import logging
+import threading
 
 import numpy as np
 import pytest
 
-from embedrt import ConfigError, Encoder, OverloadedError
-from embedrt.scheduler import BatchingConfig, Scheduler, SchedulerObserver, UnavailableError
+from embedrt import ConfigError, EmbedrtError, Encoder, OverloadedError
+from embedrt.errors import UnavailableError
+from embedrt.scheduler import BatchingConfig, Scheduler, SchedulerObserver
 
 TEXTS = [
     ["the man plays guitar"],
@@ -44,8 +47,27 @@ async def embed(sched, encoder, texts):
     return await sched.submit(job, encoder.tokenize(texts))
 
 
+class GatedEncoder:
+    """The tiny encoder, but inference waits at a gate: a round provably in flight."""
+
+    def __init__(self, encoder):
+        self._encoder = encoder
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self._encoder, name)
+
+    def encode_tokens(self, *args, **kw):
+        self.entered.set()
+        self.release.wait(60)
+        return self._encoder.encode_tokens(*args, **kw)
+
+
 def test_concurrent_jobs_coalesce_and_each_gets_its_own_rows(tiny_encoder):
-    sched, rec = started(tiny_encoder, max_wait_ms=300)
+    # The round starts when the five jobs fill the token budget (the wait is a minute), so it
+    # holds all five however slowly a loaded machine runs the callers.
+    budget = int(tiny_encoder.count_tokens(sum(TEXTS, [])).sum())
+    sched, rec = started(tiny_encoder, max_wait_ms=60_000, max_batch_tokens=budget)
 
     async def main():
         return await asyncio.gather(*(embed(sched, tiny_encoder, t) for t in TEXTS))
@@ -72,7 +94,7 @@ def test_a_job_over_the_token_budget_is_split_across_rounds(tiny_encoder):
 
 
 def test_a_cancelled_job_is_dropped_before_inference(tiny_encoder):
-    sched, rec = started(tiny_encoder, max_wait_ms=300)
+    sched, rec = started(tiny_encoder, max_wait_ms=60_000)
 
     async def main():
         keep = sched.admit()
@@ -80,10 +102,10 @@ def test_a_cancelled_job_is_dropped_before_inference(tiny_encoder):
         kept = sched.submit(keep, tiny_encoder.tokenize(["a dog"]))
         sched.submit(gone, tiny_encoder.tokenize(["the cat", "the man"]))
         sched.cancel(gone)  # its client disconnected while it waited
+        await asyncio.to_thread(sched.close)  # ends the round's wait: both jobs are in it
         return await kept
 
     got = asyncio.run(main())
-    sched.close()
     np.testing.assert_allclose(got, tiny_encoder.encode(["a dog"]), atol=1e-6)
     assert rec.drops == 1 and [b[0] for b in rec.batches] == [1] and sched.depth == 0
 
@@ -122,23 +144,27 @@ def test_without_batching_each_job_runs_alone(tiny_encoder):
     assert sorted(b[0] for b in rec.batches) == sorted(map(len, TEXTS))
 
 
-def test_a_failing_job_does_not_fail_its_batch_mates(tiny_copy):
+def test_a_failing_job_does_not_fail_its_batch_mates(tiny_copy, caplog):
     # The graph has 64 positions; a manifest claiming 100 lets an 82-token row reach it and fail
     # inside ONNX Runtime: a real, unexpected inference error.
     manifest = json.loads((tiny_copy / "embedrt.json").read_text())
     manifest["max_seq_length"] = 100
     (tiny_copy / "embedrt.json").write_text(json.dumps(manifest))
     enc = Encoder.load(tiny_copy, device="cpu")
-    sched, _ = started(enc, max_wait_ms=300)
+    sched, _ = started(enc, max_wait_ms=60_000)
 
     async def main():
-        return await asyncio.gather(embed(sched, enc, ["a dog"]), embed(sched, enc, ["dog " * 80]),
-                                    return_exceptions=True)
+        futures = [sched.submit(sched.admit(), enc.tokenize(t)) for t in (["a dog"], ["dog " * 80])]
+        await asyncio.to_thread(sched.close)  # ends the round's wait: both jobs are in it
+        return await asyncio.gather(*futures, return_exceptions=True)
 
-    good, bad = asyncio.run(main())
-    sched.close()
+    with caplog.at_level(logging.WARNING, logger="embedrt.scheduler"):
+        good, bad = asyncio.run(main())
     np.testing.assert_allclose(good, enc.encode(["a dog"]), atol=1e-6)
-    assert isinstance(bad, Exception) and "Add" in str(bad)
+    # ONNX Runtime's own exception reaches the caller (the server logs it and answers 500)
+    assert isinstance(bad, Exception) and not isinstance(bad, EmbedrtError)
+    assert "a batch of 2 jobs failed; retrying each job alone" in caplog.text
+    assert sched.depth == 0
 
 
 def test_close_answers_everything_queued_then_refuses(tiny_encoder):
@@ -156,6 +182,67 @@ def test_close_answers_everything_queued_then_refuses(tiny_encoder):
     results = asyncio.run(main())
     assert [len(r) for r in results] == [len(t) for t in TEXTS]
     assert sum(b[0] for b in rec.batches) == sum(map(len, TEXTS))
+
+
+def test_a_job_submitted_after_close_fails_instead_of_waiting_forever(tiny_encoder):
+    sched, _ = started(tiny_encoder)
+
+    async def main():
+        job = sched.admit()  # admitted, then tokenizing while the server shuts down
+        await asyncio.to_thread(sched.close)
+        with pytest.raises(UnavailableError, match="worker stopped"):
+            await asyncio.wait_for(sched.submit(job, tiny_encoder.tokenize(["a dog"])), 10)
+        assert sched.depth == 0
+        sched.cancel(job)  # the caller's cleanup after the failure releases nothing twice
+        assert sched.depth == 0
+
+    asyncio.run(main())
+
+
+def test_close_fails_the_jobs_still_queued_when_its_timeout_ends(tiny_encoder):
+    gated = GatedEncoder(tiny_encoder)
+    sched, _ = started(gated, max_wait_ms=0)
+
+    async def main():
+        running = sched.submit(sched.admit(), tiny_encoder.tokenize(["a dog"]))
+        assert await asyncio.to_thread(gated.entered.wait, 30)  # its round is in inference
+        queued = sched.submit(sched.admit(), tiny_encoder.tokenize(["the cat"]))
+        try:
+            await asyncio.to_thread(sched.close, 0.1)  # the worker is stuck: the timeout ends
+            with pytest.raises(UnavailableError, match="shut down before"):
+                await asyncio.wait_for(queued, 10)
+            assert sched.depth == 0
+        finally:
+            gated.release.set()
+        return await asyncio.wait_for(running, 30)  # the round in flight still completes
+
+    np.testing.assert_allclose(asyncio.run(main()), tiny_encoder.encode(["a dog"]), atol=1e-6)
+
+
+def test_each_job_is_answered_on_its_own_event_loop(tiny_encoder, caplog):
+    # Two callers on two loops (threads) share one round. In debug mode a future settled from
+    # another loop's thread raises there ("Non-thread-safe operation"), logged by asyncio, and
+    # its waiter is only woken by its timeout.
+    a, b = tiny_encoder.tokenize(["a dog"]), tiny_encoder.tokenize(["the man plays guitar"])
+    sched, rec = started(tiny_encoder, max_wait_ms=60_000, max_batch_tokens=sum(map(len, a + b)))
+
+    def other_loop():
+        async def main():
+            return await asyncio.wait_for(sched.submit(sched.admit(), b), 10)
+        return asyncio.run(main(), debug=True)
+
+    async def main():
+        mine = sched.submit(sched.admit(), a)
+        theirs = await asyncio.to_thread(other_loop)
+        return await asyncio.wait_for(mine, 10), theirs
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        got_a, got_b = asyncio.run(main(), debug=True)
+    sched.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    np.testing.assert_allclose(got_a, tiny_encoder.encode(["a dog"]), atol=1e-6)
+    np.testing.assert_allclose(got_b, tiny_encoder.encode(["the man plays guitar"]), atol=1e-6)
+    assert [r[0] for r in rec.batches] == [2]  # one round held both
 
 
 @pytest.mark.parametrize("field, value", [("max_batch_tokens", 0), ("max_queue", -1),

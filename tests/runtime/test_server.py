@@ -199,3 +199,51 @@ def test_in_process_lifespan_starts_and_stops_the_worker(tiny_encoder):
         r = client.post("/embed", json={"inputs": ["dog", "the cat"]})
         np.testing.assert_allclose(np.array(r.json(), np.float32), tiny_encoder.encode(["dog", "the cat"]), atol=1e-6)
     assert not service.scheduler.alive
+
+
+def test_json_past_the_parsers_limits_is_422_not_500(tiny_encoder):
+    from starlette.testclient import TestClient
+
+    from embedrt.server import EmbeddingService, ServerConfig
+
+    huge_int = b'{"inputs": ' + b"9" * 5000 + b"}"  # int() refuses > 4300 digits: ValueError
+    deep = b"[" * 100_000 + b"]" * 100_000  # RecursionError; 200 KB, so decoded on the pool
+    with TestClient(EmbeddingService(tiny_encoder, ServerConfig()).app) as client:
+        for path in ("/embed", "/v1/embeddings"):
+            for body, fragment in ((huge_int, "not valid JSON"), (deep, "nested too deeply")):
+                r = client.post(path, content=body, headers={"content-type": "application/json"})
+                assert r.status_code == 422 and fragment in r.text, (path, r.text)
+
+
+def test_shutdown_lets_cancelled_requests_clean_up_and_is_bounded(tiny_encoder):
+    """After uvicorn's grace period cancels the requests still running, the app's shutdown must
+    leave the event loop free for their cleanup, and stop waiting for a stuck worker."""
+    import asyncio
+
+    from embedrt.server import EmbeddingService, ServerConfig
+    from test_scheduler import GatedEncoder
+
+    gated = GatedEncoder(tiny_encoder)
+    service = EmbeddingService(gated, ServerConfig(graceful_timeout_s=1.0))
+
+    async def main():
+        lifespan = service._lifespan(service.app)
+        await lifespan.__aenter__()
+        transport = httpx.ASGITransport(app=service.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            running = asyncio.create_task(client.post("/embed", json={"inputs": "a dog"}))
+            assert await asyncio.to_thread(gated.entered.wait, 30)  # the worker is stuck in it
+            queued = asyncio.create_task(client.post("/embed", json={"inputs": "the cat"}))
+            while service.scheduler.depth < 1:
+                await asyncio.sleep(0.01)
+            running.cancel()
+            queued.cancel()
+            try:
+                await lifespan.__aexit__(None, None, None)  # ends after its 1 s timeout
+                cleaned_up = queued.done()
+            finally:
+                gated.release.set()
+        return cleaned_up, service.scheduler.depth
+
+    cleaned_up, depth = asyncio.run(main())
+    assert cleaned_up and depth == 0

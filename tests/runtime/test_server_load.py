@@ -25,8 +25,9 @@ def sentence(i: int) -> str:
     return " ".join(words + WORDS[: i % 5])
 
 
-def wait_for(srv, metric, value, timeout=10.0):
-    """True once the server's metric reaches value (polled), False after timeout."""
+def wait_for(srv, metric, value, timeout=60.0):
+    """True once the server's metric reaches value (polled), False after timeout (generous: it
+    returns as soon as the value is reached, and a loaded 2-core machine can be slow)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if srv.metrics().get((metric, ()), 0) >= value:
@@ -68,9 +69,10 @@ def test_concurrent_clients_get_their_own_results(tiny_artifact, tiny_encoder, t
 
 @pytest.fixture(scope="module")
 def slow_queue(tiny_artifact, tmp_path_factory):
-    """Tiny queue (4) and a 1 s wait: requests in flight together share one round."""
+    """Tiny queue (4) and a 3 s wait: requests in flight together share one round, and a client
+    that leaves is seen gone before its round, even with the clients slowed by a loaded machine."""
     srv = ServerProcess(tiny_artifact, tmp_path_factory.mktemp("slow"), "--max-queue", "4",
-                        "--max-wait-ms", "1000")
+                        "--max-wait-ms", "3000")
     yield srv
     assert srv.stop() == 0
 
@@ -96,7 +98,7 @@ def test_a_disconnected_client_is_dropped_before_inference(slow_queue):
         assert wait_for(slow_queue, "embedrt_queue_depth", 1)  # admitted, waiting for its round
     key = ("embedrt_dropped_requests_total", ())
     assert wait_for(slow_queue, key[0], before.get(key, 0) + 1)
-    time.sleep(0.2)
+    time.sleep(0.5)  # room for a wrong batch to show in the counters
     after = slow_queue.metrics()
     assert after[key] - before.get(key, 0) == 1
     assert after[("embedrt_batch_size_count", ())] == before[("embedrt_batch_size_count", ())]
@@ -118,7 +120,8 @@ def test_a_flood_on_a_tiny_queue_gets_429_with_retry_after(slow_queue, tiny_enco
 
 
 def test_sigterm_drains_every_accepted_request(tiny_artifact, tiny_encoder, tmp_path):
-    srv = ServerProcess(tiny_artifact, tmp_path, "--max-wait-ms", "3000")
+    # 5 s for the 8 requests to be accepted together, however loaded the machine
+    srv = ServerProcess(tiny_artifact, tmp_path, "--max-wait-ms", "5000")
     with ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(post, srv.url, "/embed", {"inputs": [sentence(i)]}) for i in range(8)]
         assert wait_for(srv, "embedrt_queue_depth", 8)
@@ -148,11 +151,12 @@ def test_an_unexpected_error_is_a_generic_500_and_spares_batch_mates(tiny_copy, 
                                    Encoder.load(tiny_copy, device="cpu").encode("the dog"), atol=1e-6)
         assert bad.status_code == 500
         err = bad.json()["error"]
-        assert err["type"] == "server_error" and err["message"].startswith("internal server error")
-        assert "Add" not in err["message"] and "ONNX" not in err["message"]
         ref = err["message"].split("reference ")[1].split()[0]
+        # a generic message, nothing of the exception's text: that stays in the server's log
+        assert err == {"message": f"internal server error (reference {ref} in the server log)",
+                       "type": "server_error", "param": None, "code": None}
         log = srv.log()
-        assert f"error {ref} on /v1/embeddings" in log and "Add node" in log
+        assert f"error {ref} on /v1/embeddings: " in log and "Traceback" in log
         tei = post(srv.url, "/embed", {"inputs": "dog " * 80})
         assert tei.status_code == 500 and tei.json()["error_type"] == "Backend"
     finally:
