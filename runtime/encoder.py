@@ -9,6 +9,7 @@ by token length, pads each batch to its own longest row, runs it, and restores i
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,13 +18,27 @@ from typing import Any
 import numpy as np
 
 from .batching import BatchPlan, plan_batches
-from .errors import ConfigError, InputError
+from .errors import ConfigError, InputError, ProviderError
 from .manifest import Manifest, Variant, load_manifest, verified_path
-from .providers import TensorRTProfile, provider_list, provider_name, resolve_device
+from .providers import TensorRTProfile, auto_devices, provider_list, provider_name, resolve_device
 from .session import Session, SessionOptions, available_providers
 from .tokenizer import TextTokenizer, pad_rows
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
+DEFAULT_TRT_CACHE = Path.home() / ".cache" / "embedrt" / "tensorrt"
+log = logging.getLogger("embedrt")
+
+
+@dataclass(frozen=True)
+class _LoadOptions:
+    """Encoder.load's options, carried to each device tried."""
+
+    precision: str
+    threads: int | None
+    spinning: bool
+    batch_tokens: int
+    cache_dir: Path
+    variant: str | None
 
 
 @dataclass
@@ -83,7 +98,7 @@ class Encoder:
         precision: str = "auto",
         *,
         threads: int | None = None,
-        spinning: bool = True,
+        spinning: bool = False,
         batch_tokens: int = BatchPlan.max_tokens,
         cache_dir: str | Path | None = None,
         variant: str | None = None,
@@ -92,27 +107,48 @@ class Encoder:
 
         device: auto | cpu | cuda | tensorrt. precision: auto | fp32 | fp16 | int8.
         threads: ONNX Runtime intra-op threads (default: the CPUs this process may use).
+        spinning: let idle ONNX Runtime threads spin; off by default (measured faster on 2 cores,
+            where the Python thread that tokenizes and pads needs a core between runs).
         batch_tokens: padded tokens per batch (rows x longest row), bounding memory.
-        cache_dir: TensorRT engine/timing caches (default: <artifact>/.trt_cache).
+        cache_dir: TensorRT engine/timing caches (default: ~/.cache/embedrt/tensorrt; the
+            artifact directory may be read-only). Entries are keyed by the variant's sha256.
         variant: load this variant by name (e.g. "opt"), overriding precision.
         """
         path = Path(path)
         manifest = load_manifest(path)
-        device = resolve_device(device, available_providers())
-        variant = manifest_variant(manifest, variant) if variant else choose_variant(manifest, device, precision)
+        options = _LoadOptions(precision, threads, spinning, batch_tokens,
+                               Path(cache_dir) if cache_dir else DEFAULT_TRT_CACHE, variant)
+        available = available_providers()
+        if device != "auto":
+            return cls._load_on(path, manifest, resolve_device(device, available), options)
+        # auto: TensorRT > CUDA > CPU among what ONNX Runtime offers. A GPU build lists TensorRT
+        # even where its libraries are missing and then silently runs CUDA: fall through.
+        devices = auto_devices(available)
+        for i, candidate in enumerate(devices):
+            try:
+                return cls._load_on(path, manifest, candidate, options)
+            except ProviderError as e:
+                if i == len(devices) - 1:
+                    raise
+                log.warning("device %s is not usable (%s); trying %s", candidate, e, devices[i + 1])
+        raise ProviderError(f"ONNX Runtime offers no usable provider; available: {available}")
+
+    @classmethod
+    def _load_on(cls, path: Path, manifest: Manifest, device: str, o: "_LoadOptions") -> "Encoder":
+        variant = manifest_variant(manifest, o.variant) if o.variant else choose_variant(manifest, device, o.precision)
         tok_path = verified_path(path, manifest.tokenizer)
         model_path = verified_path(path, variant)
         tokenizer = TextTokenizer.load(tok_path, manifest.max_seq_length, manifest.do_lower_case)
         gpu = device != "cpu"
-        plan = BatchPlan(max_tokens=batch_tokens, pad_multiple=8 if gpu else 1, run_cost=512 if gpu else 32)
-        fp16 = variant.precision == "fp16" or (device == "tensorrt" and precision in ("auto", "fp16"))
+        plan = BatchPlan(max_tokens=o.batch_tokens, pad_multiple=8 if gpu else 1, run_cost=512 if gpu else 32)
+        fp16 = variant.precision == "fp16" or (device == "tensorrt" and o.precision in ("auto", "fp16"))
         providers = provider_list(
             device,
             variant_sha256=variant.sha256,
             inputs=manifest.inputs,
-            cache_dir=Path(cache_dir) if cache_dir else path / ".trt_cache",
+            cache_dir=o.cache_dir,
             profile=TensorRTProfile(
-                max_batch=max(1, batch_tokens // 8),
+                max_batch=max(1, o.batch_tokens // 8),
                 max_seq=plan.padded(manifest.max_seq_length),
                 opt_batch=32,
                 opt_seq=64,
@@ -120,7 +156,7 @@ class Encoder:
             fp16=fp16,
         )
         session = Session(
-            model_path, device, providers, SessionOptions(threads, spinning), manifest.output
+            model_path, device, providers, SessionOptions(o.threads, o.spinning), manifest.output
         )
         info = EncoderInfo(
             path=str(path),

@@ -52,6 +52,14 @@ def provider_name(device: str) -> str:
     return _PROVIDER_OF[device]
 
 
+def auto_devices(available: list[str]) -> list[str]:
+    """The devices ONNX Runtime offers, best first (tensorrt > cuda > cpu): what "auto" tries."""
+    devices = [d for d in _AUTO_ORDER if _PROVIDER_OF[d] in available]
+    if not devices:
+        raise ProviderError(f"ONNX Runtime offers no usable provider; available: {available}")
+    return devices
+
+
 def resolve_device(requested: str, available: list[str]) -> str:
     """The device to use: `requested`, or for "auto" the best ONNX Runtime offers.
 
@@ -60,10 +68,7 @@ def resolve_device(requested: str, available: list[str]) -> str:
     if requested not in DEVICES:
         raise ConfigError(f"device {requested!r} is not one of {', '.join(DEVICES)}")
     if requested == "auto":
-        for device in _AUTO_ORDER:
-            if _PROVIDER_OF[device] in available:
-                return device
-        raise ProviderError(f"ONNX Runtime offers no usable provider; available: {available}")
+        return auto_devices(available)[0]
     if _PROVIDER_OF[requested] not in available:
         hint = (
             " Install the GPU build: pip install 'embedrt[gpu]' (and 'embedrt[tensorrt]' for "
@@ -90,8 +95,8 @@ def provider_list(
 ) -> list[tuple[str, dict[str, Any]]]:
     """Providers with options for `device`, best first; CPU last as ONNX Runtime expects.
 
-    TensorRT's engine and timing caches live under cache_dir/<variant sha256 prefix>, so an
-    engine built for another graph is never reused.
+    TensorRT's engine and timing caches live under cache_dir/<variant sha256 prefix>-<precision>-
+    <profile>, so an engine built for another graph, precision or shape range is never reused.
     """
     cpu: tuple[str, dict[str, Any]] = (CPU, {})
     if device == "cpu":
@@ -103,7 +108,8 @@ def provider_list(
     if device == "cuda":
         return [cuda, cpu]
     if device == "tensorrt":
-        cache = Path(cache_dir) / variant_sha256[:16]
+        key = f"{variant_sha256[:16]}-{'fp16' if fp16 else 'fp32'}-{profile.max_batch}x{profile.max_seq}"
+        cache = Path(cache_dir) / key
         trt = {
             "device_id": device_id,
             "trt_fp16_enable": fp16,

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelLoadError, missing_extra
+from .errors import ConfigError, ModelLoadError, missing_extra
 from .providers import check_active
 
 
@@ -24,6 +24,21 @@ def import_onnxruntime() -> Any:
     except ImportError:
         raise missing_extra("onnxruntime", "cpu") from None
     return onnxruntime
+
+
+_preloaded = False
+
+
+def _preload_gpu_libraries(ort: Any) -> None:
+    """Load CUDA/cuDNN from the nvidia-* pip packages (embedrt[gpu]) before a GPU session.
+
+    Without it ONNX Runtime may not find them, fall back to the CPU, and the active-provider
+    check fails. Once per process; a no-op on builds without preload_dlls (before 1.21).
+    """
+    global _preloaded
+    if not _preloaded and hasattr(ort, "preload_dlls"):
+        ort.preload_dlls()
+    _preloaded = True
 
 
 def available_providers() -> list[str]:
@@ -44,13 +59,14 @@ class SessionOptions:
 
     threads: intra-op threads, None = every CPU this process may use. On a shared host, set it
         to the cores you give this process.
-    spinning: let idle ONNX Runtime threads spin-wait for work. Lowers latency when inference is
-        the only thing running; wastes cores that a tokenizer, event loop or another session
-        needs, so turn it off when sharing CPUs.
+    spinning: let idle ONNX Runtime threads spin-wait for work. Off by default: on the 2-core
+        machine it cost 20% of encode throughput (bench/results/tuning.md: the Python thread that
+        tokenizes and pads between runs needs a core the spinners hold), and it wastes cores a
+        tokenizer, event loop or another session needs. Try it on for latency on big idle hosts.
     """
 
     threads: int | None = None
-    spinning: bool = True
+    spinning: bool = False
 
 
 class Session:
@@ -65,6 +81,8 @@ class Session:
         output: str,
     ):
         ort = import_onnxruntime()
+        if device != "cpu":
+            _preload_gpu_libraries(ort)
         so = ort.SessionOptions()
         so.intra_op_num_threads = options.threads or default_threads()
         so.inter_op_num_threads = 1
@@ -76,7 +94,13 @@ class Session:
         for _, opts in providers:
             for key in ("trt_engine_cache_path", "trt_timing_cache_path"):
                 if key in opts:
-                    Path(opts[key]).mkdir(parents=True, exist_ok=True)
+                    try:
+                        Path(opts[key]).mkdir(parents=True, exist_ok=True)
+                    except OSError as e:
+                        raise ConfigError(
+                            f"cannot create the TensorRT cache {opts[key]}: {e}; pass a writable "
+                            "cache_dir to Encoder.load"
+                        ) from None
         try:
             self._sess = ort.InferenceSession(
                 str(model_path),

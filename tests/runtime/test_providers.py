@@ -10,6 +10,7 @@ from embedrt.providers import (
     CUDA,
     TENSORRT,
     TensorRTProfile,
+    auto_devices,
     check_active,
     provider_list,
     resolve_device,
@@ -17,6 +18,13 @@ from embedrt.providers import (
 
 PROFILE = TensorRTProfile(max_batch=2048, max_seq=256, opt_batch=32, opt_seq=64)
 INPUTS = ("input_ids", "attention_mask")
+
+
+def test_auto_tries_every_offered_device_best_first():
+    assert auto_devices([CPU, CUDA, TENSORRT]) == ["tensorrt", "cuda", "cpu"]
+    assert auto_devices(["AzureExecutionProvider", CPU]) == ["cpu"]
+    with pytest.raises(ProviderError, match="no usable provider"):
+        auto_devices(["AzureExecutionProvider"])
 
 
 def test_auto_prefers_tensorrt_then_cuda_then_cpu():
@@ -46,14 +54,16 @@ def test_tensorrt_options_keyed_by_variant_hash(tmp_path):
     trt = providers[0][1]
     assert trt["trt_fp16_enable"] is True
     assert trt["trt_engine_cache_enable"] and trt["trt_timing_cache_enable"]
-    assert Path(trt["trt_engine_cache_path"]) == tmp_path / sha[:16]
+    assert Path(trt["trt_engine_cache_path"]) == tmp_path / f"{sha[:16]}-fp16-2048x256"
     assert trt["trt_timing_cache_path"] == trt["trt_engine_cache_path"]
     assert trt["trt_profile_min_shapes"] == "input_ids:1x1,attention_mask:1x1"
     assert trt["trt_profile_opt_shapes"] == "input_ids:32x64,attention_mask:32x64"
     assert trt["trt_profile_max_shapes"] == "input_ids:2048x256,attention_mask:2048x256"
-    other = provider_list("tensorrt", variant_sha256="cd" * 32, inputs=INPUTS, cache_dir=tmp_path,
-                          profile=PROFILE, fp16=True)
-    assert other[0][1]["trt_engine_cache_path"] != trt["trt_engine_cache_path"]
+    for other_sha, fp16, profile in (("cd" * 32, True, PROFILE), (sha, False, PROFILE),
+                                     (sha, True, TensorRTProfile(64, 256, 32, 64))):
+        other = provider_list("tensorrt", variant_sha256=other_sha, inputs=INPUTS, cache_dir=tmp_path,
+                              profile=profile, fp16=fp16)
+        assert other[0][1]["trt_engine_cache_path"] != trt["trt_engine_cache_path"]
 
 
 def test_cuda_and_cpu_lists(tmp_path):
