@@ -1,5 +1,6 @@
-"""Which int8 scheme: ONNX Runtime's dynamic and static quantization against MatMulNBits 8-bit,
-side by side in one process on the same corpus, with fp32 and opt as baselines.
+"""Which int8 scheme: ONNX Runtime's dynamic quantization (batch-dependent) against static
+quantization (embedrt's int8: the artifact's model_int8.onnx) and MatMulNBits 8-bit, side by
+side in one process on the same corpus, with fp32 and opt as baselines.
 
     python bench/int8.py --artifact artifacts/all-MiniLM-L6-v2 --out bench/results/int8
 
@@ -25,7 +26,7 @@ from scipy.stats import spearmanr
 from embedrt.batching import BatchPlan, plan_batches
 from embedrt.export.datasets import load_stsb
 from embedrt.export.optimize import Geometry, optimize
-from embedrt.export.quantize import quantize_int8
+from embedrt.export.quantize import linear_matmuls
 from embedrt.tokenizer import TextTokenizer, pad_rows
 
 GEOMETRY = Geometry(layers=6, heads=12, hidden=384)  # all-MiniLM-L6-v2
@@ -60,19 +61,24 @@ def build_candidates(artifact: Path, work: Path, calib_rows: list[list[int]]) ->
             ids, mask = pad_rows(rows, max(map(len, rows)), 0)
             return {"input_ids": ids, "attention_mask": mask}
 
-    graph = onnx.load(str(plain)).graph
-    weights = {i.name for i in graph.initializer}
-    linear = [n.name for n in graph.node if n.op_type == "MatMul" and any(x in weights for x in n.input)]
+    linear = linear_matmuls(onnx.load(str(plain)).graph)
     ffn_out = [n for n in linear if "/output/dense" in n and "attention" not in n]
-    for name, nodes in (("static minmax, all linear", linear),
-                        ("static minmax, FFN output in fp32", [n for n in linear if n not in ffn_out])):
-        files[name] = work / f"static_{len(nodes)}.onnx"
-        quantize_static(plain, files[name], Reader(), quant_format=QuantFormat.QOperator,
-                        per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, nodes_to_quantize=nodes,
-                        calibrate_method=CalibrationMethod.MinMax)
-    files["MatMulNBits 8-bit (embedrt int8)"] = work / "nbits.onnx"
-    quantize_int8(plain, files["MatMulNBits 8-bit (embedrt int8)"], GEOMETRY)
+    name = "static minmax, FFN output in fp32"
+    files[name] = work / "static_no_ffn_out.onnx"
+    quantize_static(plain, files[name], Reader(), quant_format=QuantFormat.QOperator,
+                    per_channel=True, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, nodes_to_quantize=[n for n in linear if n not in ffn_out],
+                    calibrate_method=CalibrationMethod.MinMax)
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer,
+    )
+
+    nbits = MatMulNBitsQuantizer(onnx.load(str(plain)), algo_config=DefaultWeightOnlyQuantConfig(
+        block_size=32, is_symmetric=True, accuracy_level=4, bits=8))  # int8 compute, per-row blocks
+    nbits.process()
+    files["MatMulNBits 8-bit, block 32"] = work / "nbits.onnx"
+    nbits.model.save_model_to_file(str(files["MatMulNBits 8-bit, block 32"]))
+    files["static minmax, all linear (embedrt int8)"] = artifact / "model_int8.onnx"
     return files
 
 
@@ -80,6 +86,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--artifact", type=Path, required=True)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--spinning", choices=("on", "off"), default="off")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
@@ -106,6 +113,7 @@ def main() -> None:
         for name, path in files.items():
             so = ort.SessionOptions()
             so.intra_op_num_threads = args.threads
+            so.add_session_config_entry("session.intra_op.allow_spinning", "1" if args.spinning == "on" else "0")
             sessions[name] = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         best = {name: 0.0 for name in files}
         outputs = {}

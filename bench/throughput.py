@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("--texts", type=int, default=3000)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--spinning", choices=("on", "off"), default="on")
+    ap.add_argument("--spinning", choices=("on", "off"), default="off")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--latency-n", type=int, default=200)
     ap.add_argument("--out", type=Path, required=True)

@@ -69,7 +69,7 @@ def main() -> None:
     ap.add_argument("--corpus", required=True)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--spinning", choices=("on", "off"), default="on")
+    ap.add_argument("--spinning", choices=("on", "off"), default="off")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--latency-n", type=int, default=200)

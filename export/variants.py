@@ -54,7 +54,8 @@ def build_variants(source: SourceModel, folder: Path, manifest: Manifest, senten
         manifest = _replace_variant(folder, manifest, manifest.variant("opt"), quality | {"gate": "passed"})
 
     if "int8" in which:
-        counts = quantize_int8(folder / "model.onnx", folder / "model_int8.onnx", geometry)
+        counts = quantize_int8(folder / "model.onnx", folder / "model_int8.onnx",
+                               folder / manifest.tokenizer.file, manifest.max_seq_length)
         manifest = _add(folder, manifest, "int8", "model_int8.onnx", "int8", (CPU,), counts)
         figs = measure(folder, "int8", sentences, fp32_vecs)
         quality = figs.as_dict(fp32_spearman)
