@@ -57,6 +57,7 @@ bench: bench-peers-venv bench-footprint
 	$(PY) bench/tuning.py --artifact $(ARTIFACT) --out bench/results/tuning
 	$(PY) bench/throughput.py --artifact $(ARTIFACT) --st-model $(ST_MODEL) \
 		--peers-python $(VENV)-peers/bin/python --out bench/results/throughput
+	$(PY) bench/ceiling.py --throughput bench/results/throughput.json --out bench/results/ceiling
 	$(MAKE) bench-serve bench-embed bench-ray
 
 # Lean runtime vs sentence-transformers (each in its own venv): install size, import, cold start.

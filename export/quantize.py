@@ -4,11 +4,11 @@ ONNX Runtime's dynamic quantization computes ONE activation scale over the whole
 so a text's vector changes with what it is batched with (MiniLM, STS-B dev: alone vs batched min
 cosine 0.980-0.984). Static quantization fixes every activation scale at export, calibrated on
 real text, so each row is computed the same way whatever shares its batch: batch-invariant by
-construction. Measured side by side (bench/results/int8.md, bench/results/tuning.md): static
-QOperator int8 on every linear layer runs at 1.5-2.1x fp32 and 0.78-0.96x of the fastest dynamic
+construction. Measured side by side (bench/results/int8.md, idle 2-core Zen 5, batch 32): static
+QOperator int8 on every linear layer runs at 1.96x fp32 and 0.92x of the fastest dynamic
 scheme, keeps STS-B dev Spearman within 0.001 of fp32, but moves single vectors more (min cosine
-to fp32 0.84 on STS-B dev); keeping the FFN outputs in fp32 raises that to 0.98 at 1.17x fp32;
-MatMulNBits 8-bit (per-row activation blocks) keeps 0.998 but ran at 0.94x fp32 on this CPU.
+to fp32 0.84 on STS-B dev); keeping the FFN outputs in fp32 raises that to 0.98 at 1.44x fp32;
+MatMulNBits 8-bit (per-row activation blocks) keeps 0.998 at 1.10x fp32.
 So: static, per-channel weights, MinMax ranges from 512 STS-B train sentences, all linear layers.
 """
 

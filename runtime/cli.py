@@ -115,6 +115,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="retrain even if --out is up to date")
     p.set_defaults(handler=_train)
 
+    p = sub.add_parser("bench", help="latency and throughput of an artifact per batch size x length")
+    p.add_argument("-m", "--model", required=True, help="artifact directory")
+    _add_runtime_options(p)
+    p.add_argument("--variant", help="a variant by name (overrides --precision)")
+    p.add_argument("--batch-sizes", default="1,8,32,128", help="comma list of rows per batch")
+    p.add_argument("--seq-lens", default="16,64,256", help="comma list of tokens per row")
+    p.add_argument("--runs", type=int, default=20, help="timed runs per cell (after 3 warm-ups)")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.set_defaults(handler=_bench)
+
     # Each command: a parser here, set_defaults(handler=...), and a handler below that imports
     # its feature module lazily (so `embedrt info` never pays for fastapi, pyarrow or torch).
 
@@ -288,6 +298,27 @@ def _train(args: argparse.Namespace) -> int:
         f"--{k.replace('_', '-')}" + ("" if v is True else f" {shlex.quote(str(v))}") for k, v in given.items())
     train_model(pairs, args.out, recipe, labels=args.labels, eval_sets=evals, device=args.device,
                 force=args.force, command=command)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .benchmark import report, run_grid
+    from .encoder import Encoder
+    from .errors import ConfigError
+
+    try:
+        sizes = [int(x) for x in args.batch_sizes.split(",") if x]
+        lens = [int(x) for x in args.seq_lens.split(",") if x]
+    except ValueError:
+        raise ConfigError("--batch-sizes and --seq-lens take comma lists of integers") from None
+    if not sizes or not lens or min(sizes + lens) < 1 or args.runs < 1:
+        raise ConfigError("--batch-sizes, --seq-lens and --runs need positive integers")
+    enc = Encoder.load(args.model, args.device, args.precision, threads=args.threads,
+                       variant=args.variant)
+    cells = run_grid(enc, sizes, lens, runs=args.runs)
+    print(report(enc, cells, Path(args.json) if args.json else None))
     return 0
 
 

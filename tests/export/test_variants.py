@@ -28,7 +28,8 @@ def tiny_variants(tmp_path_factory, st_mean):
 def test_all_variants_written_with_gates(tiny_variants):
     m = load_manifest(tiny_variants)
     names = [v.name for v in m.variants]
-    assert names[:2] == ["opt", "fp32"], "opt is preferred over the portable fp32 on CPU/CUDA"
+    assert names[:2] == ["opt", "fp32"], "opt is preferred over the portable fp32 on CUDA"
+    assert m.variant("opt").providers == ("CUDAExecutionProvider",)
     for v in m.variants:
         assert (tiny_variants / v.file).is_file()
         assert v.quality["gate"] == "passed"
@@ -67,8 +68,9 @@ def test_every_variant_gives_a_text_the_same_vector_in_any_batch(tiny_variants, 
 def test_runtime_picks_variants(tiny_variants):
     m = load_manifest(tiny_variants)
     auto = Encoder.load(tiny_variants, device="cpu")
-    assert auto.info.variant == ("int8" if "int8" not in m.refused else "opt")
-    assert Encoder.load(tiny_variants, device="cpu", precision="fp32").info.variant == "opt"
+    assert auto.info.variant == ("int8" if "int8" not in m.refused else "fp32")
+    assert Encoder.load(tiny_variants, device="cpu", precision="fp32").info.variant == "fp32"
+    assert Encoder.load(tiny_variants, device="cpu", variant="opt").info.file == "model_opt.onnx"
     assert Encoder.load(tiny_variants, device="cpu", variant="fp32").info.file == "model.onnx"
     with pytest.raises(ConfigError, match="no variant 'bf16'"):
         Encoder.load(tiny_variants, device="cpu", variant="bf16")

@@ -38,3 +38,16 @@ def test_errors_exit_2_with_message(tmp_path, tiny_artifact):
     assert res.returncode == 2 and "does not exist" in res.stderr
     res = run("similarity", str(tiny_artifact), "--device", "cuda", check=False)
     assert res.returncode == 2 and "CUDAExecutionProvider" in res.stderr
+
+
+def test_bench_grid(tiny_artifact, tmp_path):
+    out = run("bench", "-m", str(tiny_artifact), "--batch-sizes", "1,4", "--seq-lens", "8,16,64",
+              "--runs", "3", "--json", str(tmp_path / "b.json")).stdout
+    cells = json.loads((tmp_path / "b.json").read_text())["cells"]
+    # 64 exceeds the tiny model's max_seq_length (32) and is skipped, not silently truncated
+    assert [(c["batch_size"], c["seq_len"]) for c in cells] == [(1, 8), (4, 8), (1, 16), (4, 16)]
+    assert all(c["p50_ms"] > 0 and c["p50_ms"] <= c["p99_ms"] for c in cells)
+    assert cells[1]["tokens_per_s"] == pytest.approx(cells[1]["texts_per_s"] * 8, rel=1e-3)
+    assert "CPUExecutionProvider" in out and "tokens/s" in out
+    bad = run("bench", "-m", str(tiny_artifact), "--batch-sizes", "0", check=False)
+    assert bad.returncode == 2 and "positive integers" in bad.stderr
