@@ -107,8 +107,8 @@ class Encoder:
 
         device: auto | cpu | cuda | tensorrt. precision: auto | fp32 | fp16 | int8.
         threads: ONNX Runtime intra-op threads (default: the CPUs this process may use).
-        spinning: let idle ONNX Runtime threads spin; off by default (measured faster on 2 cores,
-            where the Python thread that tokenizes and pads needs a core between runs).
+        spinning: let idle ONNX Runtime threads spin; off by default (equal or up to 15% slower
+            on idle cores, up to 1.68x faster when other work shares them; see SessionOptions).
         batch_tokens: padded tokens per batch (rows x longest row), bounding memory.
         cache_dir: TensorRT engine/timing caches (default: ~/.cache/embedrt/tensorrt; the
             artifact directory may be read-only). Entries are keyed by the variant's sha256.

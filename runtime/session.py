@@ -59,10 +59,12 @@ class SessionOptions:
 
     threads: intra-op threads, None = every CPU this process may use. On a shared host, set it
         to the cores you give this process.
-    spinning: let idle ONNX Runtime threads spin-wait for work. Off by default: on the 2-core
-        machine it cost 20% of encode throughput (bench/results/tuning.md: the Python thread that
-        tokenizes and pads between runs needs a core the spinners hold), and it wastes cores a
-        tokenizer, event loop or another session needs. Try it on for latency on big idle hosts.
+    spinning: let idle ONNX Runtime threads spin-wait for work. Off by default: on an idle
+        2-core machine it made no difference on the long-tail corpus (240 vs 238 texts/s,
+        bench/results/tuning.md) and +15% on short sentences (bench/results/serve_load.md), while
+        with other work on the cores (a tokenizer, an event loop, another process) turning it off
+        won up to 1.68x (bench/results/embed_job.md, measured while the machine was shared). Turn it on for a process that has
+        its cores to itself.
     """
 
     threads: int | None = None
