@@ -217,8 +217,11 @@ class Encoder:
         """The batching limits this encoder uses (token budget, pad multiple for the device)."""
         return self._plan
 
-    def count_tokens(self, texts: str | Iterable[str]) -> np.ndarray:
-        """Tokens per text after truncation, special tokens included (int64 [len(texts)])."""
+    def count_tokens(self, texts: str | Iterable[str], truncate: bool = True) -> np.ndarray:
+        """Tokens per text, special tokens included (int64 [len(texts)]); with truncate=False
+        the count the text would have without max_seq_length (to tell whether it is cut)."""
+        if not truncate:
+            return np.array(self._tokenizer.untruncated_lengths(as_text_list(texts)), dtype=np.int64)
         rows = self.tokenize(texts)
         return np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
 

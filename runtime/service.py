@@ -99,7 +99,6 @@ class EmbeddingService:
         self.metrics = ServerMetrics(depth=lambda: self.scheduler.depth)
         self.scheduler = Scheduler(encoder, config.batching, observer=self.metrics)
         self._pool: ThreadPoolExecutor | None = None
-        self._full_tokenizer: Any = None
         routes = [
             Route("/v1/embeddings", self._endpoint(self.openai), methods=["POST"]),
             Route("/embed", self._endpoint(self.tei), methods=["POST"]),
@@ -216,21 +215,7 @@ class EmbeddingService:
         return rows
 
     def _untruncated_lengths(self, texts: list[str]) -> list[int]:
-        if not texts:
-            return []
-        if self._full_tokenizer is None:
-            # The Encoder's tokenizer truncates (as it must); this second copy of the same file
-            # counts only, and only for texts that reached the limit with truncate off.
-            from tokenizers import Tokenizer
-
-            m = self.encoder.manifest
-            tok = Tokenizer.from_file(str(Path(self.encoder.info.path) / m.tokenizer.file))
-            tok.no_truncation()
-            tok.no_padding()
-            self._full_tokenizer = tok
-        if self.encoder.manifest.do_lower_case:
-            texts = [t.lower() for t in texts]
-        return [len(e.ids) for e in self._full_tokenizer.encode_batch(texts)]
+        return self.encoder.count_tokens(texts, truncate=False).tolist() if texts else []
 
     async def _render(self, vecs: np.ndarray, fn: Any, *args: Any) -> bytes:
         if vecs.size <= INLINE_FLOATS:

@@ -25,6 +25,7 @@ class TextTokenizer:
         self.lowercase = lowercase
         # encode_batch_fast skips offset tracking, which embeddings never use.
         self._encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
+        self._untruncated: Tokenizer | None = None  # built on first use, see untruncated_lengths
 
     @classmethod
     def load(cls, path: str | Path, max_length: int, lowercase: bool = False) -> "TextTokenizer":
@@ -39,6 +40,22 @@ class TextTokenizer:
         if self.lowercase:
             texts = [t.lower() for t in texts]
         return [e.ids for e in self._encode(texts, add_special_tokens=True)]
+
+
+    def untruncated_lengths(self, texts: list[str]) -> list[int]:
+        """Token counts without truncation, to tell a client its text would be cut.
+
+        Uses an in-memory copy of this (already verified) tokenizer with truncation off: the
+        truncation setting is shared state, so it is never toggled on the tokenizer in use.
+        """
+        if self._untruncated is None:
+            full = Tokenizer.from_str(self._tok.to_str())
+            full.no_truncation()
+            full.no_padding()
+            self._untruncated = full
+        if self.lowercase:
+            texts = [t.lower() for t in texts]
+        return [len(e.ids) for e in self._untruncated.encode_batch(texts, add_special_tokens=True)]
 
 
 def pad_rows(rows: list[list[int]], width: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:

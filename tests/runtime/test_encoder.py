@@ -184,3 +184,10 @@ def test_stats_report_padding_efficiency(tiny_encoder):
     tiny_encoder.encode(texts, batch_size=1, stats=stats)  # accumulates; no padding at batch 1
     assert stats.rows == 10 and stats.batches == 6
     assert stats.padded_tokens == 5 * int(lengths.max()) + int(lengths.sum())
+
+
+def test_count_tokens_without_truncation(tiny_encoder):
+    long_text = " ".join(["dog"] * 100)
+    assert tiny_encoder.count_tokens([long_text, "a dog"]).tolist() == [32, 4]
+    assert tiny_encoder.count_tokens([long_text, "a dog"], truncate=False).tolist() == [102, 4]
+    assert tiny_encoder.count_tokens(long_text).tolist() == [32]  # the shared tokenizer still truncates
