@@ -10,7 +10,6 @@ alike. Also reports the tokenizer's share of an encode (the part that overlappin
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 import time

@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.set_defaults(handler=_bench)
 
     # Each command: a parser here, set_defaults(handler=...), and a handler below that imports
-    # its feature module lazily (so `embedrt info` never pays for fastapi, pyarrow or torch).
+    # its feature module lazily (so `embedrt info` never pays for starlette, pyarrow or torch).
 
     args = parser.parse_args(argv)
     try:
