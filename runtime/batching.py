@@ -5,7 +5,8 @@ similar length is worth ~2.5x on CPU against unsorted batches (measured, DESIGN.
 is a trade: a batch padded to a much longer first row wastes compute on padding, and a batch per
 row pays ONNX Runtime's per-run overhead each time. A small dynamic program finds the cheapest
 cuts under the row and token limits (a long-tail corpus of 60 texts: padding efficiency 0.25
-with greedy full batches, measured).
+with greedy full batches, measured). BatchingConfig holds the server's batching settings
+(scheduler.py forms its rounds by them).
 """
 
 from __future__ import annotations
@@ -91,3 +92,44 @@ def padding_efficiency(lengths: np.ndarray, batches: list[np.ndarray], plan: Bat
     real = int(lengths.sum())
     padded = sum(len(b) * plan.padded(int(lengths[b].max())) for b in batches if len(b))
     return real / padded if padded else 1.0
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    """How the worker forms batches.
+
+    max_batch_tokens: real tokens (sum of row lengths) taken from the queue per round, and the
+        padded-token cap of each inference run inside it. 16384 is text-embeddings-inference's
+        default; for a 6-layer, 384-wide model a full run stays around 100 MB of activations.
+    max_wait_ms: how long the oldest queued job may wait for others to join its round while the
+        worker is idle. Under load the worker is busy and rounds fill while it runs, so this only
+        matters at low load, where it trades a little latency for larger batches.
+    max_queue: jobs submitted and not yet completely taken by the worker; one more is answered
+        OverloadedError (HTTP 429). Bounds memory and the latency a caller can be made to wait
+        behind others.
+    batch_size: most rows per inference run within a round. The round's rows are sorted by
+        length and cut into runs by plan_batches(), trading padding against the cost of a run.
+    run_cost: the fixed cost of one inference run, in tokens of work; None = 32 on the CPU
+        (measured: MiniLM, 2 cores: ~7 tokens of overhead per run, rounded up because small runs
+        also multiply less efficiently), 512 on a GPU (unmeasured yet: kernel launches dominate
+        there, so runs should be long).
+    batching: False runs every job on its own with no wait: the one-request-one-inference
+        baseline the benchmark compares against.
+    """
+
+    max_batch_tokens: int = 16384
+    max_wait_ms: float = 2.0
+    max_queue: int = 1024
+    batch_size: int = 32
+    run_cost: int | None = None
+    batching: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_tokens", "max_queue", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.run_cost is not None and (not isinstance(self.run_cost, int) or self.run_cost < 0):
+            raise ConfigError(f"run_cost must be a non-negative integer or None, got {self.run_cost!r}")
+        if not isinstance(self.max_wait_ms, (int, float)) or not 0 <= self.max_wait_ms <= 60_000:
+            raise ConfigError(f"max_wait_ms must be between 0 and 60000, got {self.max_wait_ms!r}")

@@ -85,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--run-cost", type=int, default=None,
                    help="fixed cost of one inference run in tokens (default: 32 CPU, 512 GPU)")
     p.add_argument("--no-batching", action="store_true", help="one request per inference (baseline)")
+    p.add_argument("--spinning", choices=("on", "off"), default="off",
+                   help="ONNX Runtime idle threads spin (off: they yield to the event loop)")
     p.add_argument("--max-inputs", type=int, default=2048, help="texts per request before 413")
     p.add_argument("--max-body-bytes", type=int, default=4 << 20, help="request body before 413")
     p.add_argument("--api-key-file", help="file holding the bearer token every route but /health needs")
@@ -257,7 +259,7 @@ def _embed_ray(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from .errors import ConfigError
     from .protocol import Limits
-    from .scheduler import BatchingConfig
+    from .batching import BatchingConfig
     from .server import ServerConfig, serve  # needs the 'serve' extra; the import names it if missing
 
     key = None
@@ -278,7 +280,8 @@ def _serve(args: argparse.Namespace) -> int:
             batching=not args.no_batching,
         ),
     )
-    return serve(args.model, config, args.device, args.precision, threads=args.threads)
+    return serve(args.model, config, args.device, args.precision, threads=args.threads,
+                 spinning=args.spinning == "on")
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -2,18 +2,20 @@
 
     sched = Scheduler(encoder, BatchingConfig(max_batch_tokens=16384, max_wait_ms=2, max_queue=1024))
     sched.start()
-    job = sched.admit()                 # OverloadedError when max_queue jobs are already waiting
-    rows = encoder.tokenize(texts)      # off the event loop (the caller's thread pool)
-    vecs = await sched.submit(job, rows)
+    job = sched.submit(lambda: encoder.tokenize(texts))   # OverloadedError when the queue is full
+    vecs = await job.future
 
-Callers are coroutines on one asyncio loop; inference runs on ONE worker thread that owns the
-session (ONNX Runtime parallelizes inside a run, so a second worker would only fight the first
-for the same cores). Each round the worker takes jobs from a FIFO queue until their tokens fill
-the budget, or until the oldest job has waited max_wait; a job larger than the budget is split
-across rounds. The round's rows go to Encoder.encode_tokens, which sorts them by length and runs
-them in padded sub-batches, and each job gets its own rows back. A job cancelled by its caller
-(client gone) is dropped when the worker reaches it, before any inference is spent on it.
-Knows nothing of HTTP.
+Callers are coroutines on one asyncio loop; everything else runs on ONE worker thread that owns
+the session (ONNX Runtime parallelizes inside a run, so a second worker would only fight the first
+for the same cores). A job carries a `prepare` callable that returns its token rows; the worker
+calls it (tokenizing costs ~20 us for a sentence, a fifth of what handing it to a thread pool
+and back costs the event loop), so the loop neither tokenizes nor waits for tokenization. Each
+round the worker tokenizes what has arrived, then takes jobs FIFO until their tokens fill the
+budget, or until the oldest job has waited max_wait; a job larger than the budget is split
+across rounds. The round's rows are sorted by length and run in padded sub-batches
+(batching.plan_batches), and each job gets its own rows back. A job whose `prepare` raises fails
+alone with that error. A job cancelled by its caller (client gone) is dropped when the worker
+reaches it, before any inference is spent on it. Knows nothing of HTTP.
 """
 
 from __future__ import annotations
@@ -24,55 +26,14 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from .batching import plan_batches
-from .errors import ConfigError, OverloadedError, UnavailableError
+from .batching import BatchingConfig, plan_batches
+from .errors import OverloadedError, UnavailableError
 
 log = logging.getLogger("embedrt.scheduler")
-
-
-@dataclass(frozen=True)
-class BatchingConfig:
-    """How the worker forms batches.
-
-    max_batch_tokens: real tokens (sum of row lengths) taken from the queue per round, and the
-        padded-token cap of each inference run inside it. 16384 is text-embeddings-inference's
-        default; for a 6-layer, 384-wide model a full run stays around 100 MB of activations.
-    max_wait_ms: how long the oldest queued job may wait for others to join its round while the
-        worker is idle. Under load the worker is busy and rounds fill while it runs, so this only
-        matters at low load, where it trades a little latency for larger batches.
-    max_queue: jobs admitted (tokenizing or queued) and not yet taken by the worker; one more is
-        answered OverloadedError (HTTP 429). Bounds memory and the latency a caller can be made
-        to wait behind others.
-    batch_size: most rows per inference run within a round. The round's rows are sorted by
-        length and cut into runs by plan_batches(), trading padding against the cost of a run.
-    run_cost: the fixed cost of one inference run, in tokens of work; None = 32 on the CPU
-        (measured: MiniLM, 2 cores: ~7 tokens of overhead per run, rounded up because small runs
-        also multiply less efficiently), 512 on a GPU (unmeasured yet: kernel launches dominate
-        there, so runs should be long).
-    batching: False runs every job on its own with no wait: the one-request-one-inference
-        baseline the benchmark compares against.
-    """
-
-    max_batch_tokens: int = 16384
-    max_wait_ms: float = 2.0
-    max_queue: int = 1024
-    batch_size: int = 32
-    run_cost: int | None = None
-    batching: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("max_batch_tokens", "max_queue", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if self.run_cost is not None and (not isinstance(self.run_cost, int) or self.run_cost < 0):
-            raise ConfigError(f"run_cost must be a non-negative integer or None, got {self.run_cost!r}")
-        if not isinstance(self.max_wait_ms, (int, float)) or not 0 <= self.max_wait_ms <= 60_000:
-            raise ConfigError(f"max_wait_ms must be between 0 and 60000, got {self.max_wait_ms!r}")
 
 
 class SchedulerObserver:
@@ -85,22 +46,26 @@ class SchedulerObserver:
 
 @dataclass(eq=False)
 class Job:
-    """One caller's texts on their way through the queue."""
+    """One caller's texts on their way through the queue. `future` resolves to float32
+    [rows, dim] in row order, or to the error that stopped the job."""
 
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
+    prepare: Callable[[], list[list[int]]]
     admitted: float = field(default_factory=time.perf_counter)
     rows: list[list[int]] = field(default_factory=list)
     lengths: np.ndarray | None = None
     out: np.ndarray | None = None
     taken: int = 0  # rows handed to the worker so far
     done: int = 0  # rows with embeddings
-    queued: bool = False
     cancelled: bool = False
+    failed: bool = False
+    released: bool = False  # no longer counted against max_queue
 
     @property
     def tokens(self) -> int:
-        """Tokens of the job's texts after truncation, special tokens included."""
+        """Tokens of the job's texts after truncation, special tokens included (0 until the
+        worker has tokenized them)."""
         return int(self.lengths.sum()) if self.lengths is not None else 0
 
 
@@ -117,8 +82,9 @@ class Scheduler:
             run_cost=base.run_cost if config.run_cost is None else config.run_cost,
         )
         self._cond = threading.Condition()
-        self._queue: deque[Job] = deque()
-        self._queued_tokens = 0
+        self._arrived: deque[Job] = deque()  # submitted, not tokenized yet
+        self._ready: deque[Job] = deque()  # tokenized, rows left to take
+        self._ready_tokens = 0
         self._pending = 0
         self._closing = False
         self._thread = threading.Thread(target=self._work, name="embedrt-inference", daemon=True)
@@ -130,15 +96,17 @@ class Scheduler:
 
     @property
     def depth(self) -> int:
-        """Jobs admitted and not yet completely taken by the worker."""
+        """Jobs submitted and not yet completely taken by the worker."""
         return self._pending
 
     @property
     def alive(self) -> bool:
         return self._thread.is_alive() and not self._closing
 
-    def admit(self) -> Job:
-        """Reserve a place in the queue for the calling coroutine's next job, or refuse."""
+    def submit(self, prepare: Callable[[], list[list[int]]]) -> Job:
+        """Queue a job whose token rows `prepare()` returns (called on the worker thread), or
+        refuse it: OverloadedError when max_queue jobs are waiting, UnavailableError once the
+        scheduler is closing. Await `job.future` for its vectors."""
         loop = asyncio.get_running_loop()
         with self._cond:
             if not self.alive:
@@ -147,46 +115,16 @@ class Scheduler:
                 raise OverloadedError(
                     f"the queue is full ({self.config.max_queue} requests waiting); retry shortly"
                 )
+            job = Job(future=loop.create_future(), loop=loop, prepare=prepare)
             self._pending += 1
-        return Job(future=loop.create_future(), loop=loop)
-
-    def submit(self, job: Job, rows: list[list[int]]) -> asyncio.Future:
-        """Queue a job's token rows; the future resolves to float32 [len(rows), dim] in row order.
-
-        A job admitted before close() (or before the worker died) and submitted after it fails
-        with UnavailableError: nobody would ever take it from the queue.
-        """
-        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-        with self._cond:
-            if job.cancelled:
-                return job.future
-            if not self.alive:
-                self._pending -= 1
-                job.cancelled = True  # never queued: a later cancel() must not release it again
-                job.future.set_exception(UnavailableError("the embedding worker stopped (shutting down?)"))
-                return job.future
-            job.rows, job.lengths, job.queued = rows, lengths, True
-            job.out = np.empty((len(rows), self.encoder.dim), dtype=np.float32)
-            if not rows:  # nothing to run; never reaches the worker
-                self._pending -= 1
-                job.future.set_result(job.out)
-                return job.future
-            self._queue.append(job)
-            self._queued_tokens += int(lengths.sum())
+            self._arrived.append(job)
             self._cond.notify()
-        return job.future
+        return job
 
-    def cancel(self, job: Job, *, client_gone: bool = True) -> None:
-        """Skip what the worker has not started of a job: its client left, or (client_gone=False)
-        the caller could not submit it (tokenization refused it). Admitted jobs release now."""
+    def cancel(self, job: Job) -> None:
+        """Its caller left: the worker skips whatever of the job it has not started."""
         with self._cond:
-            if job.cancelled or job.taken == len(job.rows) and job.queued:
-                return
             job.cancelled = True
-            if not job.queued:  # never reaches the queue
-                self._pending -= 1
-                if client_gone:
-                    self._observer.dropped()
 
     def close(self, timeout: float | None = None) -> None:
         """Stop admitting, let the worker finish every queued job, and join it. Jobs still queued
@@ -211,27 +149,37 @@ class Scheduler:
     def _fail_queued(self, why: str) -> None:
         """Empty the queue, answering each job UnavailableError (its part in flight is lost)."""
         with self._cond:
-            left, self._queue = list(self._queue), deque()
-            self._queued_tokens = 0
-            self._pending -= len(left)
+            left = list(self._arrived) + list(self._ready)
+            self._arrived, self._ready, self._ready_tokens = deque(), deque(), 0
+            for job in left:
+                self._release(job)
         for job in left:
             _resolve(job.loop, [(job.future, None, UnavailableError(why))])
 
+    def _release(self, job: Job) -> None:
+        """The job no longer counts against max_queue. Holds the lock."""
+        if not job.released:
+            job.released = True
+            self._pending -= 1
+
     def _loop(self) -> None:
         wait = self.config.max_wait_ms / 1000
+        budget = self.config.max_batch_tokens
         while True:
             with self._cond:
-                while not self._queue and not self._closing:
+                while not self._arrived and not self._ready and not self._closing:
                     self._cond.wait()
-                if not self._queue:
+                if not self._arrived and not self._ready:
                     return  # closing, and everything queued has been answered
-                if self.config.batching:
-                    deadline = self._queue[0].admitted + wait
-                    while not self._closing and self._queued_tokens < self.config.max_batch_tokens:
-                        left = deadline - time.perf_counter()
-                        if left <= 0:
-                            break
-                        self._cond.wait(left)
+                arrived, self._arrived = self._arrived, deque()
+            if arrived:
+                self._prepare(arrived)
+            with self._cond:
+                if self.config.batching and self._ready and not self._closing and self._ready_tokens < budget:
+                    left = self._ready[0].admitted + wait - time.perf_counter()
+                    if left > 0:
+                        self._cond.wait(left)  # for others to join, or for the deadline
+                        continue
                 parts = self._take()
             if parts:
                 try:
@@ -241,18 +189,51 @@ class Scheduler:
                     for job, _, _ in parts:
                         _resolve(job.loop, [(job.future, None, e)])
 
+    def _prepare(self, jobs: deque[Job]) -> None:
+        """Tokenize newly arrived jobs (outside the lock) and queue them for rounds."""
+        keep, gone, answers, dropped = [], [], [], 0
+        for job in jobs:
+            if job.cancelled:
+                gone.append(job)
+                dropped += 1
+                continue
+            try:
+                rows = job.prepare()
+            except Exception as e:  # the job's own error (a text too long, ...): it alone fails
+                gone.append(job)
+                answers.append((job, None, e))
+                continue
+            job.rows = rows
+            job.lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+            job.out = np.empty((len(rows), self.encoder.dim), dtype=np.float32)
+            if rows:
+                keep.append(job)
+            else:  # nothing to run
+                gone.append(job)
+                answers.append((job, job.out, None))
+        with self._cond:
+            for job in keep:
+                self._ready.append(job)
+                self._ready_tokens += int(job.lengths.sum())
+            for job in gone:
+                self._release(job)
+        for _ in range(dropped):
+            self._observer.dropped()
+        for job, value, err in answers:
+            _resolve(job.loop, [(job.future, value, err)])
+
     def _take(self) -> list[tuple[Job, int, int]]:
         """Pop the next round: (job, first row, end row) parts in FIFO order. Holds the lock."""
         budget = self.config.max_batch_tokens
         parts: list[tuple[Job, int, int]] = []
         tokens = 0
-        while self._queue and tokens < budget:
-            job = self._queue[0]
+        while self._ready and tokens < budget:
+            job = self._ready[0]
             start, n = job.taken, len(job.rows)
             if job.cancelled:
-                self._queue.popleft()
-                self._queued_tokens -= int(job.lengths[start:].sum())
-                self._pending -= 1
+                self._ready.popleft()
+                self._ready_tokens -= int(job.lengths[start:].sum())
+                self._release(job)
                 if start == 0:
                     self._observer.dropped()
                 continue
@@ -268,58 +249,67 @@ class Scheduler:
                     break
             took = int(job.lengths[start:end].sum())
             tokens += took
-            self._queued_tokens -= took
+            self._ready_tokens -= took
             job.taken = end
             parts.append((job, start, end))
             if end < n:
                 break  # the budget is full; the rest of this job leads the next round
-            self._queue.popleft()
-            self._pending -= 1
+            self._ready.popleft()
+            self._release(job)
         return parts
 
     def _infer(self, parts: list[tuple[Job, int, int]]) -> None:
+        """Run a round: its rows sorted by length and cut into runs; each job is answered as
+        soon as the run holding its last row ends, so its caller is served while the rest of
+        the round runs, and its next request can join the next round."""
         now = time.perf_counter()
         for job, start, _ in parts:
             if start == 0:
                 self._observer.queue_wait(now - job.admitted)
         rows = [r for job, s, e in parts for r in job.rows[s:e]]
+        where = [(job, i) for job, s, e in parts for i in range(s, e)]  # each row's job and index
         lengths = np.concatenate([job.lengths[s:e] for job, s, e in parts])
-        out = np.empty((len(rows), self.encoder.dim), dtype=np.float32)
         padded = 0
-        try:
-            for idx in plan_batches(lengths, self._plan):
-                out[idx] = self.encoder.encode_tokens([rows[i] for i in idx], len(idx))
-                padded += len(idx) * self._plan.padded(int(lengths[idx[0]]))
-        except Exception:
-            if len(parts) == 1:
-                raise
-            # One bad job must not fail its batch-mates: run each job's rows on their own.
-            log.warning("a batch of %d jobs failed; retrying each job alone", len(parts))
-            self._infer_each(parts)
-            return
+        # Shortest runs first: the most callers are answered soonest (plan_batches lists them
+        # longest first).
+        for idx in reversed(plan_batches(lengths, self._plan)):
+            self._run([rows[i] for i in idx], [where[i] for i in idx])
+            padded += len(idx) * self._plan.padded(int(lengths[idx[0]]))
         self._observer.batch(len(rows), int(lengths.sum()), padded, time.perf_counter() - now)
-        self._scatter(parts, out)
 
-    def _infer_each(self, parts: list[tuple[Job, int, int]]) -> None:
-        for job, s, e in parts:
-            try:
-                self._scatter([(job, s, e)], self.encoder.encode_tokens(job.rows[s:e], self.config.batch_size))
-            except Exception as err:
-                _resolve(job.loop, [(job.future, None, err)])
-
-    def _scatter(self, parts: list[tuple[Job, int, int]], out: np.ndarray) -> None:
-        """Copy each job's rows into its output; resolve the jobs that are complete, each on its
-        own event loop (one wake-up per loop)."""
+    def _run(self, rows: list[list[int]], where: list[tuple[Job, int]]) -> None:
+        """One inference run; its vectors go to their jobs, and jobs now complete are answered,
+        each on its own event loop (one wake-up per loop). One bad job must not fail its
+        run-mates: a failed run is retried job by job, and only the job that still fails gets
+        the error."""
+        try:
+            vecs = self.encoder.encode_tokens(rows, len(rows))
+        except Exception as err:
+            jobs = list(dict.fromkeys(job for job, _ in where))
+            if len(jobs) == 1:
+                self._fail(jobs[0], err)
+                return
+            log.warning("a batch of %d jobs failed; retrying each job alone", len(jobs))
+            for job in jobs:
+                mine = [k for k, (j, _) in enumerate(where) if j is job]
+                self._run([rows[k] for k in mine], [where[k] for k in mine])
+            return
         finished: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any, None]]] = {}
-        offset = 0
-        for job, s, e in parts:
-            job.out[s:e] = out[offset : offset + e - s]
-            offset += e - s
-            job.done += e - s
+        for vec, (job, i) in zip(vecs, where):
+            if job.failed:
+                continue
+            job.out[i] = vec
+            job.done += 1
             if job.done == len(job.rows):
                 finished.setdefault(job.loop, []).append((job.future, job.out, None))
         for loop, items in finished.items():
             _resolve(loop, items)
+
+    def _fail(self, job: Job, err: Exception) -> None:
+        """Answer the job with its error; the rest of its rows are skipped."""
+        if not job.failed:
+            job.failed = job.cancelled = True
+            _resolve(job.loop, [(job.future, None, err)])
 
 
 def _resolve(loop: asyncio.AbstractEventLoop, items: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:

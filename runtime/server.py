@@ -22,7 +22,7 @@ log = logging.getLogger("embedrt.server")
 
 
 def serve(artifact: str | Path, config: ServerConfig, device: str = "auto", precision: str = "auto",
-          threads: int | None = None) -> int:
+          threads: int | None = None, spinning: bool = False) -> int:
     """Load the artifact and serve it until SIGTERM or SIGINT; returns the exit status.
 
     On a signal, uvicorn stops accepting connections, finishes every request it has accepted
@@ -35,9 +35,10 @@ def serve(artifact: str | Path, config: ServerConfig, device: str = "auto", prec
     from .encoder import Encoder
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # spinning=False: ONNX Runtime's idle threads would otherwise spin on the cores the event
-    # loop and the tokenizer threads need (measured in bench/serve_load.py).
-    encoder = Encoder.load(artifact, device, precision, threads=threads, spinning=False,
+    # spinning off by default: ONNX Runtime's idle threads would spin on the cores the event
+    # loop needs, and on a machine the server shares that costs more than it gains
+    # (bench/results/serve_load.md measures both).
+    encoder = Encoder.load(artifact, device, precision, threads=threads, spinning=spinning,
                            batch_tokens=config.batching.max_batch_tokens)
     service = EmbeddingService(encoder, config)
     sock = _bind(config.host, config.port)

@@ -10,9 +10,9 @@
     GET  /metrics         Prometheus
 
 A request is authorized, read (size-capped), parsed (protocol.py), admitted to the scheduler's
-bounded queue, tokenized on a thread pool, batched with other requests by the scheduler's worker
-thread, and answered. The event loop only moves bytes: JSON of large bodies, tokenization and
-inference all run on other threads. Starlette rather than FastAPI: request parsing is ours
+bounded queue, tokenized and batched with other requests by the scheduler's worker thread, and
+answered. The event loop only moves bytes: tokenization and inference run on the worker, JSON of
+large bodies and large responses on a small thread pool. Starlette rather than FastAPI: request parsing is ours
 (protocol.py), so FastAPI's validation layer would only add per-request cost. server.py runs it.
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import logging
@@ -37,7 +38,8 @@ from .errors import (AuthError, InputError, OverloadedError, TooLargeError, Unav
                      missing_extra)
 from .protocol import (EmbedRequest, Limits, decode_json, openai_body, openai_error, parse_openai,
                        parse_tei, tei_body, tei_error)
-from .scheduler import BatchingConfig, Scheduler
+from .batching import BatchingConfig
+from .scheduler import Scheduler
 
 try:
     from starlette.applications import Starlette
@@ -69,8 +71,8 @@ class ServerConfig:
     api_key: the bearer token every route but /health requires; None = no auth (fine on
         127.0.0.1, the default bind).
     model_name: the id /v1/embeddings answers with (default: the artifact's source model name).
-    tokenize_threads: threads tokenizing and rendering large responses next to the event loop;
-        2 keeps tokenization of one large request from delaying every small one behind it.
+    io_threads: threads that decode large request bodies and render large responses next to
+        the event loop (small ones are done on the loop: a hand-off costs more than they do).
     graceful_timeout_s: seconds a SIGTERM waits for accepted requests before cutting them off;
         30 covers a full queue of long texts on two CPU cores. The inference worker then gets at
         most CLOSE_TIMEOUT_S more to finish its round.
@@ -83,7 +85,7 @@ class ServerConfig:
     model_name: str | None = None
     limits: Limits = field(default_factory=Limits)
     batching: BatchingConfig = field(default_factory=BatchingConfig)
-    tokenize_threads: int = 2
+    io_threads: int = 2
     graceful_timeout_s: float = 30.0
     access_log: bool = False
 
@@ -176,15 +178,9 @@ class EmbeddingService:
     async def _embed(self, request: Request, req: EmbedRequest, field_name: str) -> tuple[np.ndarray, int] | Response:
         if not req.normalize and self.encoder.manifest.normalize:
             raise InputError("'normalize': false is not available: this model's graph L2-normalizes its output")
-        job = self.scheduler.admit()
-        loop = asyncio.get_running_loop()
-        try:
-            rows = await loop.run_in_executor(self._pool, self._tokenize, req, field_name)
-        except BaseException:
-            self.scheduler.cancel(job, client_gone=False)
-            raise
-        fut = self.scheduler.submit(job, rows)
-        gone = loop.create_task(_disconnected(request))
+        job = self.scheduler.submit(functools.partial(self._tokenize, req, field_name))
+        fut = job.future
+        gone = asyncio.get_running_loop().create_task(_disconnected(request))
         try:
             await asyncio.wait((fut, gone), return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -194,28 +190,27 @@ class EmbeddingService:
                 fut.cancel()
         if fut.cancelled():
             return Response(status_code=CLIENT_GONE)
-        vecs = fut.result()
+        vecs = fut.result()  # or the job's own error: a text over the limit with truncate off
         if req.normalize and not self.encoder.manifest.normalize:
             vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
         return vecs, int(job.tokens)
 
     def _tokenize(self, req: EmbedRequest, field_name: str) -> list[list[int]]:
-        """Token rows (on the pool); with truncate off, 413 for a text past max_seq_length."""
+        """Token rows (on the scheduler's worker); with truncate off, 413 for a text past
+        max_seq_length."""
         rows = self.encoder.tokenize(req.texts)
         limit = self.encoder.manifest.max_seq_length
-        if not req.truncate:
-            # A row at the limit may have been cut: count that text's tokens without truncation.
-            at_limit = [i for i, r in enumerate(rows) if len(r) >= limit]
-            for i, n in zip(at_limit, self._untruncated_lengths([req.texts[i] for i in at_limit])):
+        # A row at the limit may have been cut: count that text's tokens without truncation.
+        at_limit = [] if req.truncate else [i for i, r in enumerate(rows) if len(r) >= limit]
+        if at_limit:
+            counts = self.encoder.count_tokens([req.texts[i] for i in at_limit], truncate=False)
+            for i, n in zip(at_limit, counts):
                 if n > limit:
                     raise TooLargeError(
                         f"'{field_name}[{i}]' has {n} tokens; this model reads at most {limit}: "
                         "shorten it, or send \"truncate\": true to cut it"
                     )
         return rows
-
-    def _untruncated_lengths(self, texts: list[str]) -> list[int]:
-        return self.encoder.count_tokens(texts, truncate=False).tolist() if texts else []
 
     async def _render(self, vecs: np.ndarray, fn: Any, *args: Any) -> bytes:
         if vecs.size <= INLINE_FLOATS:
@@ -295,7 +290,7 @@ class EmbeddingService:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Any):
-        self._pool = ThreadPoolExecutor(self.config.tokenize_threads, thread_name_prefix="embedrt-tokenize")
+        self._pool = ThreadPoolExecutor(self.config.io_threads, thread_name_prefix="embedrt-io")
         self.scheduler.start()
         try:
             yield

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from embedrt import ConfigError, EmbedrtError, Encoder, OverloadedError
-from embedrt.errors import UnavailableError
-from embedrt.scheduler import BatchingConfig, Scheduler, SchedulerObserver
+from embedrt.errors import InputError, UnavailableError
+from embedrt.batching import BatchingConfig
+from embedrt.scheduler import Scheduler, SchedulerObserver
 
 TEXTS = [
     ["the man plays guitar"],
@@ -42,24 +43,31 @@ def started(encoder, **config):
     return sched, rec
 
 
+def submit(sched, encoder, texts):
+    """A job whose texts the worker tokenizes."""
+    return sched.submit(lambda: encoder.tokenize(texts))
+
+
 async def embed(sched, encoder, texts):
-    job = sched.admit()
-    return await sched.submit(job, encoder.tokenize(texts))
+    return await submit(sched, encoder, texts).future
 
 
 class GatedEncoder:
-    """The tiny encoder, but inference waits at a gate: a round provably in flight."""
+    """The tiny encoder, but inference run number `gated` (from 1) waits at a gate: a run
+    provably in flight."""
 
-    def __init__(self, encoder):
-        self._encoder = encoder
+    def __init__(self, encoder, gated=1):
+        self._encoder, self._gated, self.runs = encoder, gated, 0
         self.entered, self.release = threading.Event(), threading.Event()
 
     def __getattr__(self, name):
         return getattr(self._encoder, name)
 
     def encode_tokens(self, *args, **kw):
-        self.entered.set()
-        self.release.wait(60)
+        self.runs += 1
+        if self.runs == self._gated:
+            self.entered.set()
+            self.release.wait(60)
         return self._encoder.encode_tokens(*args, **kw)
 
 
@@ -97,13 +105,11 @@ def test_a_cancelled_job_is_dropped_before_inference(tiny_encoder):
     sched, rec = started(tiny_encoder, max_wait_ms=60_000)
 
     async def main():
-        keep = sched.admit()
-        gone = sched.admit()
-        kept = sched.submit(keep, tiny_encoder.tokenize(["a dog"]))
-        sched.submit(gone, tiny_encoder.tokenize(["the cat", "the man"]))
+        kept = submit(sched, tiny_encoder, ["a dog"])
+        gone = submit(sched, tiny_encoder, ["the cat", "the man"])
         sched.cancel(gone)  # its client disconnected while it waited
         await asyncio.to_thread(sched.close)  # ends the round's wait: both jobs are in it
-        return await kept
+        return await kept.future
 
     got = asyncio.run(main())
     np.testing.assert_allclose(got, tiny_encoder.encode(["a dog"]), atol=1e-6)
@@ -111,24 +117,29 @@ def test_a_cancelled_job_is_dropped_before_inference(tiny_encoder):
 
 
 def test_the_queue_is_bounded_and_frees_its_places(tiny_encoder):
-    sched, rec = started(tiny_encoder, max_queue=2, max_wait_ms=0)
+    gated = GatedEncoder(tiny_encoder)
+    sched, rec = started(gated, max_queue=2, max_wait_ms=0)
 
     async def main():
-        a, b = sched.admit(), sched.admit()
+        running = submit(sched, tiny_encoder, ["a dog"])
+        assert await asyncio.to_thread(gated.entered.wait, 30)  # taken: no longer queued
+        a, b = submit(sched, tiny_encoder, ["the cat"]), submit(sched, tiny_encoder, ["the man"])
         with pytest.raises(OverloadedError, match="queue is full"):
-            sched.admit()
-        sched.cancel(b, client_gone=False)  # refused while tokenizing: released, not a drop
-        c = sched.admit()
-        assert sched.depth == 2 and rec.drops == 0
-        sched.cancel(c)  # its client left while it was tokenizing
-        assert sched.depth == 1 and rec.drops == 1
-        c = sched.admit()
-        await asyncio.gather(sched.submit(a, [[2, 5, 3]]), sched.submit(c, [[2, 3]]))
-        assert sched.depth == 0
-        sched.admit()
+            submit(sched, tiny_encoder, ["a fox"])
+        assert sched.depth == 2
+        sched.cancel(b)  # its client left: the worker drops it when it gets there
+        gated.release.set()
+        results = await asyncio.wait_for(asyncio.gather(running.future, a.future), 30)
+        while sched.depth:  # b is released when the worker reaches it
+            await asyncio.sleep(0.01)
+        assert rec.drops == 1 and not b.future.done()
+        await asyncio.wait_for(embed(sched, tiny_encoder, ["a fox"]), 30)  # places are free again
+        return results
 
-    asyncio.run(main())
+    running, a = asyncio.run(main())
     sched.close()
+    np.testing.assert_allclose(running, tiny_encoder.encode(["a dog"]), atol=1e-6)
+    np.testing.assert_allclose(a, tiny_encoder.encode(["the cat"]), atol=1e-6)
 
 
 def test_without_batching_each_job_runs_alone(tiny_encoder):
@@ -152,15 +163,16 @@ def test_a_failing_job_does_not_fail_its_batch_mates(tiny_copy, caplog):
     (tiny_copy / "embedrt.json").write_text(json.dumps(manifest))
     enc = Encoder.load(tiny_copy, device="cpu")
     sched, _ = started(enc, max_wait_ms=60_000)
+    good_text = "dog " * 60  # 62 tokens: close enough in length to share the bad row's run
 
     async def main():
-        futures = [sched.submit(sched.admit(), enc.tokenize(t)) for t in (["a dog"], ["dog " * 80])]
+        jobs = [submit(sched, enc, t) for t in ([good_text], ["dog " * 80])]
         await asyncio.to_thread(sched.close)  # ends the round's wait: both jobs are in it
-        return await asyncio.gather(*futures, return_exceptions=True)
+        return await asyncio.gather(*(j.future for j in jobs), return_exceptions=True)
 
     with caplog.at_level(logging.WARNING, logger="embedrt.scheduler"):
         good, bad = asyncio.run(main())
-    np.testing.assert_allclose(good, enc.encode(["a dog"]), atol=1e-6)
+    np.testing.assert_allclose(good, enc.encode([good_text]), atol=1e-6)
     # ONNX Runtime's own exception reaches the caller (the server logs it and answers 500)
     assert isinstance(bad, Exception) and not isinstance(bad, EmbedrtError)
     assert "a batch of 2 jobs failed; retrying each job alone" in caplog.text
@@ -171,12 +183,12 @@ def test_close_answers_everything_queued_then_refuses(tiny_encoder):
     sched, rec = started(tiny_encoder, max_wait_ms=60_000)
 
     async def main():
-        futures = [sched.submit(sched.admit(), tiny_encoder.tokenize(t)) for t in TEXTS]
+        futures = [submit(sched, tiny_encoder, t).future for t in TEXTS]
         await asyncio.sleep(0.05)
         await asyncio.get_running_loop().run_in_executor(None, sched.close)
         results = await asyncio.gather(*futures)
         with pytest.raises(UnavailableError):
-            sched.admit()
+            submit(sched, tiny_encoder, ["a dog"])
         return results
 
     results = asyncio.run(main())
@@ -184,16 +196,57 @@ def test_close_answers_everything_queued_then_refuses(tiny_encoder):
     assert sum(b[0] for b in rec.batches) == sum(map(len, TEXTS))
 
 
-def test_a_job_submitted_after_close_fails_instead_of_waiting_forever(tiny_encoder):
+def test_a_job_whose_tokenization_fails_fails_alone(tiny_encoder):
+    budget = 2 * int(tiny_encoder.count_tokens(["a dog"]).sum())
+    sched, rec = started(tiny_encoder, max_wait_ms=60_000, max_batch_tokens=budget)
+
+    def refuse():
+        raise InputError("'input[0]' is too long")
+
+    async def main():
+        jobs = [submit(sched, tiny_encoder, ["a dog"]), sched.submit(refuse),
+                submit(sched, tiny_encoder, ["a dog"])]
+        return await asyncio.wait_for(asyncio.gather(*(j.future for j in jobs), return_exceptions=True), 30)
+
+    first, refused, last = asyncio.run(main())
+    sched.close()
+    assert isinstance(refused, InputError) and "too long" in str(refused)
+    for got in (first, last):
+        np.testing.assert_allclose(got, tiny_encoder.encode(["a dog"]), atol=1e-6)
+    assert [b[0] for b in rec.batches] == [2] and sched.depth == 0  # the other two: one round
+
+
+def test_a_job_is_answered_when_its_run_ends_not_its_round(tiny_encoder):
+    # "a" and a 52-token text cost less as two runs than as one padded run (batching.py), and
+    # a round runs its shortest run first: that caller is answered while the long run is held.
+    gated = GatedEncoder(tiny_encoder, gated=2)
+    texts = (["a"], ["dog " * 50])
+    budget = int(tiny_encoder.count_tokens(sum(texts, [])).sum())
+    sched, rec = started(gated, max_wait_ms=60_000, max_batch_tokens=budget)
+
+    async def main():
+        short, long = (submit(sched, tiny_encoder, t) for t in texts)
+        try:
+            got = await asyncio.wait_for(short.future, 30)
+            assert gated.entered.is_set() and not long.future.done()  # the long run is held
+        finally:
+            gated.release.set()
+        return got, await asyncio.wait_for(long.future, 30)
+
+    short, long = asyncio.run(main())
+    sched.close()
+    np.testing.assert_allclose(short, tiny_encoder.encode(["a"]), atol=1e-6)
+    np.testing.assert_allclose(long, tiny_encoder.encode(["dog " * 50]), atol=1e-6)
+    assert [b[0] for b in rec.batches] == [2]  # both in one round
+
+
+def test_submit_after_close_is_refused(tiny_encoder):
     sched, _ = started(tiny_encoder)
 
     async def main():
-        job = sched.admit()  # admitted, then tokenizing while the server shuts down
         await asyncio.to_thread(sched.close)
-        with pytest.raises(UnavailableError, match="worker stopped"):
-            await asyncio.wait_for(sched.submit(job, tiny_encoder.tokenize(["a dog"])), 10)
-        assert sched.depth == 0
-        sched.cancel(job)  # the caller's cleanup after the failure releases nothing twice
+        with pytest.raises(UnavailableError, match="not running"):
+            submit(sched, tiny_encoder, ["a dog"])
         assert sched.depth == 0
 
     asyncio.run(main())
@@ -204,9 +257,9 @@ def test_close_fails_the_jobs_still_queued_when_its_timeout_ends(tiny_encoder):
     sched, _ = started(gated, max_wait_ms=0)
 
     async def main():
-        running = sched.submit(sched.admit(), tiny_encoder.tokenize(["a dog"]))
+        running = submit(sched, tiny_encoder, ["a dog"]).future
         assert await asyncio.to_thread(gated.entered.wait, 30)  # its round is in inference
-        queued = sched.submit(sched.admit(), tiny_encoder.tokenize(["the cat"]))
+        queued = submit(sched, tiny_encoder, ["the cat"]).future
         try:
             await asyncio.to_thread(sched.close, 0.1)  # the worker is stuck: the timeout ends
             with pytest.raises(UnavailableError, match="shut down before"):
@@ -228,11 +281,11 @@ def test_each_job_is_answered_on_its_own_event_loop(tiny_encoder, caplog):
 
     def other_loop():
         async def main():
-            return await asyncio.wait_for(sched.submit(sched.admit(), b), 10)
+            return await asyncio.wait_for(sched.submit(lambda: b).future, 10)
         return asyncio.run(main(), debug=True)
 
     async def main():
-        mine = sched.submit(sched.admit(), a)
+        mine = sched.submit(lambda: a).future
         theirs = await asyncio.to_thread(other_loop)
         return await asyncio.wait_for(mine, 10), theirs
 
