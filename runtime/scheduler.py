@@ -83,6 +83,7 @@ class Scheduler:
         )
         self._cond = threading.Condition()
         self._arrived: deque[Job] = deque()  # submitted, not tokenized yet
+        self._preparing: list[Job] = []  # being tokenized by the worker
         self._ready: deque[Job] = deque()  # tokenized, rows left to take
         self._ready_tokens = 0
         self._pending = 0
@@ -147,11 +148,13 @@ class Scheduler:
             self._fail_queued("the embedding worker stopped")
 
     def _fail_queued(self, why: str) -> None:
-        """Empty the queue, answering each job UnavailableError (its part in flight is lost)."""
+        """Empty the queue, answering each job UnavailableError (its part in flight is lost,
+        and a job the worker is still tokenizing is not queued after all)."""
         with self._cond:
-            left = list(self._arrived) + list(self._ready)
+            left = [*self._arrived, *self._preparing, *self._ready]
             self._arrived, self._ready, self._ready_tokens = deque(), deque(), 0
             for job in left:
+                job.failed = job.cancelled = True
                 self._release(job)
         for job in left:
             _resolve(job.loop, [(job.future, None, UnavailableError(why))])
@@ -171,14 +174,17 @@ class Scheduler:
                     self._cond.wait()
                 if not self._arrived and not self._ready:
                     return  # closing, and everything queued has been answered
-                arrived, self._arrived = self._arrived, deque()
-            if arrived:
-                self._prepare(arrived)
+                self._preparing, self._arrived = list(self._arrived), deque()
+            if self._preparing:
+                self._prepare(self._preparing)
             with self._cond:
+                # Until the oldest job's deadline or a full budget, newcomers join the round:
+                # tokenize those already here, else wait for more. Past it, the round starts.
                 if self.config.batching and self._ready and not self._closing and self._ready_tokens < budget:
                     left = self._ready[0].admitted + wait - time.perf_counter()
                     if left > 0:
-                        self._cond.wait(left)  # for others to join, or for the deadline
+                        if not self._arrived:
+                            self._cond.wait(left)
                         continue
                 parts = self._take()
             if parts:
@@ -187,36 +193,37 @@ class Scheduler:
                 except BaseException as e:  # never leave a caller waiting forever
                     log.exception("inference worker failed")
                     for job, _, _ in parts:
-                        _resolve(job.loop, [(job.future, None, e)])
+                        self._fail(job, e)
 
-    def _prepare(self, jobs: deque[Job]) -> None:
-        """Tokenize newly arrived jobs (outside the lock) and queue them for rounds."""
-        keep, gone, answers, dropped = [], [], [], 0
+    def _prepare(self, jobs: list[Job]) -> None:
+        """Tokenize newly arrived jobs (outside the lock) and queue them for rounds. A job whose
+        tokenization raises (a text too long, a panic in the tokenizer library, which Python sees
+        as a BaseException) fails alone."""
+        answers: list[tuple[Job, Any, BaseException | None]] = []
         for job in jobs:
             if job.cancelled:
-                gone.append(job)
-                dropped += 1
                 continue
             try:
                 rows = job.prepare()
-            except Exception as e:  # the job's own error (a text too long, ...): it alone fails
-                gone.append(job)
+                lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+                out = np.empty((len(rows), self.encoder.dim), dtype=np.float32)
+            except BaseException as e:
+                job.failed = True
                 answers.append((job, None, e))
                 continue
-            job.rows = rows
-            job.lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-            job.out = np.empty((len(rows), self.encoder.dim), dtype=np.float32)
-            if rows:
-                keep.append(job)
-            else:  # nothing to run
-                gone.append(job)
-                answers.append((job, job.out, None))
+            job.rows, job.lengths, job.out = rows, lengths, out
+            if not rows:  # nothing to run
+                answers.append((job, out, None))
+        dropped = 0
         with self._cond:
-            for job in keep:
-                self._ready.append(job)
-                self._ready_tokens += int(job.lengths.sum())
-            for job in gone:
-                self._release(job)
+            for job in jobs:
+                if job.cancelled or job.failed or not job.rows:
+                    dropped += job.cancelled and not job.failed and not job.released
+                    self._release(job)
+                else:
+                    self._ready.append(job)
+                    self._ready_tokens += int(job.lengths.sum())
+            self._preparing = []
         for _ in range(dropped):
             self._observer.dropped()
         for job, value, err in answers:
@@ -273,8 +280,10 @@ class Scheduler:
         # Shortest runs first: the most callers are answered soonest (plan_batches lists them
         # longest first).
         for idx in reversed(plan_batches(lengths, self._plan)):
-            self._run([rows[i] for i in idx], [where[i] for i in idx])
-            padded += len(idx) * self._plan.padded(int(lengths[idx[0]]))
+            idx = [i for i in idx if not where[i][0].cancelled]  # callers gone meanwhile
+            if idx:
+                self._run([rows[i] for i in idx], [where[i] for i in idx])
+                padded += len(idx) * self._plan.padded(int(lengths[idx[0]]))
         self._observer.batch(len(rows), int(lengths.sum()), padded, time.perf_counter() - now)
 
     def _run(self, rows: list[list[int]], where: list[tuple[Job, int]]) -> None:
@@ -305,7 +314,7 @@ class Scheduler:
         for loop, items in finished.items():
             _resolve(loop, items)
 
-    def _fail(self, job: Job, err: Exception) -> None:
+    def _fail(self, job: Job, err: BaseException) -> None:
         """Answer the job with its error; the rest of its rows are skipped."""
         if not job.failed:
             job.failed = job.cancelled = True

@@ -130,7 +130,9 @@ def test_the_queue_is_bounded_and_frees_its_places(tiny_encoder):
         sched.cancel(b)  # its client left: the worker drops it when it gets there
         gated.release.set()
         results = await asyncio.wait_for(asyncio.gather(running.future, a.future), 30)
-        while sched.depth:  # b is released when the worker reaches it
+        for _ in range(3000):  # b is released when the worker reaches it
+            if not sched.depth:
+                break
             await asyncio.sleep(0.01)
         assert rec.drops == 1 and not b.future.done()
         await asyncio.wait_for(embed(sched, tiny_encoder, ["a fox"]), 30)  # places are free again
@@ -304,3 +306,84 @@ def test_config_is_validated(field, value):
     with pytest.raises(ConfigError, match=field):
         BatchingConfig(**{field: value})
 
+
+
+def test_jobs_arriving_while_the_worker_tokenizes_start_the_round_without_waiting(tiny_encoder):
+    # The budget is both jobs' tokens and the wait a minute: the round must start as soon as the
+    # second job, submitted while the first was being tokenized, is tokenized too.
+    budget = 2 * int(tiny_encoder.count_tokens(["a dog"]).sum())
+    sched, rec = started(tiny_encoder, max_wait_ms=60_000, max_batch_tokens=budget)
+    tokenizing = threading.Event()
+
+    def slow():
+        tokenizing.set()
+        threading.Event().wait(0.3)
+        return tiny_encoder.tokenize(["a dog"])
+
+    async def main():
+        first = sched.submit(slow)
+        assert await asyncio.to_thread(tokenizing.wait, 10)
+        second = submit(sched, tiny_encoder, ["a dog"])
+        return await asyncio.wait_for(asyncio.gather(first.future, second.future), 20)
+
+    for got in asyncio.run(main()):
+        np.testing.assert_allclose(got, tiny_encoder.encode(["a dog"]), atol=1e-6)
+    sched.close()
+    assert [b[0] for b in rec.batches] == [2]
+
+
+class Panic(BaseException):
+    """What a panic inside the Rust tokenizer library surfaces as: not an Exception."""
+
+
+def test_a_tokenizer_panic_fails_its_job_alone_and_the_worker_lives_on(tiny_encoder):
+    sched, _ = started(tiny_encoder, max_wait_ms=0)
+
+    def panic():
+        raise Panic("tokenizer panicked")
+
+    async def main():
+        bad = await asyncio.gather(sched.submit(panic).future, return_exceptions=True)
+        good = await asyncio.wait_for(embed(sched, tiny_encoder, ["a dog"]), 30)
+        return bad[0], good
+
+    bad, good = asyncio.run(main())
+    assert isinstance(bad, Panic) and sched.alive and sched.depth == 0
+    np.testing.assert_allclose(good, tiny_encoder.encode(["a dog"]), atol=1e-6)
+    sched.close()
+
+
+def test_a_job_with_no_rows_is_answered_empty(tiny_encoder):
+    sched, rec = started(tiny_encoder)
+
+    async def main():
+        return await asyncio.wait_for(sched.submit(lambda: []).future, 30)
+
+    got = asyncio.run(main())
+    sched.close()
+    assert got.shape == (0, tiny_encoder.dim) and rec.batches == [] and sched.depth == 0
+
+
+def test_close_fails_a_job_the_worker_is_still_tokenizing(tiny_encoder):
+    sched, rec = started(tiny_encoder, max_wait_ms=0)
+    entered, release = threading.Event(), threading.Event()
+
+    def stuck():
+        entered.set()
+        release.wait(60)
+        return tiny_encoder.tokenize(["a dog"])
+
+    async def main():
+        job = sched.submit(stuck)
+        assert await asyncio.to_thread(entered.wait, 10)
+        try:
+            await asyncio.to_thread(sched.close, 0.1)  # the worker is stuck tokenizing
+            with pytest.raises(UnavailableError, match="shut down before"):
+                await asyncio.wait_for(job.future, 10)
+            assert sched.depth == 0
+        finally:
+            release.set()
+
+    asyncio.run(main())
+    sched._thread.join(10)
+    assert not sched._thread.is_alive() and rec.batches == []  # it never ran after all
