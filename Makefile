@@ -58,6 +58,14 @@ bench: bench-peers-venv bench-footprint
 	$(PY) bench/throughput.py --artifact $(ARTIFACT) --st-model $(ST_MODEL) \
 		--peers-python $(VENV)-peers/bin/python --out bench/results/throughput
 	$(PY) bench/ceiling.py --throughput bench/results/throughput.json --out bench/results/ceiling
+	for spin in off on; do \
+		suffix=$$([ $$spin = on ] && echo _spinning); \
+		$(PY) bench/throughput.py --artifact $(ARTIFACT) --st-model $(ST_MODEL) --corpus sentences \
+			--texts 4000 --spinning $$spin --peers-python $(VENV)-peers/bin/python \
+			--out bench/results/throughput_sentences$$suffix || exit 1; \
+	done
+	$(PY) bench/ceiling.py --throughput bench/results/throughput_sentences_spinning.json \
+		--out bench/results/ceiling_sentences
 	$(MAKE) bench-serve bench-embed bench-ray
 
 # Lean runtime vs sentence-transformers (each in its own venv): install size, import, cold start.

@@ -100,10 +100,10 @@ def main() -> None:
     ax.barh(names[::-1], values[::-1], color=["#3b7dd8" if n.startswith("embedrt") else "#999999"
                                                for n in names[::-1]])
     ax.set_xlabel("texts/s (higher is better)")
-    ax.set_title(f"{run['texts']} long-tail texts, batch {run['batch_size']}, "
-                 f"{run['threads']} threads, CPU")
+    ax.set_title(f"{run['texts']} {run.get('corpus', 'long-tail')} texts, batch {run['batch_size']}, "
+                 f"{run['threads']} threads, spinning {run.get('spinning', 'off')}, CPU")
     fig.tight_layout()
-    fig.savefig(args.out.parent / "throughput.png", dpi=100)
+    fig.savefig(args.throughput.with_suffix(".png"), dpi=100)  # next to the run it plots
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ geometric with mean 1.5 for 90% of texts and mean 12 for the other 10%, so most 
 sentence or two and a tail of a few percent runs past 256 tokens, where truncation kicks in.
 
     python bench/corpus.py --texts 3000 --out /tmp/corpus.jsonl
+    python bench/corpus.py --kind sentences --texts 4000 --out /tmp/sentences.jsonl
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from pathlib import Path
 import numpy as np
 
 
-def build_corpus(n_texts: int, seed: int = 0) -> list[str]:
+KINDS = ("long-tail", "sentences")
+
+
+def build_corpus(n_texts: int, seed: int = 0, kind: str = "long-tail") -> list[str]:
+    """n_texts texts of the given kind: "long-tail" (above) or "sentences" (n distinct STS-B
+    sentences in a seeded random order, the short-query case)."""
     from embedrt.export.datasets import load_stsb
 
     sentences: list[str] = []
@@ -27,6 +33,12 @@ def build_corpus(n_texts: int, seed: int = 0) -> list[str]:
     sentences = list(dict.fromkeys(sentences))
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(sentences))
+    if kind == "sentences":
+        if n_texts > len(order):
+            raise SystemExit(f"only {len(order)} distinct STS-B sentences; ask for fewer texts")
+        return [sentences[i] for i in order[:n_texts]]
+    if kind != "long-tail":
+        raise SystemExit(f"corpus kind must be one of {KINDS}, got {kind!r}")
     # 90% short texts (mean 1.5 sentences), 10% documents (mean 12 sentences): the long tail.
     long = rng.random(n_texts) < 0.10
     counts = np.where(long, rng.geometric(1 / 12, n_texts), rng.geometric(1 / 1.5, n_texts))
@@ -52,6 +64,7 @@ def read_corpus(path: Path) -> list[str]:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--texts", type=int, default=3000)
+    ap.add_argument("--kind", choices=KINDS, default="long-tail")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    write_corpus(args.out, build_corpus(args.texts))
+    write_corpus(args.out, build_corpus(args.texts, kind=args.kind))

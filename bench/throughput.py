@@ -7,7 +7,7 @@ same machine, same batch size and threads, one fresh process per candidate, in o
 Candidates: embedrt fp32 / opt / int8 (this venv), sentence-transformers with torch (this venv),
 sentence-transformers ONNX backend fp32 and int8 and fastembed (the peers' venv, see
 bench/peers.py), when --peers-python is given. Figures: texts/s and tokens/s on the long-tail
-corpus (bench/corpus.py), single-text and batch-of-8 latency p50/p95/p99, cold start (process
+corpus or on short sentences (--corpus, bench/corpus.py), single-text and batch-of-8 latency p50/p95/p99, cold start (process
 start to first embedding), peak RSS; ratios against sentence-transformers with torch.
 """
 
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from corpus import build_corpus, write_corpus  # noqa: E402
+from corpus import KINDS, build_corpus, write_corpus  # noqa: E402
 
 LOCAL = ("embedrt-fp32", "embedrt-opt", "embedrt-int8", "st-torch")
 PEERS = ("st-onnx", "st-onnx-int8", "fastembed")
@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("--st-model", type=Path, required=True)
     ap.add_argument("--peers-python", default=None)
     ap.add_argument("--texts", type=int, default=3000)
+    ap.add_argument("--corpus", choices=KINDS, default="long-tail", help="see bench/corpus.py")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--spinning", choices=("on", "off"), default="off")
@@ -58,7 +59,7 @@ def main() -> None:
 
     from embedrt import Encoder
 
-    texts = build_corpus(args.texts)
+    texts = build_corpus(args.texts, kind=args.corpus)
     corpus = args.out.parent / f".corpus-{os.getpid()}.jsonl"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_corpus(corpus, texts)
@@ -80,10 +81,10 @@ def main() -> None:
             if base:
                 r["speed_vs_st_torch"] = round(r["texts_per_s"] / base, 2)
     meta = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-            "texts": len(texts), "tokens": tokens, "batch_size": args.batch_size,
+            "corpus": args.corpus, "texts": len(texts), "tokens": tokens, "batch_size": args.batch_size,
             "threads": args.threads, "spinning": args.spinning, "repeats": args.repeats}
     args.out.with_suffix(".json").write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")
-    lines = [f"{len(texts)} texts ({tokens} tokens), batch {args.batch_size}, {args.threads} threads; "
+    lines = [f"{args.corpus} corpus: {len(texts)} texts ({tokens} tokens), batch {args.batch_size}, {args.threads} threads; "
              f"latency over {args.latency_n} texts", "",
              "| candidate | texts/s | tokens/s | vs st-torch | single p50/p95/p99 ms | batch-8 p50/p99 ms "
              "| cold start s | peak RSS MB |", "|---|---|---|---|---|---|---|---|"]
