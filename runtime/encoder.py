@@ -199,17 +199,23 @@ class Encoder:
         plan = replace(self._plan, max_rows=batch_size)
         out = np.empty((len(rows), self.dim), dtype=np.float32)
         lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-        pad_id = self.manifest.pad_token_id
-        batches = plan_batches(lengths, plan)
-        for idx in batches:
-            width = plan.padded(int(lengths[idx[0]]))
-            ids, mask = pad_rows([rows[i] for i in idx], width, pad_id)
-            out[idx] = self._session.run(ids, mask)
+        for idx in plan_batches(lengths, plan):
+            out[idx] = self.run_batch([rows[i] for i in idx], stats)
+        return out
+
+    def run_batch(self, rows: list[list[int]], stats: EncodeStats | None = None) -> np.ndarray:
+        """One inference run over exactly these rows (callers that plan their own batches: the
+        batch job, the server's scheduler), padded to the device's multiple of the longest row;
+        float32 [len(rows), dim] in row order."""
+        longest = max(map(len, rows), default=0)
+        width = self._plan.padded(longest)
+        ids, mask = pad_rows(rows, width, self.manifest.pad_token_id)
+        out = self._session.run(ids, mask) if rows else np.empty((0, self.dim), dtype=np.float32)
         if stats is not None:
             stats.rows += len(rows)
-            stats.batches += len(batches)
-            stats.tokens += int(lengths.sum())
-            stats.padded_tokens += sum(len(b) * plan.padded(int(lengths[b[0]])) for b in batches)
+            stats.batches += bool(rows)
+            stats.tokens += sum(map(len, rows))
+            stats.padded_tokens += len(rows) * width
         return out
 
     @property

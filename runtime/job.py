@@ -281,7 +281,7 @@ def _infer(encoder: Encoder, config: JobConfig, progress: Progress, stats: Encod
         lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
         out = np.empty((len(rows), encoder.dim), dtype=np.float32)
         for idx in plan_batches(lengths, plan):
-            out[idx] = encoder.encode_tokens([rows[i] for i in idx], batch_size=len(idx), stats=stats)
+            out[idx] = encoder.run_batch([rows[i] for i in idx], stats)
             progress.update(len(idx), int(lengths[idx].sum()))
         chunk.rows, chunk.embeddings, chunk.lengths = None, out, lengths
         return chunk

@@ -292,7 +292,7 @@ class Scheduler:
         run-mates: a failed run is retried job by job, and only the job that still fails gets
         the error."""
         try:
-            vecs = self.encoder.encode_tokens(rows, len(rows))
+            vecs = self.encoder.run_batch(rows)
         except Exception as err:
             jobs = list(dict.fromkeys(job for job, _ in where))
             if len(jobs) == 1:

@@ -171,6 +171,19 @@ def test_tokenize_then_encode_tokens_equals_encode(tiny_encoder):
         tiny_encoder.tokenize([1])
 
 
+def test_run_batch_is_one_padded_run_of_exactly_its_rows(tiny_encoder):
+    from embedrt import EncodeStats
+
+    rows = tiny_encoder.tokenize(TEXTS)
+    stats = EncodeStats()
+    got = tiny_encoder.run_batch(rows, stats)
+    np.testing.assert_allclose(got, tiny_encoder.encode(TEXTS), atol=1e-6)  # padding changes nothing
+    longest = max(map(len, rows))
+    assert (stats.rows, stats.batches, stats.padded_tokens) == (len(rows), 1, len(rows) * longest)
+    assert stats.tokens == sum(map(len, rows))
+    assert tiny_encoder.run_batch([]).shape == (0, tiny_encoder.dim)
+
+
 def test_stats_report_padding_efficiency(tiny_encoder):
     from embedrt import EncodeStats
 

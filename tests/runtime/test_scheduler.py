@@ -63,12 +63,12 @@ class GatedEncoder:
     def __getattr__(self, name):
         return getattr(self._encoder, name)
 
-    def encode_tokens(self, *args, **kw):
+    def run_batch(self, *args, **kw):
         self.runs += 1
         if self.runs == self._gated:
             self.entered.set()
             self.release.wait(60)
-        return self._encoder.encode_tokens(*args, **kw)
+        return self._encoder.run_batch(*args, **kw)
 
 
 def test_concurrent_jobs_coalesce_and_each_gets_its_own_rows(tiny_encoder):
@@ -229,8 +229,9 @@ def test_a_job_is_answered_when_its_run_ends_not_its_round(tiny_encoder):
     async def main():
         short, long = (submit(sched, tiny_encoder, t) for t in texts)
         try:
-            got = await asyncio.wait_for(short.future, 30)
-            assert gated.entered.is_set() and not long.future.done()  # the long run is held
+            got = await asyncio.wait_for(short.future, 30)  # answered before the gate opens
+            assert await asyncio.to_thread(gated.entered.wait, 30)  # the long run is held...
+            assert not long.future.done()  # ...so its caller is still waiting
         finally:
             gated.release.set()
         return got, await asyncio.wait_for(long.future, 30)
