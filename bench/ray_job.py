@@ -83,6 +83,7 @@ def main() -> None:
     ap.add_argument("--actors", type=int, default=2)
     ap.add_argument("--out", default="bench/results/ray_job")
     args = ap.parse_args()
+    load_before = os.getloadavg()[0]
 
     import ray
 
@@ -114,7 +115,7 @@ def main() -> None:
     med = {m: {k: statistics.median(r[k] for r in v) for k in ("wall_s", "job_s")} for m, v in runs.items()}
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-                   "shared with other jobs while measured",
+                   f"1-min load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}",
         "artifact": args.artifact, "rows": args.rows, "repeats": args.repeats, "actors": args.actors,
         "cluster_start_s": round(cluster_start_s, 2), "ray_output_files": files,
         "check": {"ids_equal": same_ids, "max_abs_diff_vs_local": max_abs},
