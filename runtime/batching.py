@@ -115,6 +115,9 @@ class BatchingConfig:
         there, so runs should be long).
     batching: False runs every job on its own with no wait: the one-request-one-inference
         baseline the benchmark compares against.
+    max_batch_requests: most jobs (requests) per round, None = no limit (as in
+        text-embeddings-inference, whose option this is). A smaller round answers its last
+        caller sooner; a larger one sorts more texts together.
     """
 
     max_batch_tokens: int = 16384
@@ -123,12 +126,16 @@ class BatchingConfig:
     batch_size: int = 32
     run_cost: int | None = None
     batching: bool = True
+    max_batch_requests: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_batch_tokens", "max_queue", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.max_batch_requests is not None and (
+                not isinstance(self.max_batch_requests, int) or self.max_batch_requests < 1):
+            raise ConfigError(f"max_batch_requests must be a positive integer or None, got {self.max_batch_requests!r}")
         if self.run_cost is not None and (not isinstance(self.run_cost, int) or self.run_cost < 0):
             raise ConfigError(f"run_cost must be a non-negative integer or None, got {self.run_cost!r}")
         if not isinstance(self.max_wait_ms, (int, float)) or not 0 <= self.max_wait_ms <= 60_000:

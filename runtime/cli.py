@@ -79,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8080)
     _add_runtime_options(p)
     p.add_argument("--max-batch-tokens", type=int, default=16384, help="tokens per batching round")
+    p.add_argument("--max-batch-requests", type=int, default=None, help="requests per batching round")
     p.add_argument("--max-wait-ms", type=float, default=2.0, help="wait for a round to fill when idle")
     p.add_argument("--max-queue", type=int, default=1024, help="waiting requests before 429")
     p.add_argument("--batch-size", type=int, default=32, help="most rows per inference run in a round")
@@ -275,7 +276,8 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=args.access_log,
         limits=Limits(max_inputs=args.max_inputs, max_body_bytes=args.max_body_bytes),
         batching=BatchingConfig(
-            max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms,
+            max_batch_tokens=args.max_batch_tokens, max_batch_requests=args.max_batch_requests,
+            max_wait_ms=args.max_wait_ms,
             max_queue=args.max_queue, batch_size=args.batch_size, run_cost=args.run_cost,
             batching=not args.no_batching,
         ),

@@ -167,7 +167,6 @@ class Scheduler:
 
     def _loop(self) -> None:
         wait = self.config.max_wait_ms / 1000
-        budget = self.config.max_batch_tokens
         while True:
             with self._cond:
                 while not self._arrived and not self._ready and not self._closing:
@@ -180,7 +179,7 @@ class Scheduler:
             with self._cond:
                 # Until the oldest job's deadline or a full budget, newcomers join the round:
                 # tokenize those already here, else wait for more. Past it, the round starts.
-                if self.config.batching and self._ready and not self._closing and self._ready_tokens < budget:
+                if self.config.batching and self._ready and not self._closing and not self._round_full():
                     left = self._ready[0].admitted + wait - time.perf_counter()
                     if left > 0:
                         if not self._arrived:
@@ -229,12 +228,19 @@ class Scheduler:
         for job, value, err in answers:
             _resolve(job.loop, [(job.future, value, err)])
 
+    def _round_full(self) -> bool:
+        """Enough is ready for a whole round. Holds the lock."""
+        most = self.config.max_batch_requests
+        return self._ready_tokens >= self.config.max_batch_tokens or (
+            most is not None and len(self._ready) >= most)
+
     def _take(self) -> list[tuple[Job, int, int]]:
         """Pop the next round: (job, first row, end row) parts in FIFO order. Holds the lock."""
         budget = self.config.max_batch_tokens
+        most = self.config.max_batch_requests
         parts: list[tuple[Job, int, int]] = []
         tokens = 0
-        while self._ready and tokens < budget:
+        while self._ready and tokens < budget and (most is None or len(parts) < most):
             job = self._ready[0]
             start, n = job.taken, len(job.rows)
             if job.cancelled:

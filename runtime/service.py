@@ -148,6 +148,7 @@ class EmbeddingService:
             "dim": m.dim, "max_input_length": m.max_seq_length, "pooling": m.pooling,
             "normalize": m.normalize, "device": i.device, "variant": i.variant,
             "active_providers": list(i.active_providers), "max_batch_tokens": b.max_batch_tokens,
+            "max_batch_requests": b.max_batch_requests,
             "max_wait_ms": b.max_wait_ms, "max_concurrent_requests": b.max_queue,
             "batching": b.batching, "max_client_batch_size": self.config.limits.max_inputs,
             "max_body_bytes": self.config.limits.max_body_bytes, "auto_truncate": True,

@@ -301,7 +301,7 @@ def test_each_job_is_answered_on_its_own_event_loop(tiny_encoder, caplog):
     assert [r[0] for r in rec.batches] == [2]  # one round held both
 
 
-@pytest.mark.parametrize("field, value", [("max_batch_tokens", 0), ("max_queue", -1),
+@pytest.mark.parametrize("field, value", [("max_batch_tokens", 0), ("max_queue", -1), ("max_batch_requests", 0),
                                           ("batch_size", 1.5), ("max_wait_ms", -1)])
 def test_config_is_validated(field, value):
     with pytest.raises(ConfigError, match=field):
@@ -388,3 +388,18 @@ def test_close_fails_a_job_the_worker_is_still_tokenizing(tiny_encoder):
     asyncio.run(main())
     sched._thread.join(10)
     assert not sched._thread.is_alive() and rec.batches == []  # it never ran after all
+
+
+def test_max_batch_requests_caps_a_round_and_starts_it_without_waiting(tiny_encoder):
+    # A minute's wait and a large token budget: only the request cap can start these rounds.
+    sched, rec = started(tiny_encoder, max_wait_ms=60_000, max_batch_requests=2)
+
+    async def main():
+        jobs = [submit(sched, tiny_encoder, [t]) for t in ("a dog", "the cat", "a man", "the fox")]
+        return await asyncio.wait_for(asyncio.gather(*(j.future for j in jobs)), 30)
+
+    results = asyncio.run(main())
+    sched.close()
+    assert [b[0] for b in rec.batches] == [2, 2]
+    for text, got in zip(("a dog", "the cat", "a man", "the fox"), results):
+        np.testing.assert_allclose(got, tiny_encoder.encode([text]), atol=1e-6)

@@ -21,7 +21,8 @@ def server(tiny_artifact, tmp_path_factory):
     logdir = tmp_path_factory.mktemp("server")
     (logdir / "key").write_text(KEY + "\n")
     srv = ServerProcess(tiny_artifact, logdir, "--api-key-file", str(logdir / "key"),
-                        "--max-inputs", "8", "--max-body-bytes", "2000", "--model-name", "tiny")
+                        "--max-inputs", "8", "--max-body-bytes", "2000", "--model-name", "tiny",
+                        "--max-batch-requests", "64")
     yield srv
     assert srv.stop() == 0
 
@@ -131,6 +132,7 @@ def test_info_and_unknown_routes(server):
     info = httpx.get(server.url + "/info", headers=auth()).json()
     assert info["model_id"] == "tiny" and info["dim"] == 16 and info["max_input_length"] == 32
     assert info["device"] == "cpu" and info["max_client_batch_size"] == 8
+    assert info["max_batch_requests"] == 64 and info["max_batch_tokens"] == 16384
     r = httpx.get(server.url + "/nope", headers=auth())
     assert r.status_code == 404 and r.json()["error"]["message"] == "Not Found"
     r = httpx.get(server.url + "/v1/embeddings", headers=auth())
