@@ -1,6 +1,7 @@
 """Which int8 scheme: ONNX Runtime's dynamic quantization (batch-dependent) against static
-quantization (embedrt's int8: the artifact's model_int8.onnx) and MatMulNBits 8-bit, side by
-side in one process on the same corpus, with fp32 and opt as baselines.
+quantization (embedrt's int8: the artifact's model_int8.onnx, fp32 outputs; and ONNX Runtime's
+plain static QOperator graph, uint8 outputs) and MatMulNBits 8-bit, side by side in one process
+on the same corpus, with fp32 and opt as baselines.
 
     python bench/int8.py --artifact artifacts/all-MiniLM-L6-v2 --out bench/results/int8
 
@@ -26,7 +27,7 @@ from scipy.stats import spearmanr
 from embedrt.batching import BatchPlan, plan_batches
 from embedrt.export.datasets import load_stsb
 from embedrt.export.optimize import Geometry, optimize
-from embedrt.export.quantize import linear_matmuls
+from embedrt.export.quantize import linear_matmuls, quantize_int8
 from embedrt.tokenizer import TextTokenizer, pad_rows
 
 GEOMETRY = Geometry(layers=6, heads=12, hidden=384)  # all-MiniLM-L6-v2
@@ -78,7 +79,10 @@ def build_candidates(artifact: Path, work: Path, calib_rows: list[list[int]]) ->
     nbits.process()
     files["MatMulNBits 8-bit, block 32"] = work / "nbits.onnx"
     nbits.model.save_model_to_file(str(files["MatMulNBits 8-bit, block 32"]))
-    files["static minmax, all linear (embedrt int8)"] = artifact / "model_int8.onnx"
+    name = "static minmax, all linear, uint8 outputs (QLinearMatMul)"
+    files[name] = work / "static_uint8_out.onnx"
+    quantize_int8(plain, files[name], artifact / "tokenizer.json", 256, float_outputs=False)
+    files["static minmax, all linear, fp32 outputs (embedrt int8)"] = artifact / "model_int8.onnx"
     return files
 
 

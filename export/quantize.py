@@ -4,12 +4,15 @@ ONNX Runtime's dynamic quantization computes ONE activation scale over the whole
 so a text's vector changes with what it is batched with (MiniLM, STS-B dev: alone vs batched min
 cosine 0.980-0.984). Static quantization fixes every activation scale at export, calibrated on
 real text, so each row is computed the same way whatever shares its batch: batch-invariant by
-construction. Measured side by side (bench/results/int8.md, idle 2-core Zen 5, batch 32): static
-QOperator int8 on every linear layer runs at 1.96x fp32 and 0.92x of the fastest dynamic
-scheme, keeps STS-B dev Spearman within 0.001 of fp32, but moves single vectors more (min cosine
-to fp32 0.84 on STS-B dev); keeping the FFN outputs in fp32 raises that to 0.98 at 1.44x fp32;
-MatMulNBits 8-bit (per-row activation blocks) keeps 0.998 at 1.10x fp32.
-So: static, per-channel weights, MinMax ranges from 512 STS-B train sentences, all linear layers.
+construction. ONNX Runtime's static QOperator format then requantizes each linear layer's
+output to uint8 (QLinearMatMul) only to dequantize it for the fp32 bias, LayerNorm or GELU that
+follows: that rounding moved single vectors far (min cosine to fp32 0.84 on STS-B dev) and the
+extra Dequantize nodes cost time. So each QLinearMatMul -> DequantizeLinear pair is replaced by
+ONNX Runtime's MatMulIntegerToFloat (uint8 activations at the calibrated static scale, int8
+per-channel weights, int32 accumulation, fp32 output): still batch-invariant, and both faster
+and closer to fp32 (bench/results/int8.md has every scheme side by side).
+So: static, per-channel weights, MinMax ranges from 512 STS-B train sentences, all linear layers,
+fp32 outputs.
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ def linear_matmuls(graph: onnx.GraphProto) -> list[str]:
     return [n.name for n in graph.node if n.op_type == "MatMul" and any(x in weights for x in n.input)]
 
 
-def quantize_int8(src: Path, dst: Path, tokenizer_path: Path, max_length: int) -> dict[str, int]:
+def quantize_int8(src: Path, dst: Path, tokenizer_path: Path, max_length: int,
+                  float_outputs: bool = True) -> dict[str, int]:
     """Statically quantize the plain fp32 graph src into dst; returns quantized-operator counts.
+    float_outputs=False keeps ONNX Runtime's requantized uint8 outputs (for the benchmark).
 
     Raises ModelLoadError when STS-B (the calibration text) is not installed.
     """
@@ -66,6 +71,41 @@ def quantize_int8(src: Path, dst: Path, tokenizer_path: Path, max_length: int) -
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_quantize=nodes,
         calibrate_method=CalibrationMethod.MinMax,
     )
-    graph = onnx.load(str(dst), load_external_data=False).graph
-    return {"QLinearMatMul": sum(n.op_type == "QLinearMatMul" for n in graph.node),
-            "linear_layers": len(nodes)}
+    if not float_outputs:
+        graph = onnx.load(str(dst), load_external_data=False).graph
+        return {"QLinearMatMul": sum(n.op_type == "QLinearMatMul" for n in graph.node),
+                "linear_layers": len(nodes)}
+    return {"MatMulIntegerToFloat": dequantize_outputs(dst), "linear_layers": len(nodes)}
+
+
+def dequantize_outputs(path: Path) -> int:
+    """Rewrite each QLinearMatMul whose only consumer is a DequantizeLinear into one
+    MatMulIntegerToFloat (com.microsoft) producing the same fp32 tensor without the uint8
+    rounding in between; returns how many were rewritten."""
+    from onnx import helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    kept, gone, count = [], set(), 0
+    for node in graph.node:
+        users = consumers.get(node.output[0], []) if node.op_type == "QLinearMatMul" else []
+        if len(users) == 1 and users[0].op_type == "DequantizeLinear" and node.output[0] not in {
+                o.name for o in graph.output}:
+            a, a_scale, a_zero, b, b_scale, b_zero = node.input[:6]
+            kept.append(helper.make_node(
+                "MatMulIntegerToFloat", [a, b, a_scale, b_scale, a_zero, b_zero],
+                [users[0].output[0]], name=f"{node.name}_float_out", domain="com.microsoft"))
+            gone.add(id(users[0]))
+            count += 1
+        else:
+            kept.append(node)
+    del graph.node[:]
+    graph.node.extend(n for n in kept if id(n) not in gone)
+    if not any(op.domain == "com.microsoft" for op in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    onnx.save(model, str(path))
+    return count

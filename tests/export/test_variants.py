@@ -49,7 +49,7 @@ def test_int8_is_batch_invariant_or_refused_with_numbers(tiny_variants):
         return
     int8 = m.variant("int8")
     # Q, K, V, O, FFN in, FFN out x 2 layers, all statically quantized
-    assert int8.fused_ops["QLinearMatMul"] == int8.fused_ops["linear_layers"] == 12
+    assert int8.fused_ops["MatMulIntegerToFloat"] == int8.fused_ops["linear_layers"] == 12
     assert abs(int8.quality["stsb_dev_spearman_minus_fp32"]) <= 0.01
 
 
