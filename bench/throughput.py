@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).parent))
 from corpus import KINDS, build_corpus, write_corpus  # noqa: E402
 
@@ -33,13 +35,31 @@ BASELINE = "st-torch"
 def run_candidate(python: str, name: str, args: argparse.Namespace, corpus: Path) -> dict:
     cmd = [python, str(Path(__file__).parent / "worker.py"), name, "--artifact", str(args.artifact),
            "--st-model", str(args.st_model), "--corpus", str(corpus), "--batch-size",
-           str(args.batch_size), "--threads", str(args.threads), "--repeats", str(args.repeats),
+           str(args.batch_size), "--threads", str(args.threads), "--repeats", "1",
            "--latency-n", str(args.latency_n), "--spinning", args.spinning]
     env = dict(os.environ, HF_HUB_OFFLINE="1", EMBEDRT_BENCH_T0=repr(time.time()))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     if out.returncode != 0:
         return {"candidate": name, "error": out.stderr.strip().splitlines()[-1:] or ["failed"]}
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def median_result(runs: list[dict]) -> dict:
+    """Per figure, the median over a candidate's rounds (peak RSS: the largest); an error in any
+    round is the candidate's result."""
+    failed = [r for r in runs if "error" in r]
+    if failed:
+        return failed[0]
+    out = dict(runs[0])
+    for key, value in runs[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values = [r[key] for r in runs]
+            out[key] = max(values) if key == "peak_rss_mb" else round(float(np.median(values)), 3)
+        elif isinstance(value, dict) and all(isinstance(v, (int, float)) for v in value.values()):
+            out[key] = {k: round(float(np.median([r[key][k] for r in runs])), 2) for k in value}
+    out["rounds"] = len(runs)
+    out["texts_per_s_rounds"] = [r.get("texts_per_s") for r in runs]
+    return out
 
 
 def main() -> None:
@@ -52,7 +72,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--spinning", choices=("on", "off"), default="off")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds; each runs every candidate once, in turn, in a fresh process")
     ap.add_argument("--latency-n", type=int, default=200)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
@@ -67,13 +88,17 @@ def main() -> None:
     plan = [(sys.executable, name) for name in LOCAL]
     if args.peers_python:
         plan += [(args.peers_python, name) for name in PEERS]
+    # Candidates take turns, round after round, so that a neighbour's burst of load on a shared
+    # machine hits all of them alike instead of a few; each figure is the median over rounds.
+    runs: dict[str, list[dict]] = {name: [] for _, name in plan}
     try:
-        results = {}
-        for python, name in plan:
-            print(f"running {name} ...", file=sys.stderr, flush=True)
-            results[name] = run_candidate(python, name, args, corpus)
+        for r in range(args.rounds):
+            for python, name in plan:
+                print(f"round {r + 1}/{args.rounds}: {name} ...", file=sys.stderr, flush=True)
+                runs[name].append(run_candidate(python, name, args, corpus))
     finally:
         corpus.unlink()
+    results = {name: median_result(rs) for name, rs in runs.items()}
     base = results.get(BASELINE, {}).get("texts_per_s")
     for r in results.values():
         if "texts_per_s" in r:
@@ -82,10 +107,11 @@ def main() -> None:
                 r["speed_vs_st_torch"] = round(r["texts_per_s"] / base, 2)
     meta = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
             "corpus": args.corpus, "texts": len(texts), "tokens": tokens, "batch_size": args.batch_size,
-            "threads": args.threads, "spinning": args.spinning, "repeats": args.repeats}
+            "threads": args.threads, "spinning": args.spinning, "rounds": args.rounds}
     args.out.with_suffix(".json").write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")
-    lines = [f"{args.corpus} corpus: {len(texts)} texts ({tokens} tokens), batch {args.batch_size}, {args.threads} threads; "
-             f"latency over {args.latency_n} texts", "",
+    lines = [f"{args.corpus} corpus: {len(texts)} texts ({tokens} tokens), batch {args.batch_size}, {args.threads} threads, "
+             f"spinning {args.spinning}; latency over {args.latency_n} texts; medians of {args.rounds} interleaved "
+             f"rounds, each candidate a fresh process per round", "",
              "| candidate | texts/s | tokens/s | vs st-torch | single p50/p95/p99 ms | batch-8 p50/p99 ms "
              "| cold start s | peak RSS MB |", "|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
