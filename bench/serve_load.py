@@ -226,7 +226,7 @@ def main() -> None:
     lines = [
         f"{args.requests} requests x {args.rounds} alternating rounds, {args.clients} concurrent clients, "
         f"one STS-B sentence each (mean {st['mean_tokens']} tokens), {st['cpus']} CPUs, "
-        f"1-min load average {st['load_average_1min'][0]} -> {st['load_average_1min'][1]} (shared machine); medians",
+        f"1-min load average {st['load_average_1min'][0]} -> {st['load_average_1min'][1]}; medians",
         "",
         "| | items/s | p50 ms | p99 ms | mean batch | padding eff. | CPU ms/item | errors | wrong |",
         "|---|---|---|---|---|---|---|---|---|",
