@@ -105,6 +105,12 @@ def dequantize_outputs(path: Path) -> int:
             kept.append(node)
     del graph.node[:]
     graph.node.extend(n for n in kept if id(n) not in gone)
+    # The dropped requantization's output scales and zero points: unused now (ONNX Runtime would
+    # warn about each one on every load).
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    unused = [init for init in graph.initializer if init.name not in used]
+    for init in unused:
+        graph.initializer.remove(init)
     if not any(op.domain == "com.microsoft" for op in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     onnx.save(model, str(path))
