@@ -75,13 +75,47 @@ def quantize_int8(src: Path, dst: Path, tokenizer_path: Path, max_length: int,
         graph = onnx.load(str(dst), load_external_data=False).graph
         return {"QLinearMatMul": sum(n.op_type == "QLinearMatMul" for n in graph.node),
                 "linear_layers": len(nodes)}
-    return {"MatMulIntegerToFloat": dequantize_outputs(dst), "linear_layers": len(nodes)}
+    return dequantize_outputs(dst) | {"linear_layers": len(nodes)}
 
 
-def dequantize_outputs(path: Path) -> int:
+def _absorb_bias(graph: onnx.GraphProto) -> int:
+    """Fold the bias Add that follows a MatMulIntegerToFloat into its optional bias input (one
+    node instead of two per linear layer: 1.13x int8 throughput on MiniLM, measured ad hoc with
+    10 interleaved runs)."""
+    shapes = {i.name: list(i.dims) for i in graph.initializer}
+    for node in graph.node:  # torch.onnx shares equal tensors (zero biases) through Identity nodes
+        if node.op_type == "Identity" and node.input[0] in shapes:
+            shapes[node.output[0]] = shapes[node.input[0]]
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+    gone = set()
+    for node in graph.node:
+        if node.op_type != "MatMulIntegerToFloat" or node.output[0] in outputs:
+            continue
+        users = consumers.get(node.output[0], [])
+        if len(users) != 1 or users[0].op_type != "Add":
+            continue
+        add = users[0]
+        (bias,) = [x for x in add.input if x != node.output[0]] or [None]
+        weight = shapes.get(node.input[1])
+        if bias not in shapes or weight is None or shapes[bias] != weight[-1:]:
+            continue
+        node.input.append(bias)  # inputs 0-5 are all present: bias is the 7th
+        node.output[0] = add.output[0]
+        gone.add(id(add))
+    kept = [n for n in graph.node if id(n) not in gone]
+    del graph.node[:]
+    graph.node.extend(kept)
+    return len(gone)
+
+
+def dequantize_outputs(path: Path) -> dict[str, int]:
     """Rewrite each QLinearMatMul whose only consumer is a DequantizeLinear into one
     MatMulIntegerToFloat (com.microsoft) producing the same fp32 tensor without the uint8
-    rounding in between; returns how many were rewritten."""
+    rounding in between, with the following bias Add folded in; returns how many of each."""
     from onnx import helper
 
     model = onnx.load(str(path))
@@ -105,6 +139,7 @@ def dequantize_outputs(path: Path) -> int:
             kept.append(node)
     del graph.node[:]
     graph.node.extend(n for n in kept if id(n) not in gone)
+    folded = _absorb_bias(graph)
     # The dropped requantization's output scales and zero points: unused now (ONNX Runtime would
     # warn about each one on every load).
     used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
@@ -114,4 +149,4 @@ def dequantize_outputs(path: Path) -> int:
     if not any(op.domain == "com.microsoft" for op in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     onnx.save(model, str(path))
-    return count
+    return {"MatMulIntegerToFloat": count, "bias_folded": folded}

@@ -50,10 +50,12 @@ def test_int8_is_batch_invariant_or_refused_with_numbers(tiny_variants):
     int8 = m.variant("int8")
     # Q, K, V, O, FFN in, FFN out x 2 layers, all statically quantized
     assert int8.fused_ops["MatMulIntegerToFloat"] == int8.fused_ops["linear_layers"] == 12
+    assert int8.fused_ops["bias_folded"] == 12  # every linear layer's bias Add folded in
     assert abs(int8.quality["stsb_dev_spearman_minus_fp32"]) <= 0.01
     graph = onnx.load(str(tiny_variants / "model_int8.onnx")).graph
     ops = {n.op_type for n in graph.node}
     assert "QLinearMatMul" not in ops and "DequantizeLinear" not in ops  # no uint8 round trip left
+    assert all(len(n.input) == 7 for n in graph.node if n.op_type == "MatMulIntegerToFloat")
     used = {name for n in graph.node for name in n.input}
     assert [i.name for i in graph.initializer if i.name not in used] == []  # nothing left to warn about
 
