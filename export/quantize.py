@@ -78,6 +78,22 @@ def quantize_int8(src: Path, dst: Path, tokenizer_path: Path, max_length: int,
     return dequantize_outputs(dst) | {"linear_layers": len(nodes)}
 
 
+def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    """Tensor name -> the nodes that read it."""
+    out: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            out.setdefault(name, []).append(node)
+    return out
+
+
+def _drop(graph: onnx.GraphProto, gone: set[int]) -> None:
+    """Remove the nodes whose id() is in gone, keeping the others' order."""
+    kept = [n for n in graph.node if id(n) not in gone]
+    del graph.node[:]
+    graph.node.extend(kept)
+
+
 def _absorb_bias(graph: onnx.GraphProto) -> int:
     """Fold the bias Add that follows a MatMulIntegerToFloat into its optional bias input (one
     node instead of two per linear layer: 1.13x int8 throughput on MiniLM, measured ad hoc with
@@ -86,10 +102,7 @@ def _absorb_bias(graph: onnx.GraphProto) -> int:
     for node in graph.node:  # torch.onnx shares equal tensors (zero biases) through Identity nodes
         if node.op_type == "Identity" and node.input[0] in shapes:
             shapes[node.output[0]] = shapes[node.input[0]]
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = _consumers(graph)
     outputs = {o.name for o in graph.output}
     gone = set()
     for node in graph.node:
@@ -106,9 +119,7 @@ def _absorb_bias(graph: onnx.GraphProto) -> int:
         node.input.append(bias)  # inputs 0-5 are all present: bias is the 7th
         node.output[0] = add.output[0]
         gone.add(id(add))
-    kept = [n for n in graph.node if id(n) not in gone]
-    del graph.node[:]
-    graph.node.extend(kept)
+    _drop(graph, gone)
     return len(gone)
 
 
@@ -120,25 +131,20 @@ def dequantize_outputs(path: Path) -> dict[str, int]:
 
     model = onnx.load(str(path))
     graph = model.graph
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    kept, gone, count = [], set(), 0
-    for node in graph.node:
+    consumers = _consumers(graph)
+    outputs = {o.name for o in graph.output}
+    gone: set[int] = set()
+    for i, node in enumerate(graph.node):
         users = consumers.get(node.output[0], []) if node.op_type == "QLinearMatMul" else []
-        if len(users) == 1 and users[0].op_type == "DequantizeLinear" and node.output[0] not in {
-                o.name for o in graph.output}:
-            a, a_scale, a_zero, b, b_scale, b_zero = node.input[:6]
-            kept.append(helper.make_node(
-                "MatMulIntegerToFloat", [a, b, a_scale, b_scale, a_zero, b_zero],
-                [users[0].output[0]], name=f"{node.name}_float_out", domain="com.microsoft"))
-            gone.add(id(users[0]))
-            count += 1
-        else:
-            kept.append(node)
-    del graph.node[:]
-    graph.node.extend(n for n in kept if id(n) not in gone)
+        if len(users) != 1 or users[0].op_type != "DequantizeLinear" or node.output[0] in outputs:
+            continue
+        a, a_scale, a_zero, b, b_scale, b_zero = node.input[:6]
+        graph.node[i].CopyFrom(helper.make_node(
+            "MatMulIntegerToFloat", [a, b, a_scale, b_scale, a_zero, b_zero],
+            [users[0].output[0]], name=f"{node.name}_float_out", domain="com.microsoft"))
+        gone.add(id(users[0]))
+    _drop(graph, gone)
+    count = len(gone)
     folded = _absorb_bias(graph)
     # The dropped requantization's output scales and zero points: unused now (ONNX Runtime would
     # warn about each one on every load).

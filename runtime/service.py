@@ -12,8 +12,9 @@
 A request is authorized, read (size-capped), parsed (protocol.py), admitted to the scheduler's
 bounded queue, tokenized and batched with other requests by the scheduler's worker thread, and
 answered. The event loop only moves bytes: tokenization and inference run on the worker, JSON of
-large bodies and large responses on a small thread pool. Starlette rather than FastAPI: request parsing is ours
-(protocol.py), so FastAPI's validation layer would only add per-request cost. server.py runs it.
+large bodies and large responses on a small thread pool. Starlette rather than FastAPI: request
+parsing is ours (protocol.py), so FastAPI's validation layer would only add per-request cost.
+server.py runs it.
 """
 
 from __future__ import annotations
