@@ -143,6 +143,9 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "tensorrt"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "int8"))
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    p.add_argument("--streams", type=int, default=None,
+                   help="CPU: runs at once, each on threads/streams cores (default: one per thread, "
+                   "at most 8)")
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -163,7 +166,8 @@ def _info(args: argparse.Namespace) -> int:
     from .manifest import load_manifest
 
     manifest = load_manifest(args.artifact)
-    enc = Encoder.load(args.artifact, args.device, args.precision, threads=args.threads)
+    enc = Encoder.load(args.artifact, args.device, args.precision, threads=args.threads,
+                       streams=args.streams)
     info = {
         "manifest": json.loads(manifest.to_json()),
         "loaded": enc.describe(),
@@ -193,7 +197,8 @@ def _similarity(args: argparse.Namespace) -> int:
     from .encoder import Encoder
 
     texts = args.texts or list(SAMPLE_SENTENCES)
-    enc = Encoder.load(args.artifact, args.device, args.precision, threads=args.threads)
+    enc = Encoder.load(args.artifact, args.device, args.precision, threads=args.threads,
+                       streams=args.streams)
     vecs = enc.encode(texts)
     sim = enc.similarity(vecs, vecs)
     i = enc.info
@@ -224,7 +229,8 @@ def _embed(args: argparse.Namespace) -> int:
         log_interval_s=args.log_every,
     )
     enc = Encoder.load(args.model, args.device, args.precision, threads=args.threads,
-                       spinning=args.spinning == "on", batch_tokens=args.batch_tokens)
+                       streams=args.streams, spinning=args.spinning == "on",
+                       batch_tokens=args.batch_tokens)
     try:
         summary = run_job(args.input, args.output, enc, config)
     except KeyboardInterrupt:
@@ -241,6 +247,9 @@ def _embed_ray(args: argparse.Namespace) -> int:
 
     if not args.ray:
         raise ConfigError("--ray-address and --actors run the job on Ray: add --ray")
+    if args.streams is not None:
+        raise ConfigError("--streams is for the local job: each Ray actor takes one stream per CPU "
+                          "it is given (--actor-cpus)")
     if args.resume or args.format == "npy":
         raise ConfigError("--ray writes a directory of parquet files and is not resumable: "
                           "drop --resume / --format npy, or run without --ray")
@@ -283,7 +292,7 @@ def _serve(args: argparse.Namespace) -> int:
         ),
     )
     return serve(args.model, config, args.device, args.precision, threads=args.threads,
-                 spinning=args.spinning == "on")
+                 spinning=args.spinning == "on", streams=args.streams)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -321,7 +330,7 @@ def _bench(args: argparse.Namespace) -> int:
     if not sizes or not lens or min(sizes + lens) < 1 or args.runs < 1:
         raise ConfigError("--batch-sizes, --seq-lens and --runs need positive integers")
     enc = Encoder.load(args.model, args.device, args.precision, threads=args.threads,
-                       variant=args.variant)
+                       streams=args.streams, variant=args.variant)
     cells = run_grid(enc, sizes, lens, runs=args.runs)
     print(report(enc, cells, Path(args.json) if args.json else None))
     return 0

@@ -280,8 +280,10 @@ def _infer(encoder: Encoder, config: JobConfig, progress: Progress, stats: Encod
         rows = chunk.rows
         lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
         out = np.empty((len(rows), encoder.dim), dtype=np.float32)
-        for idx in plan_batches(lengths, plan):
-            out[idx] = encoder.run_batch([rows[i] for i in idx], stats)
+        batches = plan_batches(lengths, plan)
+        runs = ([rows[i] for i in idx] for idx in batches)
+        for idx, vecs in zip(batches, encoder.run_batches(runs, len(batches), stats)):
+            out[idx] = vecs
             progress.update(len(idx), int(lengths[idx].sum()))
         chunk.rows, chunk.embeddings, chunk.lengths = None, out, lengths
         return chunk

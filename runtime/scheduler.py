@@ -6,8 +6,8 @@
     vecs = await job.future
 
 Callers are coroutines on one asyncio loop; everything else runs on ONE worker thread that owns
-the session (ONNX Runtime parallelizes inside a run, so a second worker would only fight the first
-for the same cores). A job carries a `prepare` callable that returns its token rows; the worker
+the queue (a round's runs go to the encoder's streams, which split the cores between them, so a
+second worker would only fight the first for the same cores). A job carries a `prepare` callable that returns its token rows; the worker
 calls it (tokenizing costs ~20 us for a sentence, a fifth of what handing it to a thread pool
 and back costs the event loop), so the loop neither tokenizes nor waits for tokenization. Each
 round the worker tokenizes what has arrived, then takes jobs FIFO until their tokens fill the
@@ -272,9 +272,10 @@ class Scheduler:
         return parts
 
     def _infer(self, parts: list[tuple[Job, int, int]]) -> None:
-        """Run a round: its rows sorted by length and cut into runs; each job is answered as
-        soon as the run holding its last row ends, so its caller is served while the rest of
-        the round runs, and its next request can join the next round."""
+        """Run a round: its rows sorted by length and cut into runs (on the encoder's streams, up
+        to that many at once); each job is answered as soon as the run holding its last row
+        ends, so its caller is served while the rest of the round runs, and its next request can
+        join the next round."""
         now = time.perf_counter()
         for job, start, _ in parts:
             if start == 0:
@@ -282,35 +283,47 @@ class Scheduler:
         rows = [r for job, s, e in parts for r in job.rows[s:e]]
         where = [(job, i) for job, s, e in parts for i in range(s, e)]  # each row's job and index
         lengths = np.concatenate([job.lengths[s:e] for job, s, e in parts])
-        padded = 0
         # Shortest runs first: the most callers are answered soonest (plan_batches lists them
         # longest first).
-        for idx in reversed(plan_batches(lengths, self._plan)):
-            idx = [i for i in idx if not where[i][0].cancelled]  # callers gone meanwhile
-            if idx:
-                self._run([rows[i] for i in idx], [where[i] for i in idx])
-                padded += len(idx) * self._plan.padded(int(lengths[idx[0]]))
+        planned = plan_batches(lengths, self._plan)[::-1]
+
+        def runs():  # pulled one run ahead of the streams
+            for idx in planned:
+                idx = [i for i in idx if not where[i][0].cancelled]  # callers gone meanwhile
+                if idx:
+                    yield [rows[i] for i in idx], [where[i] for i in idx]
+
+        padded = 0
+        for (run_rows, run_where), result in self.encoder.map_runs(self._attempt, runs(), len(planned)):
+            self._deliver(run_rows, run_where, result)
+            padded += len(run_rows) * self._plan.padded(len(run_rows[0]))
         self._observer.batch(len(rows), int(lengths.sum()), padded, time.perf_counter() - now)
 
-    def _run(self, rows: list[list[int]], where: list[tuple[Job, int]]) -> None:
-        """One inference run; its vectors go to their jobs, and jobs now complete are answered,
-        each on its own event loop (one wake-up per loop). One bad job must not fail its
-        run-mates: a failed run is retried job by job, and only the job that still fails gets
-        the error."""
+    def _attempt(self, run: tuple[list[list[int]], list[tuple[Job, int]]]) -> tuple[Any, Any]:
+        """One inference run (on a stream's thread): its vectors, or the Exception it raised."""
         try:
-            vecs = self.encoder.run_batch(rows)
+            return run, self.encoder.run_batch(run[0])
         except Exception as err:
+            return run, err
+
+    def _deliver(self, rows: list[list[int]], where: list[tuple[Job, int]],
+                 result: np.ndarray | Exception) -> None:
+        """A run's vectors go to their jobs, and jobs now complete are answered, each on its own
+        event loop (one wake-up per loop). One bad job must not fail its run-mates: a failed
+        run is retried job by job, and only the job that still fails gets the error."""
+        if isinstance(result, Exception):
             jobs = list(dict.fromkeys(job for job, _ in where))
             if len(jobs) == 1:
-                self._fail(jobs[0], err)
+                self._fail(jobs[0], result)
                 return
             log.warning("a batch of %d jobs failed; retrying each job alone", len(jobs))
             for job in jobs:
                 mine = [k for k, (j, _) in enumerate(where) if j is job]
-                self._run([rows[k] for k in mine], [where[k] for k in mine])
+                alone = ([rows[k] for k in mine], [where[k] for k in mine])
+                self._deliver(*alone, self._attempt(alone)[1])
             return
         finished: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any, None]]] = {}
-        for vec, (job, i) in zip(vecs, where):
+        for vec, (job, i) in zip(result, where):
             if job.failed:
                 continue
             job.out[i] = vec

@@ -22,7 +22,7 @@ log = logging.getLogger("embedrt.server")
 
 
 def serve(artifact: str | Path, config: ServerConfig, device: str = "auto", precision: str = "auto",
-          threads: int | None = None, spinning: bool = False) -> int:
+          threads: int | None = None, spinning: bool = False, streams: int | None = None) -> int:
     """Load the artifact and serve it until SIGTERM or SIGINT; returns the exit status.
 
     On a signal, uvicorn stops accepting connections, finishes every request it has accepted
@@ -39,7 +39,8 @@ def serve(artifact: str | Path, config: ServerConfig, device: str = "auto", prec
     # loop needs, and on a machine the server shares that costs more than it gains
     # (bench/results/serve_load.md measures both).
     encoder = Encoder.load(artifact, device, precision, threads=threads, spinning=spinning,
-                           batch_tokens=config.batching.max_batch_tokens)
+                           streams=streams, batch_tokens=config.batching.max_batch_tokens)
+    encoder.start_streams()  # now, so that no request pays for the streams' session
     service = EmbeddingService(encoder, config)
     sock = _bind(config.host, config.port)
     host, port = sock.getsockname()[:2]

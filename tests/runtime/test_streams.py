@@ -1,0 +1,116 @@
+"""Streams: several runs at once on the CPU, each on a share of the cores, on the tiny model."""
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from embedrt import ConfigError, EncodeStats, Encoder, ModelLoadError
+from embedrt.batching import BatchingConfig
+from embedrt.scheduler import Scheduler
+from embedrt.streams import MAX_AUTO_STREAMS, stream_count
+
+TEXTS = [f"text number {i} {'dog ' * (i % 9)}about a man who plays the guitar" for i in range(200)]
+
+
+def thread_name(_: object) -> str:
+    return threading.current_thread().name
+
+
+def test_stream_count_auto_explicit_and_invalid():
+    assert stream_count(None, 1) == 1
+    assert stream_count(None, 2) == 2
+    assert stream_count(None, 64) == MAX_AUTO_STREAMS
+    assert stream_count(3, 4) == 3
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ConfigError, match="streams must be"):
+            stream_count(bad, 4)
+    with pytest.raises(ConfigError, match="cannot exceed threads"):
+        stream_count(3, 2)
+
+
+def test_encode_on_two_streams_equals_one_after_another(tiny_artifact):
+    one = Encoder.load(tiny_artifact, device="cpu", threads=2, streams=1)
+    two = Encoder.load(tiny_artifact, device="cpu", threads=2, streams=2)
+    assert (one.info.streams, two.info.streams) == (1, 2)
+    s1, s2 = EncodeStats(), EncodeStats()
+    want, got = one.encode(TEXTS, batch_size=8, stats=s1), two.encode(TEXTS, batch_size=8, stats=s2)
+    assert s2.batches >= 20  # many runs, so they went to the streams
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert s1 == s2  # counted once per run, in the caller's thread
+
+
+def test_runs_go_to_stream_threads_only_when_there_are_enough(tiny_artifact):
+    enc = Encoder.load(tiny_artifact, device="cpu", threads=2, streams=2)
+    here = threading.current_thread().name
+    assert list(enc.map_runs(thread_name, [0], 1)) == [here]  # one run: all threads, caller's
+    names = list(enc.map_runs(thread_name, range(6), 6))
+    assert all(n.startswith("embedrt-stream") for n in names)
+    one = Encoder.load(tiny_artifact, device="cpu", threads=2, streams=1)
+    assert list(one.map_runs(thread_name, range(6), 6)) == [here] * 6
+
+
+def test_results_come_back_in_order_whatever_finishes_first(tiny_encoder, tiny_artifact):
+    enc = Encoder.load(tiny_artifact, device="cpu", threads=2, streams=2)
+
+    def slow_first(i: int) -> int:
+        time.sleep(0.05 if i % 2 == 0 else 0.0)
+        return i
+
+    items = (i for i in range(9))  # a generator: pulled as the streams free up
+    assert list(enc.map_runs(slow_first, items, 9)) == list(range(9))
+
+
+def test_an_error_in_one_run_reaches_the_caller_and_the_encoder_goes_on(tiny_artifact):
+    enc = Encoder.load(tiny_artifact, device="cpu", threads=2, streams=2)
+    started = []
+
+    def fails_third(i: int) -> int:
+        started.append(i)
+        if i == 2:
+            raise ValueError("run 2 broke")
+        time.sleep(0.01)
+        return i
+
+    with pytest.raises(ValueError, match="run 2 broke"):
+        list(enc.map_runs(fails_third, range(50), 50))
+    assert len(started) < 50  # the rest of the call was dropped, not run
+    np.testing.assert_allclose(enc.encode(TEXTS, batch_size=8), Encoder.load(
+        tiny_artifact, device="cpu", streams=1).encode(TEXTS, batch_size=8), atol=1e-6)
+
+
+def test_encode_inside_a_stream_runs_there_without_deadlock(tiny_artifact):
+    enc = Encoder.load(tiny_artifact, device="cpu", threads=2, streams=2)
+    want = enc.encode(TEXTS[:40], batch_size=4)
+    nested = list(enc.map_runs(lambda _: enc.encode(TEXTS[:40], batch_size=4), range(4), 4))
+    for got in nested:
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_the_streams_session_is_made_on_first_use_from_a_verified_file(tiny_copy):
+    enc = Encoder.load(tiny_copy, device="cpu", threads=2, streams=2)
+    model = tiny_copy / enc.info.file
+    model.write_bytes(model.read_bytes()[:-100])  # corrupted after load, before the first big call
+    single = enc.encode("still works on the session loaded and checked at load")
+    assert single.shape == (enc.dim,)
+    with pytest.raises(ModelLoadError, match="corrupted"):
+        enc.encode(TEXTS, batch_size=8)
+
+
+def test_scheduler_rounds_on_two_streams_answer_each_caller_its_own_rows(tiny_artifact):
+    enc = Encoder.load(tiny_artifact, device="cpu", threads=2, streams=2)
+    budget = int(enc.count_tokens(TEXTS[:60]).sum())
+    sched = Scheduler(enc, BatchingConfig(max_wait_ms=60_000, max_batch_tokens=budget, batch_size=4))
+    sched.start()
+    groups = [TEXTS[i:i + 3] for i in range(0, 60, 3)]  # 20 callers, 60 rows, >= 15 runs
+
+    async def main():
+        jobs = [sched.submit(lambda g=g: enc.tokenize(g)) for g in groups]
+        return await asyncio.gather(*(j.future for j in jobs))
+
+    results = asyncio.run(main())
+    sched.close()
+    for texts, got in zip(groups, results):
+        np.testing.assert_allclose(got, enc.encode(texts), atol=1e-6)
