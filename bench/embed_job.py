@@ -8,7 +8,8 @@ Throughput: the same texts embedded by Encoder.encode (in memory, untimed read) 
 (jsonl file -> .npy: hash, scan, read, tokenize, infer, write shards, assemble, all timed), each
 in a fresh process, alternated --repeats times; medians and the ratio job / encode. The job is
 timed with ONNX Runtime's spinning threads on and off, since the job runs other threads.
-Memory: the job over --rss-rows rows, each size in its own process, peak RSS from ru_maxrss.
+Memory: the job over --rss-rows rows, each size in its own process, peak RSS from VmHWM
+(bench/memory.py).
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ import importlib.util
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from memory import peak_rss_mb  # bench/memory.py (this script runs from bench/)
 
 
 def sts_sentences() -> list[str]:
@@ -72,7 +74,7 @@ def worker(args: argparse.Namespace) -> None:
         s = run_job(args.input, out, enc, JobConfig(progress="none", overwrite=True, shard_rows=args.shard_rows))
         result.update(seconds=s.seconds, rows=s.rows, padding_efficiency=s.padding_efficiency)
         out.unlink()
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
 
 

@@ -111,6 +111,8 @@ def start_server(args, batching: bool) -> ServerProcess:
     extra = ["--max-queue", str(args.max_queue)] + ([] if batching else ["--no-batching"])
     if args.threads:
         extra += ["--threads", str(args.threads)]
+    if args.streams:
+        extra += ["--streams", str(args.streams)]
     logdir = Path(tempfile.mkdtemp(prefix="serve_load_"))  # server logs, kept for a look after a failure
     return ServerProcess(Path(args.artifact), logdir, *extra)
 
@@ -169,6 +171,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=64)
     ap.add_argument("--max-queue", type=int, default=1024, help="server queue (above --clients: no 429)")
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all CPUs)")
+    ap.add_argument("--streams", type=int, default=None, help="server and in-process (default: auto)")
     ap.add_argument("--limit-s", type=float, default=120.0, help="time limit per load run")
     ap.add_argument("--out", default=None, help="write OUT.json and OUT.md")
     args = ap.parse_args()
@@ -176,7 +179,8 @@ def main() -> None:
     from embedrt import Encoder
 
     texts = sentences(args.requests)
-    loaded = {s: Encoder.load(args.artifact, device="cpu", spinning=s, threads=args.threads) for s in (False, True)}
+    loaded = {s: Encoder.load(args.artifact, device="cpu", spinning=s, threads=args.threads,
+                              streams=args.streams) for s in (False, True)}
     for enc in loaded.values():
         enc.encode(texts[:256])
     # (encoder, group): the whole list at once with and without spinning, and the server's own
@@ -220,12 +224,13 @@ def main() -> None:
                   "texts": "STS-B dev sentences, one per request",
                   "mean_tokens": round(float(loaded[False].count_tokens(texts).mean()), 1),
                   "cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+                  "streams": loaded[False].info.streams,
                   "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]},
     }
     st = summary["setup"]
     lines = [
         f"{args.requests} requests x {args.rounds} alternating rounds, {args.clients} concurrent clients, "
-        f"one STS-B sentence each (mean {st['mean_tokens']} tokens), {st['cpus']} CPUs, "
+        f"one STS-B sentence each (mean {st['mean_tokens']} tokens), {st['cpus']} CPUs, {st['streams']} streams, "
         f"1-min load average {st['load_average_1min'][0]} -> {st['load_average_1min'][1]}; medians",
         "",
         "| | items/s | p50 ms | p99 ms | mean batch | padding eff. | CPU ms/item | errors | wrong |",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from corpus import read_corpus  # noqa: E402
+from memory import peak_rss_mb  # noqa: E402
 
 EncodeFn = Callable[[list[str], int], np.ndarray]
 
@@ -115,7 +115,7 @@ def main() -> None:
         "cold_start_s": round(cold_start, 3),
         "latency_single_ms": percentiles(single),
         "latency_batch8_ms": percentiles(small),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
     }))
 
 
