@@ -64,7 +64,7 @@ bench: bench-peers-venv bench-footprint
 			--texts 4000 --spinning $$spin --peers-python $(VENV)-peers/bin/python \
 			--out bench/results/throughput_sentences$$suffix || exit 1; \
 	done
-	$(PY) bench/ceiling.py --throughput bench/results/throughput_sentences_spinning.json \
+	$(PY) bench/ceiling.py --throughput bench/results/throughput_sentences.json \
 		--out bench/results/ceiling_sentences
 	$(MAKE) bench-serve bench-embed bench-ray
 

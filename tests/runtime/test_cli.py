@@ -51,3 +51,12 @@ def test_bench_grid(tiny_artifact, tmp_path):
     assert "CPUExecutionProvider" in out and "tokens/s" in out
     bad = run("bench", "-m", str(tiny_artifact), "--batch-sizes", "0", check=False)
     assert bad.returncode == 2 and "positive integers" in bad.stderr
+
+
+def test_streams_option_reaches_the_encoder_and_is_checked(tiny_artifact):
+    info = json.loads(run("info", str(tiny_artifact), "--json", "--threads", "2", "--streams", "2").stdout)
+    assert info["loaded"]["streams"] == 2
+    info = json.loads(run("info", str(tiny_artifact), "--json", "--threads", "2", "--streams", "1").stdout)
+    assert info["loaded"]["streams"] == 1
+    bad = run("info", str(tiny_artifact), "--threads", "1", "--streams", "2", check=False)
+    assert bad.returncode == 2 and "cannot exceed threads" in bad.stderr

@@ -218,6 +218,7 @@ def test_cli_joins_the_cluster_by_address(tmp_path, tiny_encoder, cluster):
 @pytest.mark.parametrize("extra, message", [
     (["--ray"], "exists; pass --overwrite"), (["--actors", "2"], "add --ray"),
     (["--ray", "--resume"], "not resumable"), (["--ray", "--format", "npy"], "not resumable"),
+    (["--ray", "--streams", "2"], "one stream per CPU"),
 ])
 def test_cli_refusals_exit_2(tmp_path, tiny_encoder, capsys, extra, message):
     from embedrt.cli import main

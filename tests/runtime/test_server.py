@@ -22,7 +22,7 @@ def server(tiny_artifact, tmp_path_factory):
     (logdir / "key").write_text(KEY + "\n")
     srv = ServerProcess(tiny_artifact, logdir, "--api-key-file", str(logdir / "key"),
                         "--max-inputs", "8", "--max-body-bytes", "2000", "--model-name", "tiny",
-                        "--max-batch-requests", "64")
+                        "--max-batch-requests", "64", "--threads", "2", "--streams", "2")
     yield srv
     assert srv.stop() == 0
 
@@ -133,6 +133,7 @@ def test_info_and_unknown_routes(server):
     assert info["model_id"] == "tiny" and info["dim"] == 16 and info["max_input_length"] == 32
     assert info["device"] == "cpu" and info["max_client_batch_size"] == 8
     assert info["max_batch_requests"] == 64 and info["max_batch_tokens"] == 16384
+    assert info["streams"] == 2  # rounds of several runs go to two single-thread runs at once
     r = httpx.get(server.url + "/nope", headers=auth())
     assert r.status_code == 404 and r.json()["error"]["message"] == "Not Found"
     r = httpx.get(server.url + "/v1/embeddings", headers=auth())
