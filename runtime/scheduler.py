@@ -294,7 +294,8 @@ class Scheduler:
                     yield [rows[i] for i in idx], [where[i] for i in idx]
 
         padded = 0
-        for (run_rows, run_where), result in self.encoder.map_runs(self._attempt, runs(), len(planned)):
+        done = self.encoder.map_runs(self._attempt, runs(), len(planned))
+        for (run_rows, run_where), result in done:
             self._deliver(run_rows, run_where, result)
             padded += len(run_rows) * self._plan.padded(len(run_rows[0]))
         self._observer.batch(len(rows), int(lengths.sum()), padded, time.perf_counter() - now)

@@ -5,10 +5,12 @@ kernels, and each of them hands work to the pool's threads and waits for them; f
 is cheaper to run `count` batches at once, each on threads/count cores, with no hand-off at all.
 Measured on the 2-core machine (STS-B dev, batches of 32, 10 interleaved rounds): 2 streams of 1
 thread ran int8 1.23x and fp32 1.12x the texts/s of one 2-thread run at a time, with identical
-vectors. One batch alone still runs on the encoder's own session with every thread (its latency
-is better there: 33.6 vs 52.5 ms for 32 int8 rows), so Streams only takes calls with at least
-`count` runs, and its session is created on the first such call (an app that encodes one text at
-a time never pays its memory: +70 MB int8, +101 MB fp32 on MiniLM).
+vectors; through Encoder.encode (short sentences, bench/tuning.py and ad hoc, 5-6 rounds) int8
+1.11-1.37x and fp32 1.13x against one stream with spinning off. One batch alone still runs on
+the encoder's own session with every thread (its latency is better there: 33.6 vs 52.5 ms for 32
+int8 rows), so Streams only takes calls with at least `count` runs, and its session is created
+on the first such call (an app that encodes one text at a time never pays its memory: +70 MB
+int8, +101 MB fp32 on MiniLM).
 
 All streams share one ONNX Runtime session (run is thread-safe), so the weights are loaded once
 more, not once per stream.
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -37,7 +39,8 @@ def stream_count(streams: int | None, threads: int) -> int:
     if not isinstance(streams, int) or isinstance(streams, bool) or streams < 1:
         raise ConfigError(f"streams must be a positive integer or None (auto), got {streams!r}")
     if streams > threads:
-        raise ConfigError(f"streams ({streams}) cannot exceed threads ({threads}): each stream needs a core")
+        raise ConfigError(f"streams ({streams}) cannot exceed threads ({threads}): each stream "
+                          "needs a core")
     return streams
 
 
@@ -56,7 +59,7 @@ class Streams:
         """The streams' session when called from one of its threads, else None."""
         return getattr(self._local, "session", None)
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T] | Iterable[T], *, size: int) -> Iterator[R]:
+    def map(self, fn: Callable[[T], R], items: Iterable[T], *, size: int) -> Iterator[R]:
         """fn over items, results in order. With at least `count` items (size tells how many;
         items may be a generator, pulled one run ahead of the streams), up to `count` calls run
         at once on the streams' threads, where run_batch takes the streams' session; otherwise,

@@ -102,7 +102,8 @@ def test_the_streams_session_is_made_on_first_use_from_a_verified_file(tiny_copy
 def test_scheduler_rounds_on_two_streams_answer_each_caller_its_own_rows(tiny_artifact):
     enc = Encoder.load(tiny_artifact, device="cpu", threads=2, streams=2)
     budget = int(enc.count_tokens(TEXTS[:60]).sum())
-    sched = Scheduler(enc, BatchingConfig(max_wait_ms=60_000, max_batch_tokens=budget, batch_size=4))
+    config = BatchingConfig(max_wait_ms=60_000, max_batch_tokens=budget, batch_size=4)
+    sched = Scheduler(enc, config)
     sched.start()
     groups = [TEXTS[i:i + 3] for i in range(0, 60, 3)]  # 20 callers, 60 rows, >= 15 runs
 
