@@ -7,9 +7,10 @@
 
 Callers are coroutines on one asyncio loop; everything else runs on ONE worker thread that owns
 the queue (a round's runs go to the encoder's streams, which split the cores between them, so a
-second worker would only fight the first for the same cores). A job carries a `prepare` callable that returns its token rows; the worker
-calls it (tokenizing costs ~20 us for a sentence, a fifth of what handing it to a thread pool
-and back costs the event loop), so the loop neither tokenizes nor waits for tokenization. Each
+second worker would only fight the first for the same cores). A job carries a `prepare`
+callable that returns its token rows; the worker calls it (tokenizing costs ~20 us for a
+sentence, a fifth of what handing it to a thread pool and back costs the event loop), so the
+loop neither tokenizes nor waits for tokenization. Each
 round the worker tokenizes what has arrived, then takes jobs FIFO until their tokens fill the
 budget, or until the oldest job has waited max_wait; a job larger than the budget is split
 across rounds. The round's rows are sorted by length and run in padded sub-batches
