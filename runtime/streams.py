@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from itertools import islice
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -64,7 +65,7 @@ class Streams:
         items may be a generator, pulled one run ahead of the streams), up to `count` calls run
         at once on the streams' threads, where run_batch takes the streams' session; otherwise,
         or when called from a stream thread, they run one by one in the caller."""
-        if size < max(2, self.count) or self.current_session() is not None:
+        if size < self.count or self.current_session() is not None:
             return map(fn, items)
         self.start()
         return self._ordered(fn, iter(items))
@@ -82,18 +83,11 @@ class Streams:
 
     def _ordered(self, fn: Callable[[T], R], items: Iterator[T]) -> Iterator[R]:
         assert self._pool is not None
-        pending: deque[Future] = deque()
-        end = object()
+        pending = deque(self._pool.submit(fn, item) for item in islice(items, self.count))
         try:
-            for _ in range(self.count):
-                item = next(items, end)
-                if item is end:
-                    break
-                pending.append(self._pool.submit(fn, item))
             while pending:
                 result = pending.popleft().result()
-                item = next(items, end)
-                if item is not end:
+                for item in islice(items, 1):  # the next one, if any, takes the freed stream
                     pending.append(self._pool.submit(fn, item))
                 yield result
         finally:
