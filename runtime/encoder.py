@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -267,6 +268,18 @@ class Encoder:
         if self._streams is None:
             return map(fn, items)
         return self._streams.map(fn, items, size=count)
+
+    def submit_run(self, fn: Callable[[Any], Any], item: Any) -> Future:
+        """fn(item) on one of the streams' threads (its run_batch calls take the streams'
+        session), as a Future; without streams, run now in the caller's thread."""
+        if self._streams is not None:
+            return self._streams.submit(fn, item)
+        done: Future = Future()
+        try:
+            done.set_result(fn(item))
+        except Exception as e:
+            done.set_exception(e)
+        return done
 
     @property
     def batch_plan(self) -> BatchPlan:

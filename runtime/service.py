@@ -196,7 +196,7 @@ class EmbeddingService:
         vecs = fut.result()  # or the job's own error: a text over the limit with truncate off
         if req.normalize and not self.encoder.manifest.normalize:
             vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
-        return vecs, int(job.tokens)
+        return vecs, job.tokens
 
     def _tokenize(self, req: EmbedRequest, field_name: str) -> list[list[int]]:
         """Token rows (on the scheduler's worker); with truncate off, 413 for a text past

@@ -70,6 +70,13 @@ class Streams:
         self.start()
         return self._ordered(fn, iter(items))
 
+    def submit(self, fn: Callable[[T], R], item: T) -> Future:
+        """fn(item) on a stream's thread, where run_batch takes the streams' session (the
+        server's scheduler hands each run to the next free stream so)."""
+        self.start()
+        assert self._pool is not None
+        return self._pool.submit(fn, item)
+
     def start(self) -> None:
         """Make the session and the threads now (else the first call that needs them does)."""
         with self._lock:

@@ -116,6 +116,26 @@ def test_a_cancelled_job_is_dropped_before_inference(tiny_encoder):
     assert rec.drops == 1 and [b[0] for b in rec.batches] == [1] and sched.depth == 0
 
 
+def test_a_round_whose_every_caller_left_is_skipped_and_the_worker_lives_on(tiny_encoder):
+    sched, rec = started(tiny_encoder, max_wait_ms=200)
+
+    async def main():
+        gone = submit(sched, tiny_encoder, ["a dog"])
+        for _ in range(1000):  # until the worker has tokenized it and it waits for its round
+            if gone.tokens:
+                break
+            await asyncio.sleep(0.001)
+        sched.cancel(gone)  # before its round is due: the round is left with nothing to run
+        await asyncio.sleep(0.3)
+        return await asyncio.wait_for(embed(sched, tiny_encoder, ["the cat"]), 30)
+
+    got = asyncio.run(main())
+    assert sched.alive
+    sched.close()
+    np.testing.assert_allclose(got, tiny_encoder.encode(["the cat"]), atol=1e-6)
+    assert rec.drops == 1 and [b[0] for b in rec.batches] == [1]
+
+
 def test_the_queue_is_bounded_and_frees_its_places(tiny_encoder):
     gated = GatedEncoder(tiny_encoder)
     sched, rec = started(gated, max_queue=2, max_wait_ms=0)
@@ -255,14 +275,25 @@ def test_submit_after_close_is_refused(tiny_encoder):
     asyncio.run(main())
 
 
-def test_close_fails_the_jobs_still_queued_when_its_timeout_ends(tiny_encoder):
-    gated = GatedEncoder(tiny_encoder)
+@pytest.fixture(scope="module")
+def one_stream(tiny_artifact):
+    """The tiny model on one stream: one run at a time."""
+    return Encoder.load(tiny_artifact, device="cpu", threads=2, streams=1)
+
+
+@pytest.fixture(scope="module")
+def two_streams(tiny_artifact):
+    return Encoder.load(tiny_artifact, device="cpu", threads=2, streams=2)
+
+
+def test_close_fails_the_jobs_still_queued_when_its_timeout_ends(one_stream):
+    gated = GatedEncoder(one_stream)
     sched, _ = started(gated, max_wait_ms=0)
 
     async def main():
-        running = submit(sched, tiny_encoder, ["a dog"]).future
-        assert await asyncio.to_thread(gated.entered.wait, 30)  # its round is in inference
-        queued = submit(sched, tiny_encoder, ["the cat"]).future
+        running = submit(sched, one_stream, ["a dog"]).future
+        assert await asyncio.to_thread(gated.entered.wait, 30)  # its run holds the one stream
+        queued = submit(sched, one_stream, ["the cat"]).future
         try:
             await asyncio.to_thread(sched.close, 0.1)  # the worker is stuck: the timeout ends
             with pytest.raises(UnavailableError, match="shut down before"):
@@ -270,9 +301,32 @@ def test_close_fails_the_jobs_still_queued_when_its_timeout_ends(tiny_encoder):
             assert sched.depth == 0
         finally:
             gated.release.set()
-        return await asyncio.wait_for(running, 30)  # the round in flight still completes
+        return await asyncio.wait_for(running, 30)  # the run in flight still completes
 
-    np.testing.assert_allclose(asyncio.run(main()), tiny_encoder.encode(["a dog"]), atol=1e-6)
+    np.testing.assert_allclose(asyncio.run(main()), one_stream.encode(["a dog"]), atol=1e-6)
+
+
+def test_a_free_stream_takes_new_requests_while_a_run_is_in_flight(two_streams):
+    # Continuous batching: the first job's run is held; a job that arrives meanwhile starts on
+    # the other stream at once and is answered, instead of waiting for the held run's round.
+    gated = GatedEncoder(two_streams)
+    sched, rec = started(gated, max_wait_ms=0)
+
+    async def main():
+        held = submit(sched, two_streams, ["a dog"]).future
+        try:
+            assert await asyncio.to_thread(gated.entered.wait, 30)
+            later = await asyncio.wait_for(submit(sched, two_streams, ["the cat"]).future, 30)
+            assert not held.done()  # its run is still held at the gate
+        finally:
+            gated.release.set()
+        return await asyncio.wait_for(held, 30), later
+
+    held, later = asyncio.run(main())
+    sched.close()
+    np.testing.assert_allclose(held, two_streams.encode(["a dog"]), atol=1e-6)
+    np.testing.assert_allclose(later, two_streams.encode(["the cat"]), atol=1e-6)
+    assert sorted(b[0] for b in rec.batches) == [1, 1]  # two rounds, the second one overlapping
 
 
 def test_each_job_is_answered_on_its_own_event_loop(tiny_encoder, caplog):

@@ -218,15 +218,17 @@ def test_json_past_the_parsers_limits_is_422_not_500(tiny_encoder):
                 assert r.status_code == 422 and fragment in r.text, (path, r.text)
 
 
-def test_shutdown_lets_cancelled_requests_clean_up_and_is_bounded(tiny_encoder):
+def test_shutdown_lets_cancelled_requests_clean_up_and_is_bounded(tiny_artifact):
     """After uvicorn's grace period cancels the requests still running, the app's shutdown must
     leave the event loop free for their cleanup, and stop waiting for a stuck worker."""
     import asyncio
 
+    from embedrt import Encoder
     from embedrt.server import EmbeddingService, ServerConfig
     from test_scheduler import GatedEncoder
 
-    gated = GatedEncoder(tiny_encoder)
+    # One stream: the held run keeps the next request queued (with two, it would run beside it).
+    gated = GatedEncoder(Encoder.load(tiny_artifact, device="cpu", threads=2, streams=1))
     service = EmbeddingService(gated, ServerConfig(graceful_timeout_s=1.0))
 
     async def main():
@@ -237,8 +239,11 @@ def test_shutdown_lets_cancelled_requests_clean_up_and_is_bounded(tiny_encoder):
             running = asyncio.create_task(client.post("/embed", json={"inputs": "a dog"}))
             assert await asyncio.to_thread(gated.entered.wait, 30)  # the worker is stuck in it
             queued = asyncio.create_task(client.post("/embed", json={"inputs": "the cat"}))
-            while service.scheduler.depth < 1:
+            for _ in range(3000):
+                if service.scheduler.depth == 1:
+                    break
                 await asyncio.sleep(0.01)
+            assert service.scheduler.depth == 1  # queued behind the held run
             running.cancel()
             queued.cancel()
             try:
