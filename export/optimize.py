@@ -1,8 +1,10 @@
 """model_opt.onnx: ONNX Runtime's BERT optimizer, with the fused-operator counts checked.
 
 An optimizer that silently fused nothing would ship a slower graph under a faster name, so the
-export asserts one Attention and one GELU fusion per layer and two SkipLayerNormalizations per
-layer (the embeddings' own LayerNormalization has no skip input and is not counted).
+export asserts one Attention and one GELU fusion per layer and two residual layer norms per
+layer: SkipLayerNormalizations, or, with skip_layer_norm=False, the LayerNormalizations left
+for ONNX Runtime to fuse at load where its fused kernel is fast (the embeddings' own
+LayerNormalization has no skip input and is not counted).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class Geometry:
 
 
 def optimize(src: Path, dst: Path, geometry: Geometry, *, attention: bool = True,
-             embed_layer_norm: bool = True) -> dict[str, int]:
+             embed_layer_norm: bool = True, skip_layer_norm: bool = True) -> dict[str, int]:
     """Fuse src into dst; returns the non-zero fused-operator counts, checked against geometry."""
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
@@ -40,24 +42,26 @@ def optimize(src: Path, dst: Path, geometry: Geometry, *, attention: bool = True
     options = FusionOptions("bert")
     options.enable_attention = attention
     options.enable_embed_layer_norm = embed_layer_norm
+    options.enable_skip_layer_norm = skip_layer_norm
     model = optimize_model(
         str(src), model_type="bert", num_heads=geometry.heads, hidden_size=geometry.hidden,
         optimization_options=options, opt_level=0,  # 0: our fusions only; ORT fuses the rest at load
     )
     counts = {k: v for k, v in model.get_fused_operator_statistics().items() if v}
-    check_fusions(counts, geometry, attention=attention)
+    check_fusions(counts, geometry, attention=attention, skip_layer_norm=skip_layer_norm)
     model.save_model_to_file(str(dst))
     return counts
 
 
-def check_fusions(counts: dict[str, int], geometry: Geometry, *, attention: bool) -> None:
+def check_fusions(counts: dict[str, int], geometry: Geometry, *, attention: bool,
+                  skip_layer_norm: bool = True) -> None:
     """ConfigError naming what is missing when the optimizer fused less than the model has."""
     layers = geometry.layers
     gelu = sum(counts.get(k, 0) for k in ("BiasGelu", "FastGelu", "Gelu", "GemmFastGelu"))
-    skip = counts.get("SkipLayerNormalization", 0)
+    norm = "SkipLayerNormalization" if skip_layer_norm else "LayerNormalization"
     expected = {
         "GELU fusions": (gelu, layers),
-        "SkipLayerNormalization": (skip, 2 * layers),  # after attention and after the FFN
+        norm: (counts.get(norm, 0), 2 * layers),  # after attention and after the FFN
     }
     if attention:
         expected["Attention"] = (counts.get("Attention", 0) + counts.get("MultiHeadAttention", 0), layers)

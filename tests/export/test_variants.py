@@ -10,6 +10,7 @@ import pytest
 from onnx import TensorProto
 
 from embedrt import ConfigError, Encoder, load_manifest
+from embedrt.encoder import choose_variant
 from embedrt.export import export_model
 from embedrt.export.fp16 import pooling_tail
 from embedrt.export.optimize import Geometry, check_fusions, optimize
@@ -28,15 +29,17 @@ def tiny_variants(tmp_path_factory, st_mean):
 def test_all_variants_written_with_gates(tiny_variants):
     m = load_manifest(tiny_variants)
     names = [v.name for v in m.variants]
-    assert names[:2] == ["opt", "fp32"], "opt is preferred over the portable fp32 on CUDA"
-    assert m.variant("opt").providers == ("CUDAExecutionProvider",)
+    assert names[:2] == ["opt", "fp32"], "opt is preferred over the portable fp32 (CPU, CUDA)"
+    assert m.variant("opt").providers == ("CPUExecutionProvider", "CUDAExecutionProvider")
+    assert not list(tiny_variants.glob(".*.onnx"))  # the fully fused graph fp16 came from is gone
     for v in m.variants:
         assert (tiny_variants / v.file).is_file()
         assert v.quality["gate"] == "passed"
         assert v.quality["batch_invariance_min_cosine"] >= 0.99999
     assert set(names) | set(m.refused) == {"opt", "fp32", "int8", "fp16"}
     opt = m.variant("opt")
-    assert opt.fused_ops["Attention"] == 2 and opt.fused_ops["SkipLayerNormalization"] == 4
+    assert opt.fused_ops["Attention"] == 2 and opt.fused_ops["LayerNormalization"] == 4
+    assert "SkipLayerNormalization" not in opt.fused_ops  # left for ONNX Runtime to fuse at load
     assert opt.quality["parity_vs_sentence_transformers"]["min_cosine"] >= 0.99999
     assert "stsb_dev_spearman" in m.variant("fp32").quality
 
@@ -76,7 +79,9 @@ def test_runtime_picks_variants(tiny_variants):
     m = load_manifest(tiny_variants)
     auto = Encoder.load(tiny_variants, device="cpu")
     assert auto.info.variant == ("int8" if "int8" not in m.refused else "fp32")
-    assert Encoder.load(tiny_variants, device="cpu", precision="fp32").info.variant == "fp32"
+    assert Encoder.load(tiny_variants, device="cpu", precision="fp32").info.variant == "opt"
+    assert choose_variant(m, "cuda", "fp32").name == "opt"
+    assert choose_variant(m, "tensorrt", "fp32").name == "fp32"  # no contrib ops for TensorRT
     assert Encoder.load(tiny_variants, device="cpu", variant="opt").info.file == "model_opt.onnx"
     assert Encoder.load(tiny_variants, device="cpu", variant="fp32").info.file == "model.onnx"
     with pytest.raises(ConfigError, match="no variant 'bf16'"):
@@ -104,6 +109,9 @@ def test_fp16_structure(tiny_variants):
 def test_optimizer_that_fuses_nothing_fails(tiny_artifact, tmp_path):
     with pytest.raises(ConfigError, match="fused less than a 6-layer BERT"):
         check_fusions({"SkipLayerNormalization": 12, "BiasGelu": 6}, Geometry(6, 12, 384), attention=True)
+    with pytest.raises(ConfigError, match="LayerNormalization 1 < 12"):  # the residual norms, unfused
+        check_fusions({"Attention": 6, "BiasGelu": 6, "LayerNormalization": 1}, Geometry(6, 12, 384),
+                      attention=True, skip_layer_norm=False)
     # The tiny hand-built graph is not a BERT: the optimizer finds nothing to fuse.
     with pytest.raises(ConfigError, match="Attention 0 < 1"):
         optimize(tiny_artifact / "model.onnx", tmp_path / "opt.onnx", Geometry(1, 1, 16))
