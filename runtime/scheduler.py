@@ -75,8 +75,8 @@ class Scheduler:
         self._preparing: list[Job] = []  # being tokenized by the worker
         self._ready = ReadyJobs()  # tokenized, rows left to take
         self._planned: deque[Run] = deque()  # the last round's runs not started yet
-        self._running: set[Run] = set()  # on a stream or on the worker
-        self._finished: deque[tuple[Run, Future]] = deque()  # ended on a stream, to deliver
+        self._running: set[Run] = set()  # on a stream or on the solo thread
+        self._finished: deque[tuple[Run, Future]] = deque()  # ended, for the worker to deliver
         self._pending = 0
         self._closing = False
         self._thread = threading.Thread(target=self._work, name="embedrt-inference", daemon=True)

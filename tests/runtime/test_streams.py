@@ -115,3 +115,20 @@ def test_scheduler_rounds_on_two_streams_answer_each_caller_its_own_rows(tiny_ar
     sched.close()
     for texts, got in zip(groups, results):
         np.testing.assert_allclose(got, enc.encode(texts), atol=1e-6)
+
+
+def test_submit_run_goes_to_a_stream_or_runs_in_place(tiny_artifact):
+    rows = Encoder.load(tiny_artifact, device="cpu").tokenize(TEXTS[:5])
+
+    def where_and_vectors(enc):
+        return lambda r: (threading.current_thread().name, enc.run_batch(r))
+
+    two = Encoder.load(tiny_artifact, device="cpu", threads=2, streams=2)
+    name, vecs = two.submit_run(where_and_vectors(two), rows).result(30)
+    assert name.startswith("embedrt-stream")
+    one = Encoder.load(tiny_artifact, device="cpu", threads=2, streams=1)
+    done = one.submit_run(where_and_vectors(one), rows)  # no streams: run now, here
+    assert done.done() and done.result()[0] == threading.current_thread().name
+    np.testing.assert_allclose(vecs, done.result()[1], atol=1e-6)
+    failing = one.submit_run(lambda r: 1 / 0, rows)
+    assert isinstance(failing.exception(), ZeroDivisionError)
