@@ -228,22 +228,25 @@ class Encoder:
     def run_batch(self, rows: list[list[int]], stats: EncodeStats | None = None) -> np.ndarray:
         """One inference run over exactly these rows (callers that plan their own batches: the
         batch job, the server's scheduler), padded to the device's multiple of the longest row;
-        float32 [len(rows), dim] in row order. On a stream's thread (map_runs) it runs on the
-        streams' session."""
+        float32 [len(rows), dim] in row order. On a stream's thread (map_runs, submit_run) it
+        runs on the streams' session."""
         session = (self._streams and self._streams.current_session()) or self._session
         longest = max(map(len, rows), default=0)
         width = self._plan.padded(longest)
         ids, mask = pad_rows(rows, width, self.manifest.pad_token_id)
         out = session.run(ids, mask) if rows else np.empty((0, self.dim), dtype=np.float32)
         if stats is not None:
-            self._count(rows, stats)
+            self._count(rows, stats, width)
         return out
 
-    def _count(self, rows: list[list[int]], stats: EncodeStats) -> None:
+    def _count(self, rows: list[list[int]], stats: EncodeStats, width: int | None = None) -> None:
+        """Add a run to stats; width is its padded width (computed when not given)."""
+        if width is None:
+            width = self._plan.padded(max(map(len, rows), default=0))
         stats.rows += len(rows)
         stats.batches += bool(rows)
         stats.tokens += sum(map(len, rows))
-        stats.padded_tokens += len(rows) * self._plan.padded(max(map(len, rows), default=0))
+        stats.padded_tokens += len(rows) * width
 
     def run_batches(self, runs: Iterable[list[list[int]]], count: int,
                     stats: EncodeStats | None = None) -> Iterator[np.ndarray]:
@@ -263,8 +266,9 @@ class Encoder:
     def map_runs(self, fn: Callable[[Any], Any], items: Iterable[Any], count: int) -> Iterator[Any]:
         """fn over `count` items, results in order. With at least as many items as streams, up to
         `streams` calls run at once on the streams' threads, and the run_batch calls fn makes
-        there take the streams' session (the scheduler runs a round's runs so); otherwise, one
-        by one in the caller's thread. items may be a generator: it is pulled one run ahead."""
+        there take the streams' session (run_batches runs encode's and the batch job's batches
+        so); otherwise, one by one in the caller's thread. items may be a generator: it is
+        pulled one run ahead."""
         if self._streams is None:
             return map(fn, items)
         return self._streams.map(fn, items, size=count)

@@ -129,15 +129,17 @@ class Run:
 
     def live(self) -> "Run":
         """The run without the rows of callers gone meanwhile (it may be left empty)."""
-        keep = [k for k, (job, _) in enumerate(self.where) if not job.cancelled]
-        if len(keep) == len(self.rows):
+        if not any(job.cancelled for job, _ in self.where):
             return self
-        return Run([self.rows[k] for k in keep], [self.where[k] for k in keep], self.round)
+        return self._rows_of(lambda job: not job.cancelled)
 
     def of(self, job: Job) -> "Run":
         """The run with only this job's rows."""
-        mine = [k for k, (j, _) in enumerate(self.where) if j is job]
-        return Run([self.rows[k] for k in mine], [self.where[k] for k in mine], self.round)
+        return self._rows_of(lambda j: j is job)
+
+    def _rows_of(self, wanted: Callable[[Job], bool]) -> "Run":
+        keep = [k for k, (job, _) in enumerate(self.where) if wanted(job)]
+        return Run([self.rows[k] for k in keep], [self.where[k] for k in keep], self.round)
 
 
 def cut_round(parts: list[tuple[Job, int, int]], plan: BatchPlan, now: float) -> list[Run]:

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from itertools import islice
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
 from typing import Any, TypeVar
 
 from .errors import ConfigError
