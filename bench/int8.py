@@ -8,7 +8,8 @@ on the same corpus, with fp32 and opt as baselines.
 For each candidate: throughput on STS-B dev sentences at batch 32 (best of --rounds, candidates
 interleaved so a noisy neighbour hits all alike), min/mean cosine to fp32, batch invariance (each
 text alone vs inside its batch: min cosine), and Spearman of cosine on STS-B dev. Every session
-leaves out the load-time fusions embedrt's CPU sessions leave out (session.py).
+is made with embedrt's CPU session options (session.py), so it leaves out the same load-time
+fusions.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from embedrt.batching import BatchPlan, plan_batches
 from embedrt.export.datasets import load_stsb
 from embedrt.export.optimize import Geometry, optimize
 from embedrt.export.quantize import linear_matmuls, quantize_int8
-from embedrt.session import CPU_DISABLED_OPTIMIZERS
+from embedrt.session import SessionOptions, ort_session_options
 from embedrt.tokenizer import TextTokenizer, pad_rows
 
 GEOMETRY = Geometry(layers=6, heads=12, hidden=384)  # all-MiniLM-L6-v2
@@ -117,11 +118,8 @@ def main() -> None:
         files = build_candidates(args.artifact, Path(tmp), calib)
         sessions = {}
         for name, path in files.items():
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = args.threads
-            so.add_session_config_entry("session.intra_op.allow_spinning", "1" if args.spinning == "on" else "0")
-            sessions[name] = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"],
-                                                  disabled_optimizers=list(CPU_DISABLED_OPTIMIZERS))
+            so, extra = ort_session_options(SessionOptions(args.threads, args.spinning == "on"), "cpu")
+            sessions[name] = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"], **extra)
         best = {name: 0.0 for name in files}
         outputs = {}
         for _ in range(args.rounds):
