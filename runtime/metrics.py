@@ -10,6 +10,10 @@
     embedrt_tokens_total{kind=real|padded}    tokens run through the model, and their padded area
     embedrt_padding_efficiency                real / padded tokens so far (1.0 = no padding)
     embedrt_dropped_requests_total            requests dropped before inference (client gone)
+    embedrt_cpu_seconds_total{work}           CPU time of inference runs and of tokenization
+    process_cpu_seconds_total, process_*      the whole process (prometheus_client's collector):
+                                              process CPU minus embedrt_cpu_seconds_total is what
+                                              HTTP, JSON and queueing cost
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from .errors import missing_extra
 from .scheduler import SchedulerObserver
 
 try:
-    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+    from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector,
+                                   generate_latest)
     from prometheus_client.exposition import CONTENT_TYPE_LATEST
 except ImportError:
     raise missing_extra("prometheus-client", "serve") from None
@@ -56,6 +61,9 @@ class ServerMetrics(SchedulerObserver):
                               ["kind"], registry=r)
         self.drops = Counter("embedrt_dropped_requests", "Requests dropped before inference because "
                              "the client disconnected", registry=r)
+        self.work = Counter("embedrt_cpu_seconds", "CPU time of the threads doing the work, by work: "
+                            "inference (the runs) and tokenization", ["work"], registry=r)
+        ProcessCollector(registry=r)
         self._real = self.tokens.labels("real")
         self._padded = self.tokens.labels("padded")
         self._sums = [0, 0]  # real, padded: prometheus_client has no public read of a counter
@@ -80,6 +88,9 @@ class ServerMetrics(SchedulerObserver):
 
     def dropped(self) -> None:
         self.drops.inc()
+
+    def cpu(self, work: str, seconds: float) -> None:
+        self.work.labels(work).inc(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -55,6 +55,9 @@ class SchedulerObserver:
     def batch(self, rows: int, tokens: int, padded: int, seconds: float) -> None: ...
     def queue_wait(self, seconds: float) -> None: ...
     def dropped(self) -> None: ...
+    # CPU seconds of the thread that did it (time.thread_time): work = "inference" (a run, on its
+    # stream or solo thread) or "tokenization" (on the worker). Called from those threads.
+    def cpu(self, work: str, seconds: float) -> None: ...
 
 
 class Scheduler:
@@ -197,6 +200,7 @@ class Scheduler:
         tokenization raises (a text too long, a panic in the tokenizer library, which Python sees
         as a BaseException) fails alone."""
         answers: list[tuple[Job, Any, BaseException | None]] = []
+        cpu0 = time.thread_time()
         for job in jobs:
             if job.cancelled:
                 continue
@@ -211,6 +215,7 @@ class Scheduler:
             job.rows, job.lengths, job.out = rows, lengths, out
             if not rows:  # nothing to run
                 answers.append((job, out, None))
+        self._observer.cpu("tokenization", time.thread_time() - cpu0)
         dropped = 0
         with self._cond:
             for job in jobs:
@@ -286,10 +291,13 @@ class Scheduler:
 
     def _attempt(self, run: Run) -> np.ndarray | Exception:
         """One inference run: its vectors, or the Exception it raised."""
+        cpu0 = time.thread_time()
         try:
             return self.encoder.run_batch(run.rows)
         except Exception as err:
             return err
+        finally:
+            self._observer.cpu("inference", time.thread_time() - cpu0)
 
     def _complete(self, run: Run, future: Future) -> None:
         """On the worker: deliver an ended run and account for its round."""

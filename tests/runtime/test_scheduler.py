@@ -25,6 +25,7 @@ TEXTS = [
 class Recorder(SchedulerObserver):
     def __init__(self):
         self.batches, self.waits, self.drops = [], [], 0
+        self.cpu_seconds = {"inference": 0.0, "tokenization": 0.0}
 
     def batch(self, rows, tokens, padded, seconds):
         self.batches.append((rows, tokens, padded))
@@ -34,6 +35,9 @@ class Recorder(SchedulerObserver):
 
     def dropped(self):
         self.drops += 1
+
+    def cpu(self, work, seconds):
+        self.cpu_seconds[work] += seconds
 
 
 def started(encoder, **config):
@@ -89,6 +93,8 @@ def test_concurrent_jobs_coalesce_and_each_gets_its_own_rows(tiny_encoder):
     assert rec.batches[0][1] == int(tiny_encoder.count_tokens(sum(TEXTS, [])).sum())
     assert rec.batches[0][2] >= rec.batches[0][1]  # padded area covers the real tokens
     assert len(rec.waits) == len(TEXTS) and sched.depth == 0
+    # the runs' and the tokenizer's CPU time, measured on the threads that did them
+    assert rec.cpu_seconds["inference"] > 0 and rec.cpu_seconds["tokenization"] > 0
 
 
 def test_a_job_over_the_token_budget_is_split_across_rounds(tiny_encoder):

@@ -151,6 +151,11 @@ def test_metrics_count_requests_batches_and_padding(server):
     assert 0 < m[("embedrt_padding_efficiency", ())] <= 1
     assert m[("embedrt_inference_seconds_count", ())] == m[("embedrt_batch_size_count", ())]
     assert m[("embedrt_queue_seconds_count", ())] >= 1
+    # CPU of the work itself, and of the whole process (what HTTP and queueing cost is the rest)
+    inference = m[("embedrt_cpu_seconds_total", (("work", "inference"),))]
+    tokenization = m[("embedrt_cpu_seconds_total", (("work", "tokenization"),))]
+    assert inference > 0 and tokenization > 0
+    assert inference + tokenization < m[("process_cpu_seconds_total", ())]
 
 
 def test_cli_errors_exit_2(tmp_path, tiny_artifact):
