@@ -88,6 +88,19 @@ def test_openai_body_float_and_base64_round_trip_exactly():
 def test_tei_body_is_a_list_of_vectors():
     vecs = np.ones((2, 3), np.float32)
     assert json.loads(tei_body(vecs)) == [[1.0] * 3] * 2
+    vecs = np.random.default_rng(1).standard_normal((2, 384)).astype(np.float32)
+    np.testing.assert_array_equal(np.array(json.loads(tei_body(vecs)), np.float32), vecs)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_output_is_an_error_not_null(bad):
+    # JSON has no NaN: a broken model must become a 500, never a vector of nulls
+    vecs = np.ones((2, 3), np.float32)
+    vecs[1, 2] = bad
+    for render in (lambda v: tei_body(v), lambda v: openai_body(v, "m", 1, "float"),
+                   lambda v: openai_body(v, "m", 1, "base64")):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            render(vecs)
 
 
 def test_error_shapes():

@@ -180,9 +180,10 @@ def test_serve_modules_import_no_heavy_stack_and_name_the_missing_extra():
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
-    script = "import sys; sys.modules['starlette'] = None\nimport embedrt.server\n"
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert "pip install 'embedrt[serve]'" in out.stderr
+    for extra_module in ("starlette", "orjson"):
+        script = f"import sys; sys.modules['{extra_module}'] = None\nimport embedrt.server\n"
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+        assert "pip install 'embedrt[serve]'" in out.stderr and extra_module in out.stderr
 
 
 def test_in_process_lifespan_starts_and_stops_the_worker(tiny_encoder):
