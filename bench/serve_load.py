@@ -67,11 +67,27 @@ def in_process(enc, texts: list[str], group: int | None = None) -> dict:
             "cpu_busy": cpu / wall / len(os.sched_getaffinity(0)), "vectors": vecs}
 
 
-async def load(url: str, texts: list[str], clients: int, limit_s: float) -> dict:
+# The two request bodies measured: the official openai client's default (base64), and
+# text-embeddings-inference's /embed, whose answer is JSON numbers.
+ROUTES = {
+    "openai": ("/v1/embeddings", lambda t: {"input": t, "model": "m", "encoding_format": "base64"}),
+    "tei": ("/embed", lambda t: {"inputs": t}),
+}
+
+
+def answer_vector(route: str, body: bytes) -> np.ndarray:
+    """The one vector of a single-text answer on that route."""
+    if route == "tei":
+        return np.array(json.loads(body)[0], dtype=np.float32)
+    return np.frombuffer(base64.b64decode(json.loads(body)["data"][0]["embedding"]), "<f4")
+
+
+async def load(url: str, texts: list[str], clients: int, limit_s: float, route: str = "openai") -> dict:
     """Send each text once as its own request from `clients` keep-alive connections."""
     host, port = url.removeprefix("http://").split(":")
-    bodies = [json.dumps({"input": t, "model": "m", "encoding_format": "base64"}).encode() for t in texts]
-    head = b"POST /v1/embeddings HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: "
+    path, make_body = ROUTES[route]
+    bodies = [json.dumps(make_body(t)).encode() for t in texts]
+    head = b"POST %s HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: " % path.encode()
     results: list[tuple[int, int, float, bytes]] = []
     queue = iter(range(len(texts)))
     deadline = time.perf_counter() + limit_s
@@ -118,17 +134,17 @@ def start_server(args, batching: bool) -> ServerProcess:
     return ServerProcess(Path(args.artifact), logdir, *extra)
 
 
-def load_server(srv: ServerProcess, args, texts: list[str], ref: np.ndarray) -> dict:
+def load_server(srv: ServerProcess, args, texts: list[str], ref: np.ndarray, route: str = "openai") -> dict:
     """One load run against a started server, checked and summarized from its own metrics."""
     before, cpu0 = srv.metrics(), cpu_seconds(srv.proc.pid)
-    run = arun(load(srv.url, texts, args.clients, args.limit_s))
+    run = arun(load(srv.url, texts, args.clients, args.limit_s, route))
     server_cpu, after = cpu_seconds(srv.proc.pid) - cpu0, srv.metrics()
     ok, errors, wrong, lat = 0, 0, 0, []
     for i, status, seconds, body in run["results"]:
         if status != 200:
             errors += 1
             continue
-        vec = np.frombuffer(base64.b64decode(json.loads(body)["data"][0]["embedding"]), "<f4")
+        vec = answer_vector(route, body)
         wrong += not np.allclose(vec, ref[i], atol=1e-5)
         ok += 1
         lat.append(seconds)
@@ -194,8 +210,12 @@ def main() -> None:
     encoders = {"spinning=False": (loaded[False], None), "spinning=True": (loaded[True], None),
                 f"spinning=False, {args.clients} at a time": (loaded[False], args.clients)}
     servers = {"batching": start_server(args, True), "naive": start_server(args, False)}
+    # (server, route) per load run: the batching server also answers TEI's /embed (JSON floats)
+    loads = {"batching": ("batching", "openai"), "batching_tei": ("batching", "tei"), "naive": ("naive", "openai")}
+    labels = {"batching": "batching server", "batching_tei": "batching server, TEI /embed (JSON floats)",
+              "naive": "naive server"}
     load_before = os.getloadavg()[0]
-    samples: dict[str, list[dict]] = {name: [] for name in [*encoders, *servers]}
+    samples: dict[str, list[dict]] = {name: [] for name in [*encoders, *loads]}
     try:
         for srv in servers.values():  # warm-up
             arun(load(srv.url, texts[:256], args.clients, args.limit_s))
@@ -204,24 +224,29 @@ def main() -> None:
             for name, (enc, group) in encoders.items():
                 samples[name].append(in_process(enc, texts, group))
             ref = samples["spinning=False"][-1]["vectors"]
-            for name, srv in servers.items():
-                samples[name].append(load_server(srv, args, texts, ref))
+            for name, (server, route) in loads.items():
+                samples[name].append(load_server(servers[server], args, texts, ref, route))
     finally:
         exits = {name: srv.stop() for name, srv in servers.items()}
     base = {name: median_run([{k: v for k, v in r.items() if k != "vectors"} for r in samples[name]])
             for name in encoders}
-    runs = {name: {**median_run(samples[name]), "server_exit": exits[name]} for name in servers}
+    runs = {name: {**median_run(samples[name]), "server_exit": exits[server]} for name, (server, _) in loads.items()}
     best = max(base.values(), key=lambda r: r["texts_per_s"])
     least_cpu = min(r["cpu_ms_per_text"] for r in base.values())
     b, n = runs["batching"], runs["naive"]
     same = base["spinning=False"]  # the server's own session setting
     grouped = base[f"spinning=False, {args.clients} at a time"]
-    # What the server does per request besides the model's work (HTTP, JSON, queueing, delivery)
-    # and what the load generator does on the same cores: even if the server's inference and
-    # tokenization cost no more than encode's on the whole list, at the same CPU use these would
-    # hold it to cpu / (cpu + extra) of encode's throughput.
-    extra = b["server_cpu_ms_per_request"] - b["inference_cpu_ms_per_request"] - b["tokenize_cpu_ms_per_request"]
-    bound = same["cpu_ms_per_text"] / (same["cpu_ms_per_text"] + extra + b["client_cpu_ms_per_request"])
+    # The throughput ratio, factored (exactly, by the definitions): how busy the cores were,
+    # how much CPU the server's model work (inference + tokenization) took per text against
+    # encode's on the whole list, and the share of the server's and client's CPU that model work
+    # is (the rest is HTTP, JSON, queueing and delivery, which encode does not have). With the
+    # first two at 1, the rest and the client alone hold the server to cpu / (cpu + rest + client).
+    work = b["inference_cpu_ms_per_request"] + b["tokenize_cpu_ms_per_request"]
+    rest = b["server_cpu_ms_per_request"] - work
+    client = b["client_cpu_ms_per_request"]
+    factors = {"busy": b["cpu_busy"] / same["cpu_busy"], "work_efficiency": same["cpu_ms_per_text"] / work,
+               "work_share": work / (work + rest + client)}
+    bound = same["cpu_ms_per_text"] / (same["cpu_ms_per_text"] + rest + client)
     summary = {
         "in_process": base,
         "servers": runs,
@@ -230,9 +255,11 @@ def main() -> None:
         "batching_vs_in_process_grouped": round(b["throughput_rps"] / grouped["texts_per_s"], 3),
         "grouped_vs_whole_list": round(grouped["texts_per_s"] / same["texts_per_s"], 3),
         "in_process_vs_batching_cpu_per_text": round(least_cpu / b["server_cpu_ms_per_request"], 3),
-        "server_extra_cpu_ms_per_request": round(extra, 3),
-        "in_process_vs_server_work_cpu_per_text": round(
-            same["cpu_ms_per_text"] / (b["inference_cpu_ms_per_request"] + b["tokenize_cpu_ms_per_request"]), 3),
+        "server_cpu_split_ms_per_request": {"inference": b["inference_cpu_ms_per_request"],
+                                            "tokenization": b["tokenize_cpu_ms_per_request"],
+                                            "rest": round(rest, 3), "client": client},
+        "throughput_ratio_factors": {k: round(v, 3) for k, v in factors.items()},
+        "grouped_work_efficiency": round(same["cpu_ms_per_text"] / grouped["cpu_ms_per_text"], 3),
         "bound_vs_in_process_throughput": round(bound, 3),
         "batching_vs_bound": round(b["throughput_rps"] / same["texts_per_s"] / bound, 3),
         "batching_vs_naive_throughput": round(b["throughput_rps"] / n["throughput_rps"], 2),
@@ -254,7 +281,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in runs.items():
-        lines.append(f"| {name} server | {r['throughput_rps']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | "
+        lines.append(f"| {labels[name]} | {r['throughput_rps']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | "
                      f"{r['mean_batch_size']} | {r['padding_efficiency']} | {r['server_cpu_ms_per_request']:.2f} "
                      f"(+{r['client_cpu_ms_per_request']:.2f} client) | {r['errors']} | {r['wrong_vectors']} |")
     for name, r in base.items():
@@ -268,14 +295,19 @@ def main() -> None:
         f"(the ceiling {args.clients} clients allow: no round can hold more than {args.clients} texts); "
         f"batching server / that: {summary['batching_vs_in_process_grouped']}x",
         f"- batching server's CPU per request: inference {b['inference_cpu_ms_per_request']:.2f} ms, "
-        f"tokenization {b['tokenize_cpu_ms_per_request']:.3f}, the rest (HTTP, JSON, queueing) {extra:.2f}; "
-        f"the client {b['client_cpu_ms_per_request']:.2f}. In-process CPU per text / the server's inference "
-        f"and tokenization: {summary['in_process_vs_server_work_cpu_per_text']}x",
-        f"- bound: with inference as cheap as encode's on the whole list, the rest and the client's "
-        f"{b['client_cpu_ms_per_request']:.2f} ms would still hold the server to "
-        f"{summary['bound_vs_in_process_throughput']}x of encode's throughput at the same CPU use "
-        f"(busy: server + client {b['cpu_busy']:.2f}, encode {same['cpu_busy']:.2f}); "
-        f"the batching server reaches {summary['batching_vs_bound']} of that bound",
+        f"tokenization {b['tokenize_cpu_ms_per_request']:.3f}, the rest (HTTP, JSON, queueing, delivery) "
+        f"{rest:.2f}; the client {client:.2f}",
+        f"- server / whole list {summary['batching_vs_in_process_same_setting']}x = busy {factors['busy']:.3f} "
+        f"(server + client {b['cpu_busy']:.2f}, encode {same['cpu_busy']:.2f}) x work efficiency "
+        f"{factors['work_efficiency']:.3f} (encode's CPU per text / the server's inference + tokenization; "
+        f"encode {args.clients} at a time: {summary['grouped_work_efficiency']}) x work share "
+        f"{factors['work_share']:.3f} (inference + tokenization / all CPU per request, client included)",
+        f"- bound: at equal busy and work efficiency 1, the rest and the client would still hold the server to "
+        f"{summary['bound_vs_in_process_throughput']}x of encode on the whole list; the batching server reaches "
+        f"{summary['batching_vs_bound']} of that bound",
+        f"- TEI /embed (JSON floats) / OpenAI base64 on the batching server: "
+        f"{runs['batching_tei']['throughput_rps'] / b['throughput_rps']:.3f}x throughput; server CPU per request "
+        f"{runs['batching_tei']['server_cpu_ms_per_request']:.2f} against {b['server_cpu_ms_per_request']:.2f} ms",
         f"- batching / naive server, throughput: {summary['batching_vs_naive_throughput']}x; "
         f"naive / batching CPU per request: {summary['naive_vs_batching_cpu_per_request']}x",
     ]
