@@ -99,7 +99,7 @@ serve: $(ARTIFACT)/embedrt.json
 
 # 64 concurrent clients on 127.0.0.1: batching server vs one-request-one-inference vs in-process.
 bench-serve: $(ARTIFACT)/embedrt.json
-	$(PY) bench/serve_load.py --artifact $(ARTIFACT) --requests 2000 --rounds 3 --out bench/results/serve_load
+	$(PY) bench/serve_load.py --artifact $(ARTIFACT) --requests 2000 --rounds 5 --out bench/results/serve_load
 
 # Batch job (file -> .npy) vs Encoder.encode on the same texts in memory, and the job's peak RSS
 # at 10k vs 200k rows (the tiny test model, so 200k rows take seconds, not a quarter hour).
