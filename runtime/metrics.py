@@ -10,10 +10,12 @@
     embedrt_tokens_total{kind=real|padded}    tokens run through the model, and their padded area
     embedrt_padding_efficiency                real / padded tokens so far (1.0 = no padding)
     embedrt_dropped_requests_total            requests dropped before inference (client gone)
-    embedrt_cpu_seconds_total{work}           CPU time of inference runs and of tokenization
-    process_cpu_seconds_total, process_*      the whole process (prometheus_client's collector):
-                                              process CPU minus embedrt_cpu_seconds_total is what
-                                              HTTP, JSON and queueing cost
+    embedrt_cpu_seconds_total{work}           CPU time of the threads that run inference and
+                                              tokenization (see SchedulerObserver.cpu for what
+                                              it leaves out)
+    embedrt_runs_total{threads=one|all}       inference runs on one stream's thread, or alone
+                                              on all of them (partly on ONNX Runtime's pool)
+    process_cpu_seconds_total, process_*      the whole process (prometheus_client's collector)
 """
 
 from __future__ import annotations
@@ -61,8 +63,13 @@ class ServerMetrics(SchedulerObserver):
                               ["kind"], registry=r)
         self.drops = Counter("embedrt_dropped_requests", "Requests dropped before inference because "
                              "the client disconnected", registry=r)
-        self.work = Counter("embedrt_cpu_seconds", "CPU time of the threads doing the work, by work: "
-                            "inference (the runs) and tokenization", ["work"], registry=r)
+        work = Counter("embedrt_cpu_seconds", "CPU time of the threads that run inference and "
+                       "tokenization (ONNX Runtime's pool threads, used by runs on all threads, "
+                       "are not counted)", ["work"], registry=r)
+        self._work = {w: work.labels(w) for w in ("inference", "tokenization")}
+        runs = Counter("embedrt_runs", "Inference runs, on one stream's thread or alone on all "
+                       "threads", ["threads"], registry=r)
+        self._runs = {False: runs.labels("one"), True: runs.labels("all")}
         ProcessCollector(registry=r)
         self._real = self.tokens.labels("real")
         self._padded = self.tokens.labels("padded")
@@ -90,7 +97,10 @@ class ServerMetrics(SchedulerObserver):
         self.drops.inc()
 
     def cpu(self, work: str, seconds: float) -> None:
-        self.work.labels(work).inc(seconds)
+        self._work[work].inc(seconds)
+
+    def run(self, all_threads: bool) -> None:
+        self._runs[all_threads].inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

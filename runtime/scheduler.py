@@ -55,9 +55,13 @@ class SchedulerObserver:
     def batch(self, rows: int, tokens: int, padded: int, seconds: float) -> None: ...
     def queue_wait(self, seconds: float) -> None: ...
     def dropped(self) -> None: ...
-    # CPU seconds of the thread that did it (time.thread_time): work = "inference" (a run, on its
-    # stream or solo thread) or "tokenization" (on the worker). Called from those threads.
+    # CPU seconds of the thread that did the work (time.thread_time), called from it: work =
+    # "inference" (a run, on its stream or solo thread) or "tokenization" (on the worker). Not
+    # counted: ONNX Runtime's pool threads, which only a run on all threads uses (see run), and
+    # the tokenizer's own threads, which only a request of many texts uses.
     def cpu(self, work: str, seconds: float) -> None: ...
+    # A run started: on one stream's thread, or alone on all the encoder's threads.
+    def run(self, all_threads: bool) -> None: ...
 
 
 class Scheduler:
@@ -279,6 +283,7 @@ class Scheduler:
                 self._running.add(run)
                 solo = self._width == 1 or (
                     len(self._running) == 1 and not self._planned and not self._ready)
+            self._observer.run(all_threads=solo)
             start = self._solo.submit if solo else self.encoder.submit_run
             start(self._attempt, run).add_done_callback(lambda f, run=run: self._ran(run, f))
 

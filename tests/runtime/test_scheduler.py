@@ -26,6 +26,7 @@ class Recorder(SchedulerObserver):
     def __init__(self):
         self.batches, self.waits, self.drops = [], [], 0
         self.cpu_seconds = {"inference": 0.0, "tokenization": 0.0}
+        self.all_threads = []  # per run started: alone on all threads?
 
     def batch(self, rows, tokens, padded, seconds):
         self.batches.append((rows, tokens, padded))
@@ -38,6 +39,9 @@ class Recorder(SchedulerObserver):
 
     def cpu(self, work, seconds):
         self.cpu_seconds[work] += seconds
+
+    def run(self, all_threads):
+        self.all_threads.append(all_threads)
 
 
 def started(encoder, **config):
@@ -333,6 +337,25 @@ def test_a_free_stream_takes_new_requests_while_a_run_is_in_flight(two_streams):
     np.testing.assert_allclose(held, two_streams.encode(["a dog"]), atol=1e-6)
     np.testing.assert_allclose(later, two_streams.encode(["the cat"]), atol=1e-6)
     assert sorted(b[0] for b in rec.batches) == [1, 1]  # two rounds, the second one overlapping
+    assert rec.all_threads == [True, False]  # the held run was alone on the cores; the next one not
+
+
+def test_inference_cpu_is_the_run_threads_cpu_not_its_wall_time(tiny_encoder):
+    gated = GatedEncoder(tiny_encoder)
+    sched, rec = started(gated, max_wait_ms=0)
+
+    async def main():
+        job = submit(sched, tiny_encoder, ["a dog"]).future
+        try:
+            assert await asyncio.to_thread(gated.entered.wait, 30)
+            await asyncio.sleep(0.5)  # the run waits at the gate: wall time passes, CPU hardly
+        finally:
+            gated.release.set()
+        return await asyncio.wait_for(job, 30)
+
+    asyncio.run(main())
+    sched.close()
+    assert 0 < rec.cpu_seconds["inference"] < 0.25
 
 
 def test_each_job_is_answered_on_its_own_event_loop(tiny_encoder, caplog):
