@@ -110,14 +110,14 @@ def parse_tei(doc: Any, limits: Limits) -> EmbedRequest:
 
 def openai_body(vectors: np.ndarray, model: str, tokens: int, encoding_format: str) -> bytes:
     """The JSON body of an OpenAI embeddings response."""
-    vectors = _finite(vectors)
+    vectors = _float32_rows(vectors)
     if encoding_format == "base64":
         # The openai client decodes base64 as little-endian float32: that is the wire format.
         embeddings: Any = [base64.b64encode(row.tobytes()).decode("ascii") for row in vectors]
     else:
         embeddings = vectors  # rows rendered by orjson straight from the array
     data = [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(embeddings)]
-    return _dumps(
+    return dumps(
         {
             "object": "list",
             "data": data,
@@ -129,7 +129,7 @@ def openai_body(vectors: np.ndarray, model: str, tokens: int, encoding_format: s
 
 def tei_body(vectors: np.ndarray) -> bytes:
     """The JSON body of a TEI /embed response: one list of floats per input."""
-    return _dumps(_finite(vectors))
+    return dumps(_float32_rows(vectors))
 
 
 def openai_error(status: int, message: str, param: str | None = None) -> bytes:
@@ -143,14 +143,14 @@ def openai_error(status: int, message: str, param: str | None = None) -> bytes:
         429: "rate_limit_error",
     }.get(status, "server_error")
     code = {401: "invalid_api_key", 429: "rate_limit_exceeded", 413: "request_too_large"}.get(status)
-    return _dumps({"error": {"message": message, "type": kind, "param": param, "code": code}})
+    return dumps({"error": {"message": message, "type": kind, "param": param, "code": code}})
 
 
 def tei_error(status: int, message: str) -> bytes:
     """text-embeddings-inference's error shape: {"error": str, "error_type": str}."""
     kind = {401: "Unauthorized", 413: "Validation", 422: "Validation", 429: "Overloaded",
             503: "Unhealthy"}.get(status, "Backend")
-    return _dumps({"error": message, "error_type": kind})
+    return dumps({"error": message, "error_type": kind})
 
 
 def _texts(doc: dict[str, Any], field: str, limits: Limits) -> list[str]:
@@ -158,6 +158,7 @@ def _texts(doc: dict[str, Any], field: str, limits: Limits) -> list[str]:
         raise InputError(f"'{field}' is required: a string or a list of strings")
     value = doc[field]
     if isinstance(value, str):
+        _check_utf8(value, f"'{field}'")
         return [value]
     if not isinstance(value, list):
         raise InputError(f"'{field}' must be a string or a list of strings, got {_json_type(value)}")
@@ -172,7 +173,19 @@ def _texts(doc: dict[str, Any], field: str, limits: Limits) -> list[str]:
         if not isinstance(item, str):
             hint = " (token-id input is not supported; send text)" if _is_int(item) or isinstance(item, list) else ""
             raise InputError(f"'{field}[{i}]' is {_json_type(item)}, expected a string{hint}")
+        _check_utf8(item, f"'{field}[{i}]'")
     return value
+
+
+def _check_utf8(text: str, where: str) -> None:
+    """JSON's \\ud800-style escapes can carry a lone surrogate, which no UTF-8 tokenizer takes:
+    a 422 naming the text, not a 500 from the tokenizer."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(f"{where} is not valid Unicode: it holds a lone surrogate "
+                             "(an unpaired \\ud800-\\udfff escape)") from None
 
 
 def _require_object(doc: Any) -> None:
@@ -204,17 +217,17 @@ def _json_type(value: Any) -> str:
     return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
 
 
-def _finite(vectors: np.ndarray) -> np.ndarray:
-    """Little-endian float32 rows, C-contiguous; ValueError (a 500: a broken model, not the
-    client's fault) on NaN or infinity, which JSON cannot carry."""
+def _float32_rows(vectors: np.ndarray) -> np.ndarray:
+    """The vectors as C-contiguous little-endian float32, checked finite: ValueError (a 500: a
+    broken model, not the client's fault) on NaN or infinity, which JSON cannot carry."""
     vectors = np.ascontiguousarray(vectors, dtype="<f4")
     if not np.isfinite(vectors).all():
         raise ValueError("the model produced NaN or infinite values")
     return vectors
 
 
-def _dumps(value: Any) -> bytes:
-    """Compact JSON. orjson writes each float32 as the shortest decimal that reads back as the
+def dumps(value: Any) -> bytes:
+    """Compact JSON (every body the service sends). orjson writes each float32 as the shortest decimal that reads back as the
     same float32 (as text-embeddings-inference does): 16 us for a 384-float vector, where
     json.dumps of its float64 widening took 509 us (and twice the bytes)."""
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)

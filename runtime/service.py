@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import functools
 import hmac
-import json
 import logging
 import time
 import uuid
@@ -35,10 +34,10 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .errors import (AuthError, InputError, OverloadedError, TooLargeError, UnavailableError,
-                     missing_extra)
-from .protocol import (EmbedRequest, Limits, decode_json, openai_body, openai_error, parse_openai,
-                       parse_tei, tei_body, tei_error)
+from .errors import (AuthError, ConfigError, InputError, OverloadedError, TooLargeError,
+                     UnavailableError, missing_extra)
+from .protocol import (EmbedRequest, Limits, decode_json, dumps, openai_body, openai_error,
+                       parse_openai, parse_tei, tei_body, tei_error)
 from .batching import BatchingConfig
 from .scheduler import Scheduler
 
@@ -89,6 +88,14 @@ class ServerConfig:
     io_threads: int = 2
     graceful_timeout_s: float = 30.0
     access_log: bool = False
+
+    def __post_init__(self) -> None:
+        # A name from undecodable command-line bytes would make every answer fail to render.
+        if self.model_name is not None:
+            try:
+                self.model_name.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ConfigError(f"model_name {self.model_name!r} is not valid UTF-8") from None
 
 
 class EmbeddingService:
@@ -312,5 +319,5 @@ async def _disconnected(request: Request) -> None:
 
 
 def _json_response(value: Any) -> Response:
-    return Response(json.dumps(value), media_type=JSON)
+    return Response(dumps(value), media_type=JSON)
 

@@ -1,6 +1,7 @@
 """Request parsing and response bodies of the HTTP service (pure logic, no model, no server)."""
 
 import base64
+import functools
 import json
 
 import numpy as np
@@ -93,14 +94,27 @@ def test_tei_body_is_a_list_of_vectors():
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_a_non_finite_output_is_an_error_not_null(bad):
+@pytest.mark.parametrize("render", [
+    tei_body,
+    functools.partial(openai_body, model="m", tokens=1, encoding_format="float"),
+    functools.partial(openai_body, model="m", tokens=1, encoding_format="base64"),
+])
+def test_a_non_finite_output_is_an_error_not_null(bad, render):
     # JSON has no NaN: a broken model must become a 500, never a vector of nulls
     vecs = np.ones((2, 3), np.float32)
     vecs[1, 2] = bad
-    for render in (lambda v: tei_body(v), lambda v: openai_body(v, "m", 1, "float"),
-                   lambda v: openai_body(v, "m", 1, "base64")):
-        with pytest.raises(ValueError, match="NaN or infinite"):
-            render(vecs)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        render(vecs)
+
+
+def test_a_lone_surrogate_in_a_text_is_a_422_naming_it():
+    # "\ud800" is valid JSON, but no UTF-8 tokenizer takes the string it decodes to
+    doc = decode_json(b'{"input": ["fine", "caf\\u00e9", "bad \\ud800 text"]}')
+    with pytest.raises(InputError, match=r"'input\[2\]' is not valid Unicode.*lone surrogate"):
+        parse_openai(doc, Limits(), 16)
+    with pytest.raises(InputError, match="'inputs' is not valid Unicode"):
+        parse_tei(decode_json(b'{"inputs": "\\udfff"}'), Limits())
+    assert parse_tei(decode_json(b'{"inputs": "\\ud83d\\ude00 paired"}'), Limits()).texts == ["\U0001f600 paired"]
 
 
 def test_error_shapes():

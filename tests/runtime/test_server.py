@@ -9,6 +9,8 @@ import httpx
 import numpy as np
 import pytest
 
+from embedrt.errors import ConfigError
+from embedrt.service import ServerConfig
 from fixtures.server_process import ServerProcess, post
 
 KEY = "test-key-123"
@@ -97,6 +99,7 @@ def test_over_long_text_is_truncated_unless_truncate_is_false(server, tiny_encod
     (b'{"model": "x"}', 422, "'input' is required"),
     (b'{"input": 42}', 422, "got number"),
     (b'{"input": ["a", null]}', 422, "'input[1]' is null"),
+    (b'{"input": ["a", "b \\ud800"]}', 422, "'input[1]' is not valid Unicode"),
     (b'{"input": "a", "encoding_format": "int8"}', 422, "'encoding_format'"),
     (b'{"input": "a", "dimensions": 3}', 422, "'dimensions' must be 16"),
     (json.dumps({"input": ["a"] * 9}).encode(), 413, "9 items; at most 8"),
@@ -107,6 +110,12 @@ def test_openai_errors(server, body, status, fragment):
     assert r.status_code == status
     err = r.json()["error"]
     assert fragment in err["message"] and err["type"] == "invalid_request_error"
+
+
+def test_a_model_name_that_is_not_utf8_is_refused_at_startup():
+    # surrogateescape'd command-line bytes: every answer would fail to render
+    with pytest.raises(ConfigError, match="model_name .* not valid UTF-8"):
+        ServerConfig(model_name="bad\udcff")
 
 
 def test_tei_errors_take_tei_shape(server):
