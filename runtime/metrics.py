@@ -71,6 +71,7 @@ class ServerMetrics(SchedulerObserver):
                        "threads", ["threads"], registry=r)
         self._runs = {False: runs.labels("one"), True: runs.labels("all")}
         ProcessCollector(registry=r)
+        self._by_request: dict[tuple[str, int], tuple] = {}
         self._real = self.tokens.labels("real")
         self._padded = self.tokens.labels("padded")
         self._sums = [0, 0]  # real, padded: prometheus_client has no public read of a counter
@@ -78,8 +79,12 @@ class ServerMetrics(SchedulerObserver):
               registry=r).set_function(self._efficiency)
 
     def request(self, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        children = self._by_request.get((route, status))
+        if children is None:  # routes and statuses are few: each pair's children made once
+            children = self._by_request[route, status] = (
+                self.requests.labels(route, str(status)), self.latency.labels(route))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def batch(self, rows: int, tokens: int, padded: int, seconds: float) -> None:
         self.batch_size.observe(rows)

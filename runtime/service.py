@@ -190,17 +190,18 @@ class EmbeddingService:
             raise InputError("'normalize': false is not available: this model's graph L2-normalizes its output")
         job = self.scheduler.submit(functools.partial(self._tokenize, req, field_name))
         fut = job.future
+        # The client leaving cancels the wait for the job (cheaper than asyncio.wait on both).
         gone = asyncio.get_running_loop().create_task(_disconnected(request))
+        gone.add_done_callback(lambda _: fut.cancel())
         try:
-            await asyncio.wait((fut, gone), return_when=asyncio.FIRST_COMPLETED)
+            vecs = await fut  # or the job's own error: a text over the limit with truncate off
+        except asyncio.CancelledError:
+            self.scheduler.cancel(job)  # the client left, or this task was cancelled: drop the job
+            if gone.done() and not gone.cancelled():
+                return Response(status_code=CLIENT_GONE)
+            raise
         finally:
             gone.cancel()
-            if not fut.done():  # the client left (or this task was cancelled): drop the job
-                self.scheduler.cancel(job)
-                fut.cancel()
-        if fut.cancelled():
-            return Response(status_code=CLIENT_GONE)
-        vecs = fut.result()  # or the job's own error: a text over the limit with truncate off
         if req.normalize and not self.encoder.manifest.normalize:
             vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
         return vecs, job.tokens
