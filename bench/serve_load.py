@@ -6,11 +6,14 @@ and both against in-process Encoder.encode on the same texts.
 
 Bounded: a fixed number of requests per server and round, and a time limit per run. Each
 request is one STS-B dev sentence sent by one of --clients concurrent keep-alive connections
-(the official client's default body: OpenAI /v1/embeddings, base64); every answer is checked
-against the in-process vectors. Rounds alternate in-process, batching and naive runs, and CPU
-time is reported next to wall time: on a shared machine a neighbour's load moves wall-clock
-rates more than anything measured here. The load generator is a lean asyncio HTTP/1.1 client in
-this process, so that it takes as little CPU as possible from the server on the same machine.
+(the official client's default body: OpenAI /v1/embeddings, base64; the batching server is also
+loaded on TEI's /embed, whose answers are JSON numbers); every answer is checked against the
+in-process vectors. Rounds alternate in-process, batching and naive runs, and CPU time is
+reported next to wall time: on a shared machine a neighbour's load moves wall-clock rates more
+than anything measured here. The server's own CPU accounting (embedrt_cpu_seconds_total) splits
+its CPU per request into the model's work and the rest, and each round's ratio to encode is
+factored with it (factored()). The load generator is a lean asyncio HTTP/1.1 client in this
+process, so that it takes as little CPU as possible from the server on the same machine.
 """
 
 from __future__ import annotations
