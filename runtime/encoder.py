@@ -24,7 +24,7 @@ from .manifest import Manifest, Variant, load_manifest, verified_path
 from .providers import TensorRTProfile, auto_devices, provider_list, provider_name, resolve_device
 from .session import Session, SessionOptions, available_providers, default_threads
 from .streams import Streams, stream_count
-from .tokenizer import TextTokenizer, pad_rows
+from .tokenizer import TextTokenizer, pad_rows, utf8_encodable
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
 DEFAULT_TRT_CACHE = Path.home() / ".cache" / "embedrt" / "tensorrt"
@@ -329,6 +329,9 @@ def as_text_list(texts: Any) -> list[str]:
     for i, t in enumerate(items):
         if not isinstance(t, str):
             raise InputError(f"texts[{i}] is {type(t).__name__}, expected str")
+        if not utf8_encodable(t):
+            raise InputError(f"texts[{i}] holds a lone surrogate (an unpaired \\ud800-\\udfff): "
+                             "not text any tokenizer can read")
     return items
 
 

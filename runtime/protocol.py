@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, InputError, TooLargeError, missing_extra
+from .tokenizer import utf8_encodable
 
 try:
     import orjson
@@ -178,14 +179,11 @@ def _texts(doc: dict[str, Any], field: str, limits: Limits) -> list[str]:
 
 
 def _check_utf8(text: str, where: str) -> None:
-    """JSON's \\ud800-style escapes can carry a lone surrogate, which no UTF-8 tokenizer takes:
-    a 422 naming the text, not a 500 from the tokenizer."""
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InputError(f"{where} is not valid Unicode: it holds a lone surrogate "
-                             "(an unpaired \\ud800-\\udfff escape)") from None
+    """JSON's \\ud800-style escapes can carry a lone surrogate: a 422 naming the text before it
+    is queued (the encoder would refuse it too, by its index in the job)."""
+    if not utf8_encodable(text):
+        raise InputError(f"{where} is not valid Unicode: it holds a lone surrogate "
+                         "(an unpaired \\ud800-\\udfff escape)")
 
 
 def _require_object(doc: Any) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import InputError, missing_extra
+from .tokenizer import utf8_encodable
 
 TEXT_FORMATS = ("txt", "jsonl", "csv", "tsv")
 SUFFIXES = {".txt": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv",
@@ -139,7 +140,7 @@ def _fields_record(spec: InputSpec, line: int, row: dict[str, Any]) -> Record:
             return Record(line, line, None,
                           f"id field {spec.id_field!r} is {_json_type(rid)}, expected a string or integer")
         rid = str(rid)
-        if not _encodes(rid):  # the writers store ids as UTF-8: a bad one must fail here, named
+        if not utf8_encodable(rid):  # the writers store ids as UTF-8: a bad one must fail here, named
             return Record(line, line, None,
                           f"id field {spec.id_field!r} is invalid UTF-8 (a lone surrogate or undecodable bytes)")
     if spec.text_field not in row:
@@ -155,17 +156,9 @@ def _fields_record(spec: InputSpec, line: int, row: dict[str, Any]) -> Record:
 def _text_error(text: str) -> str | None:
     if not text.strip():
         return "empty text"
-    if not _encodes(text):
+    if not utf8_encodable(text):
         return "invalid UTF-8 (a lone surrogate or undecodable bytes)"
     return None
-
-
-def _encodes(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate: a \ud800 JSON escape, or undecodable CSV bytes
-        return False
-    return True
 
 
 def _delimited(spec: InputSpec, f: IO[bytes]) -> Iterator[Record]:

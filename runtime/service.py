@@ -40,6 +40,7 @@ from .protocol import (EmbedRequest, Limits, decode_json, dumps, openai_body, op
                        parse_openai, parse_tei, tei_body, tei_error)
 from .batching import BatchingConfig
 from .scheduler import Scheduler
+from .tokenizer import utf8_encodable
 
 try:
     from starlette.applications import Starlette
@@ -91,11 +92,8 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         # A name from undecodable command-line bytes would make every answer fail to render.
-        if self.model_name is not None:
-            try:
-                self.model_name.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ConfigError(f"model_name {self.model_name!r} is not valid UTF-8") from None
+        if self.model_name is not None and not utf8_encodable(self.model_name):
+            raise ConfigError(f"model_name {self.model_name!r} is not valid UTF-8")
 
 
 class EmbeddingService:

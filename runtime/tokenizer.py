@@ -58,6 +58,18 @@ class TextTokenizer:
         return [len(e.ids) for e in self._untruncated.encode_batch(texts, add_special_tokens=True)]
 
 
+def utf8_encodable(text: str) -> bool:
+    """False for a str holding a lone surrogate (a \\ud800 JSON escape, or undecodable bytes read
+    with surrogateescape): no UTF-8 tokenizer takes it, and no UTF-8 file can store it."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def pad_rows(rows: list[list[int]], width: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
     """input_ids and attention_mask (int64, [len(rows), width]), right-padded with pad_id."""
     lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))

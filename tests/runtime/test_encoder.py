@@ -113,6 +113,7 @@ def test_concurrent_callers_get_their_own_results(tiny_encoder):
         (None, "got NoneType"),
         (42, "got int"),
         ({"text": "a"}, "got dict"),
+        (["ok", "bad \ud800"], r"texts\[1\] holds a lone surrogate"),
     ],
 )
 def test_wrong_types_raise_input_error(tiny_encoder, bad, match):
