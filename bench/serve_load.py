@@ -156,6 +156,7 @@ def load_server(srv: ServerProcess, args, texts: list[str], ref: np.ndarray, rou
         return after.get((name, labels), 0.0) - before.get((name, labels), 0.0)
 
     rounds = delta("embedrt_batch_size_count")
+    runs_on = {t: delta("embedrt_runs_total", (("threads", t),)) for t in ("all", "one")}
     padded = delta("embedrt_tokens_total", (("kind", "padded"),))
     lat_ms = np.array(lat or [np.nan]) * 1000
     return {
@@ -175,9 +176,15 @@ def load_server(srv: ServerProcess, args, texts: list[str], ref: np.ndarray, rou
         "cpu_busy": (server_cpu + run["client_cpu_s"]) / run["wall_s"] / len(os.sched_getaffinity(0)),
         # Runs alone on all threads: their ONNX Runtime pool thread's CPU is not in the
         # inference figure above, so it lands in the rest.
-        "runs_on_all_threads": delta("embedrt_runs_total", (("threads", "all"),)) / max(
-            delta("embedrt_runs_total", (("threads", "all"),)) + delta("embedrt_runs_total", (("threads", "one"),)), 1),
+        "runs_on_all_threads": runs_on["all"] / max(runs_on["all"] + runs_on["one"], 1),
     }
+
+
+def rest_ms(server: dict) -> float:
+    """The server's CPU per request besides inference and tokenization: HTTP, JSON, queueing,
+    delivery (and the pool-thread CPU of runs alone on all threads)."""
+    return (server["server_cpu_ms_per_request"] - server["inference_cpu_ms_per_request"]
+            - server["tokenize_cpu_ms_per_request"])
 
 
 def factored(server: dict, encode: dict) -> dict:
@@ -190,7 +197,7 @@ def factored(server: dict, encode: dict) -> dict:
     Python orchestration, so the server's model work could be a little cheaper still)."""
     e = encode["cpu_ms_per_text"]
     work = server["inference_cpu_ms_per_request"] + server["tokenize_cpu_ms_per_request"]
-    rest = server["server_cpu_ms_per_request"] - work
+    rest = rest_ms(server)
     client = server["client_cpu_ms_per_request"]
     ceiling = e / (e + rest + client) / encode["cpu_busy"]
     return {"ratio": server["throughput_rps"] / encode["texts_per_s"],
@@ -277,8 +284,7 @@ def main() -> None:
         "in_process_vs_batching_cpu_per_text": round(least_cpu / b["server_cpu_ms_per_request"], 3),
         "server_cpu_split_ms_per_request": {"inference": b["inference_cpu_ms_per_request"],
                                             "tokenization": b["tokenize_cpu_ms_per_request"],
-                                            "rest": round(b["server_cpu_ms_per_request"] - b["inference_cpu_ms_per_request"]
-                                                          - b["tokenize_cpu_ms_per_request"], 3),
+                                            "rest": round(rest_ms(b), 3),
                                             "client": b["client_cpu_ms_per_request"]},
         "median_round_factored": {k: round(v, 3) for k, v in mid.items()},
         "ceiling_per_round": [round(c, 3) for c in ceilings],
