@@ -2,8 +2,9 @@
 taken from, the Runs a round is cut into, and the delivery of their results to each caller's
 event loop.
 
-Only the worker thread touches a job's rows and counters after it is queued (the stream threads
-run inference and hand the result back), so none of them needs a lock.
+A queued job's `taken` and the ReadyJobs queue change under the scheduler's lock, by whichever
+thread takes a round (the worker, or a stream that just ended a run); everything else of a job
+and its rounds (its output, `done`, a round's counters) only the worker touches, without a lock.
 """
 
 from __future__ import annotations

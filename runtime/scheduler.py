@@ -17,8 +17,11 @@ FIFO until its tokens fill the budget (or max_batch_requests jobs), or as soon a
 has waited max_wait; a job larger than the budget is split across rounds. The round's rows are
 sorted by length and cut into runs (batching.plan_batches), shortest first; each run goes to the
 next free stream, and a new round is taken as soon as a stream is free and the last round's runs
-have all started, without waiting for its slowest run. Each job is answered as soon as the run
-holding its last row ends. A run that would be alone on the cores (and every run with one
+have all started, without waiting for its slowest run. A stream that ends a run starts the next
+one itself (the round's next run, or a new round's first when one is due): handing that to the
+worker and back would cost two wake-ups, each waiting for the GIL, while the stream sat idle. The
+worker tokenizes, delivers, and starts the runs of idle streams. Each job is answered as soon as
+the run holding its last row ends. A run that would be alone on the cores (and every run with one
 stream: a GPU, streams=1) runs on the encoder's own all-thread session instead, on a thread of
 its own: the worker never waits for inference.
 
@@ -30,11 +33,12 @@ when the worker reaches it, before any inference is spent on it. Knows nothing o
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Callable
 
@@ -83,7 +87,7 @@ class Scheduler:
         self._ready = ReadyJobs()  # tokenized, rows left to take
         self._planned: deque[Run] = deque()  # the last round's runs not started yet
         self._running: set[Run] = set()  # on a stream or on the solo thread
-        self._finished: deque[tuple[Run, Future]] = deque()  # ended, for the worker to deliver
+        self._finished: deque[tuple[Run, np.ndarray | Exception]] = deque()  # ended, for the worker to deliver
         self._pending = 0
         self._closing = False
         self._thread = threading.Thread(target=self._work, name="embedrt-inference", daemon=True)
@@ -187,8 +191,8 @@ class Scheduler:
                     self._cond.wait()
                 finished, self._finished = self._finished, deque()
                 self._preparing, self._arrived = list(self._arrived), deque()
-            for run, future in finished:
-                self._complete(run, future)
+            for run, result in finished:
+                self._complete(run, result)
             if self._preparing:
                 self._prepare(self._preparing)
             self._start_runs()
@@ -284,15 +288,45 @@ class Scheduler:
                 solo = self._width == 1 or (
                     len(self._running) == 1 and not self._planned and not self._ready)
             self._observer.run(all_threads=solo)
-            start = self._solo.submit if solo else self.encoder.submit_run
-            start(self._attempt, run).add_done_callback(lambda f, run=run: self._ran(run, f))
+            if solo:
+                self._solo.submit(self._runs, run, False)
+            else:
+                self.encoder.submit_run(functools.partial(self._runs, chain=True), run)
 
-    def _ran(self, run: Run, future: Future) -> None:
-        """On the run's thread: hand the ended run to the worker."""
-        with self._cond:
-            self._running.discard(run)
-            self._finished.append((run, future))
-            self._cond.notify()
+    def _runs(self, run: Run, chain: bool) -> None:
+        """On a stream's thread (or the solo one): the run, its result handed to the worker, and
+        with chain, the runs _chained gives this stream after it, as long as there are any."""
+        while run is not None:
+            try:
+                result = self._attempt(run)
+            except BaseException as e:  # not an inference error (those are returned): never lose a caller
+                log.exception("an inference run failed")
+                result = e if isinstance(e, Exception) else RuntimeError(f"inference interrupted: {e!r}")
+            with self._cond:
+                self._running.discard(run)
+                self._finished.append((run, result))
+                self._cond.notify()
+                run = self._chained() if chain else None
+            if run is not None:
+                self._observer.run(all_threads=False)
+
+    def _chained(self) -> Run | None:
+        """The next run for a stream that just freed: the last round's next planned run, or the
+        first run of a new round if one is due; None when there is none, when that run is empty
+        now (the worker accounts for it), or when it would be alone on the cores (the worker gives
+        it the solo thread). Holds the lock."""
+        if not self._planned and self._ready and self._due_in() <= 0:
+            parts = self._take()
+            if parts:
+                self._plan_round(parts)
+        if not self._planned or not (self._running or len(self._planned) > 1 or self._ready):
+            return None
+        run = self._planned[0].live()
+        if not run.rows:
+            return None
+        self._planned.popleft()
+        self._running.add(run)
+        return run
 
     def _attempt(self, run: Run) -> np.ndarray | Exception:
         """One inference run: its vectors, or the Exception it raised."""
@@ -304,13 +338,8 @@ class Scheduler:
         finally:
             self._observer.cpu("inference", time.thread_time() - cpu0)
 
-    def _complete(self, run: Run, future: Future) -> None:
+    def _complete(self, run: Run, result: np.ndarray | Exception) -> None:
         """On the worker: deliver an ended run and account for its round."""
-        try:
-            result = future.result()
-        except BaseException as e:  # not an inference error (those are returned): never lose a caller
-            log.exception("an inference run failed")
-            result = e if isinstance(e, Exception) else RuntimeError(f"inference interrupted: {e!r}")
         try:
             deliver(run, result, self._attempt)
         except BaseException as e:

@@ -340,6 +340,45 @@ def test_a_free_stream_takes_new_requests_while_a_run_is_in_flight(two_streams):
     assert rec.all_threads == [True, False]  # the held run was alone on the cores; the next one not
 
 
+def test_a_freed_stream_starts_the_rounds_next_run_without_the_worker(two_streams):
+    # A round of four one-row runs; the first run is held at the gate, and the worker is then
+    # kept busy tokenizing another job. The other stream must still run the round's remaining
+    # runs one after another: it takes each itself instead of waiting for the worker.
+    gated = GatedEncoder(two_streams)
+    sched, rec = started(gated, max_wait_ms=0, batch_size=1)
+    texts = ["a dog", "the cat sat", "the man plays a guitar", "a woman is slicing an onion today"]
+    tokenizing, release = threading.Event(), threading.Event()
+
+    def stuck():
+        tokenizing.set()
+        release.wait(60)
+        return two_streams.tokenize(["a dog"])
+
+    async def main():
+        round_ = submit(sched, two_streams, texts).future
+        other = None
+        try:
+            assert await asyncio.to_thread(gated.entered.wait, 30)
+            other = sched.submit(stuck).future
+            assert await asyncio.to_thread(tokenizing.wait, 30)
+            for _ in range(300):  # up to 30 s for the three runs not held
+                if gated.runs == len(texts):
+                    break
+                await asyncio.sleep(0.1)
+            ran = gated.runs
+        finally:
+            gated.release.set()
+            release.set()
+        return ran, await asyncio.wait_for(round_, 30), await asyncio.wait_for(other, 30)
+
+    ran, got, other = asyncio.run(main())
+    sched.close()
+    assert ran == len(texts)  # all four started while the worker was still tokenizing
+    np.testing.assert_allclose(got, two_streams.encode(texts), atol=1e-6)
+    np.testing.assert_allclose(other, two_streams.encode(["a dog"]), atol=1e-6)
+    assert rec.all_threads[:4] == [False] * 4  # the round's four runs, all on the streams
+
+
 def test_inference_cpu_is_the_run_threads_cpu_not_its_wall_time(tiny_encoder):
     gated = GatedEncoder(tiny_encoder)
     sched, rec = started(gated, max_wait_ms=0)
