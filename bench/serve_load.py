@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import json
 import os
 import platform
@@ -35,6 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from fixtures.server_process import ServerProcess  # noqa: E402
+
+
+SCHEDULED = "scheduler"  # the in-process Scheduler run's samples
 
 
 def sentences(n: int) -> list[str]:
@@ -68,6 +72,34 @@ def in_process(enc, texts: list[str], group: int | None = None) -> dict:
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
     return {"texts_per_s": len(texts) / wall, "cpu_ms_per_text": 1000 * cpu / len(texts),
             "cpu_busy": cpu / wall / len(os.sched_getaffinity(0)), "vectors": vecs}
+
+
+def scheduled(enc, texts: list[str], clients: int, max_queue: int) -> dict:
+    """The server's Scheduler in this process with its default batching, fed like the server:
+    `clients` concurrent callers, each submitting one text as soon as its last one is answered.
+    What batching single texts from that many callers costs without any HTTP."""
+    from embedrt.batching import BatchingConfig
+    from embedrt.scheduler import Scheduler
+
+    sched = Scheduler(enc, BatchingConfig(max_queue=max_queue))
+    todo, rows = iter(range(len(texts))), [None] * len(texts)
+
+    async def callers() -> None:
+        async def caller() -> None:
+            for i in todo:
+                rows[i] = (await sched.submit(functools.partial(enc.tokenize, [texts[i]])).future)[0]
+
+        await asyncio.gather(*(caller() for _ in range(clients)))
+
+    sched.start()
+    cpu0, start = time.process_time(), time.perf_counter()
+    try:
+        arun(callers())
+    finally:
+        sched.close()
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    return {"texts_per_s": len(texts) / wall, "cpu_ms_per_text": 1000 * cpu / len(texts),
+            "cpu_busy": cpu / wall / len(os.sched_getaffinity(0)), "vectors": np.stack(rows)}
 
 
 # The two request bodies measured: the official openai client's default (base64), and
@@ -248,7 +280,7 @@ def main() -> None:
     labels = {"batching": "batching server", "batching_tei": "batching server, TEI /embed (JSON floats)",
               "naive": "naive server"}
     load_before = os.getloadavg()[0]
-    samples: dict[str, list[dict]] = {name: [] for name in [*encoders, *loads]}
+    samples: dict[str, list[dict]] = {name: [] for name in [*encoders, SCHEDULED, *loads]}
     try:
         for srv in servers.values():  # warm-up
             arun(load(srv.url, texts[:256], args.clients, args.limit_s))
@@ -257,12 +289,16 @@ def main() -> None:
             for name, (enc, group) in encoders.items():
                 samples[name].append(in_process(enc, texts, group))
             ref = samples["spinning=False"][-1]["vectors"]
+            samples[SCHEDULED].append(scheduled(loaded[False], texts, args.clients, args.max_queue))
+            if not np.allclose(samples[SCHEDULED][-1].pop("vectors"), ref, atol=1e-5):
+                raise SystemExit("the in-process scheduler's vectors differ from encode's")
             for name, (server, route) in loads.items():
                 samples[name].append(load_server(servers[server], args, texts, ref, route))
     finally:
         exits = {name: srv.stop() for name, srv in servers.items()}
     base = {name: median_run([{k: v for k, v in r.items() if k != "vectors"} for r in samples[name]])
             for name in encoders}
+    sched = median_run(samples[SCHEDULED])
     runs = {name: {**median_run(samples[name]), "server_exit": exits[server]} for name, (server, _) in loads.items()}
     best = max(base.values(), key=lambda r: r["texts_per_s"])
     least_cpu = min(r["cpu_ms_per_text"] for r in base.values())
@@ -281,6 +317,9 @@ def main() -> None:
         "batching_vs_in_process_same_setting": round(b["throughput_rps"] / same["texts_per_s"], 3),
         "batching_vs_in_process_grouped": round(b["throughput_rps"] / grouped["texts_per_s"], 3),
         "grouped_vs_whole_list": round(grouped["texts_per_s"] / same["texts_per_s"], 3),
+        "in_process_scheduler": sched,
+        "scheduler_vs_whole_list": round(sched["texts_per_s"] / same["texts_per_s"], 3),
+        "batching_vs_scheduler": round(b["throughput_rps"] / sched["texts_per_s"], 3),
         "in_process_vs_batching_cpu_per_text": round(least_cpu / b["server_cpu_ms_per_request"], 3),
         "server_cpu_split_ms_per_request": {"inference": b["inference_cpu_ms_per_request"],
                                             "tokenization": b["tokenize_cpu_ms_per_request"],
@@ -313,6 +352,8 @@ def main() -> None:
                      f"(+{r['client_cpu_ms_per_request']:.2f} client) | {r['errors']} | {r['wrong_vectors']} |")
     for name, r in base.items():
         lines.append(f"| in-process encode ({name}) | {r['texts_per_s']:.1f} | | | | | {r['cpu_ms_per_text']:.2f} | | |")
+    lines.append(f"| in-process scheduler, {args.clients} callers (no HTTP) | {sched['texts_per_s']:.1f} | | | | | "
+                 f"{sched['cpu_ms_per_text']:.2f} | | |")
     lines += [
         "",
         f"- batching server / in-process whole list, throughput: {summary['batching_vs_in_process_same_setting']}x "
@@ -321,6 +362,9 @@ def main() -> None:
         f"- in-process {args.clients} texts at a time / whole list: {summary['grouped_vs_whole_list']}x "
         f"(the ceiling {args.clients} clients allow: no round can hold more than {args.clients} texts); "
         f"batching server / that: {summary['batching_vs_in_process_grouped']}x",
+        f"- the server's scheduler in-process, fed by {args.clients} callers of one text each (no HTTP) / whole "
+        f"list: {summary['scheduler_vs_whole_list']}x (what batching single texts costs); batching server / "
+        f"that: {summary['batching_vs_scheduler']}x (what HTTP costs)",
         f"- batching server's CPU per request: inference {b['inference_cpu_ms_per_request']:.2f} ms, "
         f"tokenization {b['tokenize_cpu_ms_per_request']:.3f}, the rest (HTTP, JSON, queueing, delivery) "
         f"{summary['server_cpu_split_ms_per_request']['rest']:.2f}; the client {b['client_cpu_ms_per_request']:.2f} "
