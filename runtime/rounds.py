@@ -2,9 +2,12 @@
 taken from, the Runs a round is cut into, and the delivery of their results to each caller's
 event loop.
 
-A queued job's `taken` and the ReadyJobs queue change under the scheduler's lock, by whichever
-thread takes a round (the worker, or a stream that just ended a run); everything else of a job
-and its rounds (its output, `done`, a round's counters) only the worker touches, without a lock.
+Threads: the ReadyJobs queue, a job's `taken` and `released`, and the Runs not yet started
+change under the scheduler's lock, by whichever thread takes a round or starts a run (the worker,
+or a stream that just ended a run). A job's output, `done` and its rounds' counters only the
+worker touches, without a lock. `cancelled` and `failed` are set under the lock, except by
+fail() on the worker; a stream reading a stale `cancelled` only runs rows nobody waits for,
+which delivery then skips.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ class Job:
     rows: list[list[int]] = field(default_factory=list)
     lengths: np.ndarray | None = None
     out: np.ndarray | None = None
-    taken: int = 0  # rows handed to the worker so far
+    taken: int = 0  # rows taken into rounds so far
     done: int = 0  # rows with embeddings
     cancelled: bool = False
     failed: bool = False

@@ -5,29 +5,31 @@
     job = sched.submit(lambda: encoder.tokenize(texts))   # OverloadedError when the queue is full
     vecs = await job.future
 
-Callers are coroutines on one asyncio loop; the queue belongs to ONE worker thread, and
+Callers are coroutines on one asyncio loop; ONE worker thread tokenizes and delivers, and
 inference runs on the encoder's streams (one run per share of the cores; a second worker would
 only fight the first for the same cores). A job carries a `prepare` callable that returns its
 token rows; the worker calls it (tokenizing costs ~20 us for a sentence, a fifth of what handing
 it to a thread pool and back costs the event loop), so the loop neither tokenizes nor waits for
 tokenization.
 
-Batching is continuous: whenever a stream is free and jobs are ready, the worker takes a round
-FIFO until its tokens fill the budget (or max_batch_requests jobs), or as soon as the oldest job
-has waited max_wait; a job larger than the budget is split across rounds. The round's rows are
+Batching is continuous: whenever a stream is free and jobs are ready, a round is taken FIFO
+until its tokens fill the budget (or max_batch_requests jobs), or as soon as the oldest job has
+waited max_wait; a job larger than the budget is split across rounds. The round's rows are
 sorted by length and cut into runs (batching.plan_batches), shortest first; each run goes to the
 next free stream, and a new round is taken as soon as a stream is free and the last round's runs
 have all started, without waiting for its slowest run. A stream that ends a run starts the next
-one itself (the round's next run, or a new round's first when one is due): handing that to the
-worker and back would cost two wake-ups, each waiting for the GIL, while the stream sat idle. The
-worker tokenizes, delivers, and starts the runs of idle streams. Each job is answered as soon as
-the run holding its last row ends. A run that would be alone on the cores (and every run with one
-stream: a GPU, streams=1) runs on the encoder's own all-thread session instead, on a thread of
-its own: the worker never waits for inference.
+one itself (the round's next run, or a new round's first when one is due, of the jobs the worker
+has tokenized by then): handing that to the worker and back would cost two wake-ups, each waiting
+for the GIL, while the stream sat idle. The worker tokenizes, delivers, and starts the runs of
+idle streams. Each job is answered as soon as the run holding its last row ends. A run that
+would be alone on the cores (and every run with one stream: a GPU, streams=1) runs on the
+encoder's own all-thread session instead, on a thread of its own: the worker never waits for
+inference.
 
 A job whose `prepare` raises fails alone with that error, and so does a job whose rows make a
 run fail (the run is retried job by job). A job cancelled by its caller (client gone) is dropped
-when the worker reaches it, before any inference is spent on it. Knows nothing of HTTP.
+when its round is taken or its run starts, before any inference is spent on it. Knows nothing
+of HTTP.
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ class Scheduler:
         self._ready = ReadyJobs()  # tokenized, rows left to take
         self._planned: deque[Run] = deque()  # the last round's runs not started yet
         self._running: set[Run] = set()  # on a stream or on the solo thread
-        self._finished: deque[tuple[Run, np.ndarray | Exception]] = deque()  # ended, for the worker to deliver
+        # Ended runs and their vectors (or error), for the worker to deliver.
+        self._finished: deque[tuple[Run, np.ndarray | Exception]] = deque()
         self._pending = 0
         self._closing = False
         self._thread = threading.Thread(target=self._work, name="embedrt-inference", daemon=True)
@@ -101,7 +104,7 @@ class Scheduler:
 
     @property
     def depth(self) -> int:
-        """Jobs submitted and not yet completely taken by the worker."""
+        """Jobs submitted and not yet completely taken into rounds."""
         return self._pending
 
     @property
@@ -127,7 +130,7 @@ class Scheduler:
         return job
 
     def cancel(self, job: Job) -> None:
-        """Its caller left: the worker skips whatever of the job it has not started."""
+        """Its caller left: whatever of the job has not started running is skipped."""
         with self._cond:
             job.cancelled = True
 
@@ -255,6 +258,20 @@ class Scheduler:
             self._observer.dropped()
         return parts
 
+    def _new_round(self) -> None:
+        """Take the next round and queue its runs (none when every ready job's caller has left).
+        Holds the lock. Planning it cannot lose its jobs: should it raise (a bug), they fail
+        with the error."""
+        parts = self._take()
+        if not parts:
+            return
+        try:
+            self._plan_round(parts)
+        except BaseException as e:
+            log.exception("planning a round failed")
+            for job in dict.fromkeys(job for job, _, _ in parts):
+                fail(job, e)
+
     def _plan_round(self, parts: list[tuple[Job, int, int]]) -> None:
         """Queue a round's runs. Holds the lock."""
         now = time.perf_counter()
@@ -276,9 +293,7 @@ class Scheduler:
                 if not self._planned:
                     if not self._ready or self._due_in() > 0:
                         return
-                    parts = self._take()  # empty when every ready job's caller has left
-                    if parts:
-                        self._plan_round(parts)
+                    self._new_round()
                     continue
                 run = self._planned.popleft().live()  # without callers gone meanwhile
                 if not run.rows:
@@ -307,22 +322,25 @@ class Scheduler:
                 self._finished.append((run, result))
                 self._cond.notify()
                 run = self._chained() if chain else None
-            if run is not None:
-                self._observer.run(all_threads=False)
 
     def _chained(self) -> Run | None:
-        """The next run for a stream that just freed: the last round's next planned run, or the
-        first run of a new round if one is due; None when there is none, when that run is empty
-        now (the worker accounts for it), or when it would be alone on the cores (the worker gives
-        it the solo thread). Holds the lock."""
-        if not self._planned and self._ready and self._due_in() <= 0:
-            parts = self._take()
-            if parts:
-                self._plan_round(parts)
-        if not self._planned or not (self._running or len(self._planned) > 1 or self._ready):
-            return None
-        run = self._planned[0].live()
-        if not run.rows:
+        """The next run for a stream that just freed, now counted as running: the last round's
+        next planned run, or the first run of a new round if one is due; None when there is none,
+        when that run is empty now (the worker accounts for it), or when it would be alone on the
+        cores (the worker gives it the solo thread). Holds the lock. A failure here (a bug) leaves
+        the run to the worker, where the same failure stops the worker and answers every caller
+        (_work), rather than losing the run on a stream thread nobody watches."""
+        try:
+            if not self._planned and self._ready and self._due_in() <= 0:
+                self._new_round()
+            if not self._planned or not (self._running or len(self._planned) > 1 or self._ready):
+                return None
+            run = self._planned[0].live()
+            if not run.rows:
+                return None
+            self._observer.run(all_threads=False)
+        except BaseException:
+            log.exception("a stream could not take its next run; leaving it to the worker")
             return None
         self._planned.popleft()
         self._running.add(run)

@@ -67,13 +67,16 @@ class GatedEncoder:
     def __init__(self, encoder, gated=1):
         self._encoder, self._gated, self.runs = encoder, gated, 0
         self.entered, self.release = threading.Event(), threading.Event()
+        self._count = threading.Lock()  # two streams may enter run_batch at once
 
     def __getattr__(self, name):
         return getattr(self._encoder, name)
 
     def run_batch(self, *args, **kw):
-        self.runs += 1
-        if self.runs == self._gated:
+        with self._count:
+            self.runs += 1
+            gate = self.runs == self._gated
+        if gate:
             self.entered.set()
             self.release.wait(60)
         return self._encoder.run_batch(*args, **kw)
@@ -377,6 +380,57 @@ def test_a_freed_stream_starts_the_rounds_next_run_without_the_worker(two_stream
     np.testing.assert_allclose(got, two_streams.encode(texts), atol=1e-6)
     np.testing.assert_allclose(other, two_streams.encode(["a dog"]), atol=1e-6)
     assert rec.all_threads[:4] == [False] * 4  # the round's four runs, all on the streams
+
+
+class FailsOnStreams(Recorder):
+    """An observer with a bug that shows only when a stream starts a run itself."""
+
+    def run(self, all_threads):
+        if threading.current_thread().name.startswith("embedrt-stream"):
+            raise RuntimeError("observer bug")
+        super().run(all_threads)
+
+
+def test_a_stream_that_cannot_start_its_next_run_leaves_it_to_the_worker(two_streams, caplog):
+    rec = FailsOnStreams()
+    sched = Scheduler(two_streams, BatchingConfig(max_wait_ms=0, batch_size=1), rec)
+    sched.start()
+    texts = ["a dog", "the cat sat", "the man plays a guitar", "a woman is slicing an onion", "x y", "z"]
+
+    async def main():
+        return await asyncio.wait_for(submit(sched, two_streams, texts).future, 30)
+
+    got = asyncio.run(main())
+    sched.close(30)
+    np.testing.assert_allclose(got, two_streams.encode(texts), atol=1e-6)
+    assert len(rec.all_threads) == len(texts) and sched.depth == 0  # the worker started each run
+    assert "could not take its next run" in caplog.text
+
+
+def test_a_round_that_cannot_be_planned_fails_its_jobs_instead_of_losing_them(tiny_encoder, monkeypatch, caplog):
+    import embedrt.scheduler as scheduler_module
+
+    real, calls = scheduler_module.cut_round, []
+
+    def cut_once_badly(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("planning bug")
+        return real(*args)
+
+    monkeypatch.setattr(scheduler_module, "cut_round", cut_once_badly)
+    sched, _ = started(tiny_encoder, max_wait_ms=0)
+
+    async def main():
+        bad = await asyncio.wait_for(asyncio.gather(submit(sched, tiny_encoder, ["a dog"]).future,
+                                                    return_exceptions=True), 30)
+        return bad[0], await asyncio.wait_for(embed(sched, tiny_encoder, ["the cat"]), 30)
+
+    bad, good = asyncio.run(main())
+    sched.close()
+    assert isinstance(bad, RuntimeError) and "planning bug" in str(bad) and sched.depth == 0
+    np.testing.assert_allclose(good, tiny_encoder.encode(["the cat"]), atol=1e-6)
+    assert "planning a round failed" in caplog.text
 
 
 def test_inference_cpu_is_the_run_threads_cpu_not_its_wall_time(tiny_encoder):
