@@ -60,8 +60,9 @@ INLINE_FLOATS = 1 << 15  # responses up to this many floats are rendered on the 
 INLINE_BYTES = 1 << 16  # bodies up to this size are JSON-decoded on the loop
 # Seconds the shutdown waits for the inference worker once uvicorn's grace period is over: by then
 # only the round in flight is left (requests cut off were cancelled and are skipped), and a full
-# round of 16384 tokens takes ~8 s on two busy CPU cores (~2,150 tokens/s in
-# bench/results/serve_load.md). Whatever is still queued after it is answered 503.
+# round of 16384 tokens (64 texts at the 256-token limit) took 1.3-1.7 s on two idle CPU cores
+# (int8, encode, 3 ad hoc runs): 10 s leaves room for cores busy with other work. Whatever is
+# still queued after it is answered 503.
 CLOSE_TIMEOUT_S = 10.0
 
 

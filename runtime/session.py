@@ -74,10 +74,11 @@ class SessionOptions:
         to the cores you give this process.
     spinning: let idle ONNX Runtime threads spin-wait for work. Off by default: on an idle
         2-core machine it made no difference on the long-tail corpus (240 vs 238 texts/s,
-        bench/results/tuning.md) and +15% on short sentences (bench/results/serve_load.md), while
-        with other work on the cores (a tokenizer, an event loop, another process) turning it off
-        won up to 1.68x (bench/results/embed_job.md, measured while the machine was shared). Turn it on for a process that has
-        its cores to itself.
+        bench/results/tuning.md) and 2% on short sentences (1194.1 vs 1172.7 texts/s,
+        bench/results/serve_load.md), while with other work on the cores (a tokenizer, an event
+        loop, another process) turning it off won up to 1.68x (bench/results/embed_job.md,
+        measured while the machine was shared). Turn it on for a process that has its cores to
+        itself.
     """
 
     threads: int | None = None
