@@ -12,15 +12,16 @@ in-process vectors. Rounds alternate in-process, batching and naive runs, and CP
 reported next to wall time: on a shared machine a neighbour's load moves wall-clock rates more
 than anything measured here. The server's own CPU accounting (embedrt_cpu_seconds_total) splits
 its CPU per request into the model's work and the rest, and each round's ratio to encode is
-factored with it (factored()). The load generator is a lean asyncio HTTP/1.1 client in this
-process, so that it takes as little CPU as possible from the server on the same machine.
+factored with it (factored()). The load generator (http_load.py) is a lean asyncio HTTP/1.1
+client in this process, so that it takes as little CPU as possible from the server on the same
+machine. The in-process baselines are encode on the whole list, encode --clients texts at a
+time, and the server's scheduler fed by --clients callers without HTTP (scheduled()).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import functools
 import json
 import os
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from fixtures.server_process import ServerProcess  # noqa: E402
+from http_load import answer_vector, arun, cpu_seconds, load  # noqa: E402
 
 
 SCHEDULED = "scheduler"  # the in-process Scheduler run's samples
@@ -54,12 +56,6 @@ def sentences(n: int) -> list[str]:
     if len(out) < n:
         raise SystemExit(f"only {len(out)} distinct sentences available; ask for fewer requests")
     return out
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, all its threads (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def in_process(enc, texts: list[str], group: int | None = None) -> dict:
@@ -100,63 +96,6 @@ def scheduled(enc, texts: list[str], clients: int, max_queue: int) -> dict:
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
     return {"texts_per_s": len(texts) / wall, "cpu_ms_per_text": 1000 * cpu / len(texts),
             "cpu_busy": cpu / wall / len(os.sched_getaffinity(0)), "vectors": np.stack(rows)}
-
-
-# The two request bodies measured: the official openai client's default (base64), and
-# text-embeddings-inference's /embed, whose answer is JSON numbers.
-ROUTES = {
-    "openai": ("/v1/embeddings", lambda t: {"input": t, "model": "m", "encoding_format": "base64"}),
-    "tei": ("/embed", lambda t: {"inputs": t}),
-}
-
-
-def answer_vector(route: str, body: bytes) -> np.ndarray:
-    """The one vector of a single-text answer on that route."""
-    if route == "tei":
-        return np.array(json.loads(body)[0], dtype=np.float32)
-    return np.frombuffer(base64.b64decode(json.loads(body)["data"][0]["embedding"]), "<f4")
-
-
-async def load(url: str, texts: list[str], clients: int, limit_s: float, route: str = "openai") -> dict:
-    """Send each text once as its own request from `clients` keep-alive connections."""
-    host, port = url.removeprefix("http://").split(":")
-    path, make_body = ROUTES[route]
-    bodies = [json.dumps(make_body(t)).encode() for t in texts]
-    head = b"POST %s HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: " % path.encode()
-    results: list[tuple[int, int, float, bytes]] = []
-    queue = iter(range(len(texts)))
-    deadline = time.perf_counter() + limit_s
-
-    async def client() -> None:
-        reader, writer = await asyncio.open_connection(host, int(port))
-        for i in queue:
-            if time.perf_counter() > deadline:
-                break
-            t0 = time.perf_counter()
-            writer.write(b"%s%d\r\n\r\n%s" % (head, len(bodies[i]), bodies[i]))
-            status = int((await reader.readline()).split()[1])
-            length = 0
-            while (line := await reader.readline()) != b"\r\n":
-                name, _, value = line.partition(b":")
-                if name.lower() == b"content-length":
-                    length = int(value)
-            body = await reader.readexactly(length)
-            results.append((i, status, time.perf_counter() - t0, body))
-        writer.close()
-
-    cpu0, start = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
-    return {"results": results, "wall_s": time.perf_counter() - start, "client_cpu_s": time.process_time() - cpu0}
-
-
-def arun(coro):
-    """asyncio.run on uvloop where installed: the load generator's own CPU cost, halved."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
 
 
 def start_server(args, batching: bool) -> ServerProcess:
