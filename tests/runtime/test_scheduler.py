@@ -82,6 +82,20 @@ class GatedEncoder:
         return self._encoder.run_batch(*args, **kw)
 
 
+class StuckTokenizing:
+    """A job's `prepare` that holds the worker until released: the worker provably busy
+    tokenizing."""
+
+    def __init__(self, encoder):
+        self._encoder = encoder
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def __call__(self):
+        self.entered.set()
+        self.release.wait(60)
+        return self._encoder.tokenize(["a dog"])
+
+
 def test_concurrent_jobs_coalesce_and_each_gets_its_own_rows(tiny_encoder):
     # The round starts when the five jobs fill the token budget (the wait is a minute), so it
     # holds all five however slowly a loaded machine runs the callers.
@@ -350,12 +364,7 @@ def test_a_freed_stream_starts_the_rounds_next_run_without_the_worker(two_stream
     gated = GatedEncoder(two_streams)
     sched, rec = started(gated, max_wait_ms=0, batch_size=1)
     texts = ["a dog", "the cat sat", "the man plays a guitar", "a woman is slicing an onion today"]
-    tokenizing, release = threading.Event(), threading.Event()
-
-    def stuck():
-        tokenizing.set()
-        release.wait(60)
-        return two_streams.tokenize(["a dog"])
+    stuck = StuckTokenizing(two_streams)
 
     async def main():
         round_ = submit(sched, two_streams, texts).future
@@ -363,7 +372,7 @@ def test_a_freed_stream_starts_the_rounds_next_run_without_the_worker(two_stream
         try:
             assert await asyncio.to_thread(gated.entered.wait, 30)
             other = sched.submit(stuck).future
-            assert await asyncio.to_thread(tokenizing.wait, 30)
+            assert await asyncio.to_thread(stuck.entered.wait, 30)
             for _ in range(300):  # up to 30 s for the three runs not held
                 if gated.runs == len(texts):
                     break
@@ -371,7 +380,7 @@ def test_a_freed_stream_starts_the_rounds_next_run_without_the_worker(two_stream
             ran = gated.runs
         finally:
             gated.release.set()
-            release.set()
+            stuck.release.set()
         return ran, await asyncio.wait_for(round_, 30), await asyncio.wait_for(other, 30)
 
     ran, got, other = asyncio.run(main())
@@ -543,23 +552,18 @@ def test_a_job_with_no_rows_is_answered_empty(tiny_encoder):
 
 def test_close_fails_a_job_the_worker_is_still_tokenizing(tiny_encoder):
     sched, rec = started(tiny_encoder, max_wait_ms=0)
-    entered, release = threading.Event(), threading.Event()
-
-    def stuck():
-        entered.set()
-        release.wait(60)
-        return tiny_encoder.tokenize(["a dog"])
+    stuck = StuckTokenizing(tiny_encoder)
 
     async def main():
         job = sched.submit(stuck)
-        assert await asyncio.to_thread(entered.wait, 10)
+        assert await asyncio.to_thread(stuck.entered.wait, 10)
         try:
             await asyncio.to_thread(sched.close, 0.1)  # the worker is stuck tokenizing
             with pytest.raises(UnavailableError, match="shut down before"):
                 await asyncio.wait_for(job.future, 10)
             assert sched.depth == 0
         finally:
-            release.set()
+            stuck.release.set()
 
     asyncio.run(main())
     sched._thread.join(10)
