@@ -53,7 +53,7 @@ def worker(args: argparse.Namespace) -> None:
     """One measurement in this fresh process; prints one JSON line."""
     from embedrt import Encoder
     from embedrt.batching import BatchPlan, padding_efficiency, plan_batches
-    from embedrt.job import JobConfig, run_job
+    from embedrt.jobs.job import JobConfig, run_job
 
     enc = Encoder.load(args.artifact, device="cpu", threads=args.threads, spinning=args.spinning)
     result: dict = {"mode": args.worker, "spinning": args.spinning}
@@ -130,7 +130,7 @@ def main() -> None:
             sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
             from fixtures.tiny_model import build_artifact
             rss_artifact = str(build_artifact(Path(tmp) / "tiny"))
-        from embedrt.job import JobConfig  # the memory runs use the job's defaults (the CLI's)
+        from embedrt.jobs.job import JobConfig  # the memory runs use the job's defaults (the CLI's)
 
         rss_args = argparse.Namespace(**{**vars(args), "artifact": rss_artifact,
                                          "shard_rows": JobConfig.shard_rows})

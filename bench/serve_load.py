@@ -78,10 +78,10 @@ def scheduled(enc, texts: list[str], clients: int, max_queue: int) -> dict:
     """The server's Scheduler in this process with its default batching, fed like the server:
     `clients` concurrent callers, each submitting one text as soon as its last one is answered.
     What batching single texts from that many callers costs without any HTTP."""
-    from embedrt.batching import BatchingConfig
-    from embedrt.scheduler import Scheduler
+    from embedrt.serve.config import BatchingConfig
+    from embedrt.serve.scheduler import Scheduler
 
-    sched = Scheduler(enc, BatchingConfig(max_queue=max_queue))
+    sched = Scheduler(enc.runner, BatchingConfig(max_queue=max_queue))
     todo, rows = iter(range(len(texts))), [None] * len(texts)
 
     async def callers() -> None:

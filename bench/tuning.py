@@ -31,7 +31,7 @@ def _sweep(args: argparse.Namespace, texts: list[str], configs: list[tuple[dict,
     speeds: list[list[float]] = [[] for _ in configs]
     efficiency = [1.0] * len(configs)
     for enc in encoders:
-        enc.start_streams()
+        enc.runner.start()
     for _ in range(args.rounds):
         for i, (enc, (_, batch_size)) in enumerate(zip(encoders, configs)):
             enc.encode(texts[:32])

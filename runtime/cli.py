@@ -217,7 +217,7 @@ def _embed(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .encoder import Encoder
-    from .job import JobConfig, run_job
+    from .jobs import JobConfig, run_job
 
     if args.ray or args.ray_address or args.actors:
         return _embed_ray(args)
@@ -243,7 +243,7 @@ def _embed(args: argparse.Namespace) -> int:
 
 def _embed_ray(args: argparse.Namespace) -> int:
     from .errors import ConfigError
-    from .ray_job import RayJobConfig, run_ray_job  # run_ray_job names the missing 'ray' extra
+    from .ray import RayJobConfig, run_ray_job  # run_ray_job names the missing 'ray' extra
 
     if not args.ray:
         raise ConfigError("--ray-address and --actors run the job on Ray: add --ray")
@@ -268,9 +268,7 @@ def _embed_ray(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from .errors import ConfigError
-    from .protocol import Limits
-    from .batching import BatchingConfig
-    from .server import ServerConfig, serve  # needs the 'serve' extra; the import names it if missing
+    from .serve import BatchingConfig, Limits, ServerConfig, serve  # serve() names a missing extra
 
     key = None
     if args.api_key_file:
@@ -298,9 +296,9 @@ def _serve(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     import shlex
 
-    from .export.recipe import Recipe  # needs the 'train' extra; the import names it if missing
-    from .export.snli import default_cache_dir
-    from .export.training import train_model, training_data
+    from .export.train.recipe import Recipe  # needs the 'train' extra; the import names it if missing
+    from .export.train.snli import default_cache_dir
+    from .export.train.trainer import train_model, training_data
 
     cache = args.cache_dir or default_cache_dir()
     pairs, evals = training_data(args.data, cache, pairs=args.pairs, seed=args.seed,

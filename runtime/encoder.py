@@ -10,30 +10,40 @@ by token length, pads each batch to its own longest row, runs it, and restores i
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .batching import BatchPlan, plan_batches
+from .batching import GPU_PAD_MULTIPLE, GPU_RUN_COST, BatchPlan, plan_batches
+from .config import check_choice, check_int
 from .errors import ConfigError, InputError, ProviderError
 from .manifest import Manifest, Variant, load_manifest, verified_path
 from .providers import TensorRTProfile, auto_devices, provider_list, provider_name, resolve_device
+from .runner import EncodeStats, Rows, Runner
 from .session import Session, SessionOptions, available_providers, default_threads
 from .streams import Streams, stream_count
-from .tokenizer import TextTokenizer, pad_rows, utf8_encodable
+from .tokenizer import TextTokenizer, utf8_encodable
+from .vectors import cosine_similarity
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
 DEFAULT_TRT_CACHE = Path.home() / ".cache" / "embedrt" / "tensorrt"
 log = logging.getLogger("embedrt")
 
 
+# Padded tokens per batch: above this one batch's activations alone would outgrow any machine
+# this runs on (MiniLM: ~100 MB at the default 16384).
+MAX_BATCH_TOKENS = 1 << 20
+MAX_BATCH_SIZE = 1 << 16
+# TensorRT tunes its kernels for this batch shape (rows x tokens): the batcher's common case.
+TRT_OPT_BATCH, TRT_OPT_SEQ = 32, 64
+
+
 @dataclass(frozen=True)
 class _LoadOptions:
-    """Encoder.load's options, carried to each device tried."""
+    """Encoder.load's options, checked once and carried to each device tried."""
 
     precision: str
     threads: int | None
@@ -43,23 +53,17 @@ class _LoadOptions:
     cache_dir: Path
     variant: str | None
 
-
-@dataclass
-class EncodeStats:
-    """Counters one or more encode calls add to (pass the same object to accumulate).
-
-    tokens are real tokens, padded_tokens what the batches ran (rows x padded width).
-    """
-
-    rows: int = 0
-    batches: int = 0
-    tokens: int = 0
-    padded_tokens: int = 0
-
-    @property
-    def padding_efficiency(self) -> float:
-        """Real tokens / padded tokens: 1.0 means no compute spent on padding."""
-        return self.tokens / self.padded_tokens if self.padded_tokens else 1.0
+    def __post_init__(self) -> None:
+        check_choice("precision", self.precision, PRECISIONS)
+        cpus = default_threads()
+        check_int("threads", self.threads, most=cpus, none=True,
+                  why=f": this process may use {cpus} CPUs (None = all of them)")
+        if not isinstance(self.spinning, bool):
+            raise ConfigError(f"spinning must be True or False, got {self.spinning!r}")
+        check_int("streams", self.streams, most=cpus, none=True)
+        check_int("batch_tokens", self.batch_tokens, most=MAX_BATCH_TOKENS)
+        if self.variant is not None and not isinstance(self.variant, str):
+            raise ConfigError(f"variant must be a variant's name or None, got {self.variant!r}")
 
 
 @dataclass(frozen=True)
@@ -78,24 +82,14 @@ class EncoderInfo:
 
 
 class Encoder:
-    """A loaded artifact: tokenizer + one ONNX session (+ the streams' session on the CPU, made
-    on first use). Thread-safe for concurrent encode()."""
+    """A loaded artifact: its tokenizer and a Runner over its ONNX Runtime sessions.
+    Thread-safe for concurrent encode()."""
 
-    def __init__(
-        self,
-        manifest: Manifest,
-        tokenizer: TextTokenizer,
-        session: Session,
-        info: EncoderInfo,
-        plan: BatchPlan,
-        streams: Streams | None = None,
-    ):
+    def __init__(self, manifest: Manifest, tokenizer: TextTokenizer, runner: Runner, info: EncoderInfo):
         self.manifest = manifest
         self.info = info
+        self.runner = runner
         self._tokenizer = tokenizer
-        self._session = session
-        self._plan = plan
-        self._streams = streams
 
     @classmethod
     def load(
@@ -110,25 +104,26 @@ class Encoder:
         batch_tokens: int = BatchPlan.max_tokens,
         cache_dir: str | Path | None = None,
         variant: str | None = None,
-    ) -> "Encoder":
+    ) -> Encoder:
         """Load an artifact directory, verifying every file it reads against the manifest.
 
         device: auto | cpu | cuda | tensorrt. precision: auto | fp32 | fp16 | int8.
-        threads: ONNX Runtime intra-op threads (default: the CPUs this process may use).
-        spinning: let idle ONNX Runtime threads spin; off by default (equal or up to 15% slower
-            on idle cores, up to 1.68x faster when other work shares them; see SessionOptions).
+        threads: ONNX Runtime intra-op threads, from 1 to the CPUs this process may use (more is
+            refused: oversubscribed threads only fight each other); None = all of them.
+        spinning: let idle ONNX Runtime threads spin-wait; off by default (see SessionOptions).
         streams: CPU only: calls with at least this many batches run this many at once, each on
-            threads/streams cores (int8 1.11-1.37x, fp32 1.13x texts/s on 2 cores); None = one per
-            thread, at most 8; 1 = every batch on all threads, one after another.
-        batch_tokens: padded tokens per batch (rows x longest row), bounding memory.
+            threads/streams cores (streams.py); None = one per thread, at most 8; 1 = every
+            batch on all threads, one after another.
+        batch_tokens: padded tokens per batch (rows x longest row), bounding memory; at most
+            MAX_BATCH_TOKENS.
         cache_dir: TensorRT engine/timing caches (default: ~/.cache/embedrt/tensorrt; the
             artifact directory may be read-only). Entries are keyed by the variant's sha256.
         variant: load this variant by name (e.g. "opt"), overriding precision.
         """
-        path = Path(path)
-        manifest = load_manifest(path)
         options = _LoadOptions(precision, threads, spinning, streams, batch_tokens,
                                Path(cache_dir) if cache_dir else DEFAULT_TRT_CACHE, variant)
+        path = Path(path)
+        manifest = load_manifest(path)
         available = available_providers()
         if device != "auto":
             return cls._load_on(path, manifest, resolve_device(device, available), options)
@@ -145,13 +140,14 @@ class Encoder:
         raise ProviderError(f"ONNX Runtime offers no usable provider; available: {available}")
 
     @classmethod
-    def _load_on(cls, path: Path, manifest: Manifest, device: str, o: "_LoadOptions") -> "Encoder":
+    def _load_on(cls, path: Path, manifest: Manifest, device: str, o: _LoadOptions) -> Encoder:
         variant = manifest_variant(manifest, o.variant) if o.variant else choose_variant(manifest, device, o.precision)
         tok_path = verified_path(path, manifest.tokenizer)
         model_path = verified_path(path, variant)
         tokenizer = TextTokenizer.load(tok_path, manifest.max_seq_length, manifest.do_lower_case)
         gpu = device != "cpu"
-        plan = BatchPlan(max_tokens=o.batch_tokens, pad_multiple=8 if gpu else 1, run_cost=512 if gpu else 32)
+        plan = BatchPlan(max_tokens=o.batch_tokens) if not gpu else BatchPlan(
+            max_tokens=o.batch_tokens, pad_multiple=GPU_PAD_MULTIPLE, run_cost=GPU_RUN_COST)
         fp16 = variant.precision == "fp16" or (device == "tensorrt" and o.precision in ("auto", "fp16"))
         providers = provider_list(
             device,
@@ -159,10 +155,10 @@ class Encoder:
             inputs=manifest.inputs,
             cache_dir=o.cache_dir,
             profile=TensorRTProfile(
-                max_batch=max(1, o.batch_tokens // 8),
+                max_batch=max(1, o.batch_tokens // GPU_PAD_MULTIPLE),
                 max_seq=plan.padded(manifest.max_seq_length),
-                opt_batch=32,
-                opt_seq=64,
+                opt_batch=TRT_OPT_BATCH,
+                opt_seq=TRT_OPT_SEQ,
             ),
             fp16=fp16,
         )
@@ -188,7 +184,8 @@ class Encoder:
             max_seq_length=manifest.max_seq_length,
             streams=streams.count if streams else 1,
         )
-        return cls(manifest, tokenizer, session, info, plan, streams)
+        runner = Runner(session, plan, manifest.dim, manifest.pad_token_id, streams)
+        return cls(manifest, tokenizer, runner, info)
 
     @property
     def dim(self) -> int:
@@ -209,86 +206,22 @@ class Encoder:
         """Token ids per text (truncated, special tokens included), for encode_tokens()."""
         return self._tokenizer.tokenize(as_text_list(texts))
 
-    def encode_tokens(self, rows: list[list[int]], batch_size: int = 32,
+    def encode_tokens(self, rows: Rows, batch_size: int = 32,
                       stats: EncodeStats | None = None) -> np.ndarray:
         """Embeddings of already tokenized rows (see tokenize), float32 [len(rows), dim].
 
         Rows are sorted by length, batched by the token budget and batch_size, each batch
         padded to its own longest row, and the output is returned in input order.
         """
-        plan = replace(self._plan, max_rows=batch_size)
+        check_int("batch_size", batch_size, most=MAX_BATCH_SIZE)
+        plan = replace(self.runner.plan, max_rows=batch_size)
         out = np.empty((len(rows), self.dim), dtype=np.float32)
         lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
         batches = plan_batches(lengths, plan)
         runs = ([rows[i] for i in idx] for idx in batches)
-        for idx, vecs in zip(batches, self.run_batches(runs, len(batches), stats)):
+        for idx, vecs in zip(batches, self.runner.run_many(runs, len(batches), stats)):
             out[idx] = vecs
         return out
-
-    def run_batch(self, rows: list[list[int]], stats: EncodeStats | None = None) -> np.ndarray:
-        """One inference run over exactly these rows (callers that plan their own batches: the
-        batch job, the server's scheduler), padded to the device's multiple of the longest row;
-        float32 [len(rows), dim] in row order. On a stream's thread (map_runs, submit_run) it
-        runs on the streams' session."""
-        session = (self._streams and self._streams.current_session()) or self._session
-        longest = max(map(len, rows), default=0)
-        width = self._plan.padded(longest)
-        ids, mask = pad_rows(rows, width, self.manifest.pad_token_id)
-        out = session.run(ids, mask) if rows else np.empty((0, self.dim), dtype=np.float32)
-        if stats is not None:
-            self._count(rows, stats, width)
-        return out
-
-    def _count(self, rows: list[list[int]], stats: EncodeStats, width: int | None = None) -> None:
-        """Add a run to stats; width is its padded width (computed when not given)."""
-        if width is None:
-            width = self._plan.padded(max(map(len, rows), default=0))
-        stats.rows += len(rows)
-        stats.batches += bool(rows)
-        stats.tokens += sum(map(len, rows))
-        stats.padded_tokens += len(rows) * width
-
-    def run_batches(self, runs: Iterable[list[list[int]]], count: int,
-                    stats: EncodeStats | None = None) -> Iterator[np.ndarray]:
-        """run_batch over `count` runs, vectors in order; up to `streams` at once (map_runs).
-        stats is counted in the caller's thread."""
-        for rows, vecs in self.map_runs(lambda rows: (rows, self.run_batch(rows)), runs, count):
-            if stats is not None:
-                self._count(rows, stats)
-            yield vecs
-
-    def start_streams(self) -> None:
-        """Make the streams' session now rather than on the first call with enough runs (a
-        server does this at startup, so that no request pays for it)."""
-        if self._streams is not None:
-            self._streams.start()
-
-    def map_runs(self, fn: Callable[[Any], Any], items: Iterable[Any], count: int) -> Iterator[Any]:
-        """fn over `count` items, results in order. With at least as many items as streams, up to
-        `streams` calls run at once on the streams' threads, and the run_batch calls fn makes
-        there take the streams' session (run_batches runs encode's and the batch job's batches
-        so); otherwise, one by one in the caller's thread. items may be a generator: it is
-        pulled one run ahead."""
-        if self._streams is None:
-            return map(fn, items)
-        return self._streams.map(fn, items, size=count)
-
-    def submit_run(self, fn: Callable[[Any], Any], item: Any) -> Future:
-        """fn(item) on one of the streams' threads (its run_batch calls take the streams'
-        session), as a Future; without streams, run now in the caller's thread."""
-        if self._streams is not None:
-            return self._streams.submit(fn, item)
-        done: Future = Future()
-        try:
-            done.set_result(fn(item))
-        except Exception as e:
-            done.set_exception(e)
-        return done
-
-    @property
-    def batch_plan(self) -> BatchPlan:
-        """The batching limits this encoder uses (token budget, pad multiple for the device)."""
-        return self._plan
 
     def count_tokens(self, texts: str | Iterable[str], truncate: bool = True) -> np.ndarray:
         """Tokens per text, special tokens included (int64 [len(texts)]); with truncate=False
@@ -301,11 +234,7 @@ class Encoder:
     @staticmethod
     def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Cosine similarity matrix [len(a), len(b)] (1-D inputs count as one row)."""
-        a = np.atleast_2d(np.asarray(a, dtype=np.float32))
-        b = np.atleast_2d(np.asarray(b, dtype=np.float32))
-        a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-        b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-        return a @ b.T
+        return cosine_similarity(a, b)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -57,6 +57,18 @@ class MissingExtraError(EmbedrtError, ImportError):
     """An optional dependency is not installed; the message names the pip command."""
 
 
+def json_type(value: object) -> str:
+    """The JSON name of a decoded value's type, as a client or a file's author would call it
+    ("number", "array", ...), for messages about input of the wrong type."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+
+
 def missing_extra(module: str, extra: str) -> MissingExtraError:
     """The error for an import that needs an extra, naming the exact pip command."""
     return MissingExtraError(

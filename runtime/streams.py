@@ -2,18 +2,13 @@
 
 ONNX Runtime spreads one run over its intra-op threads. A small model's run is hundreds of short
 kernels, and each of them hands work to the pool's threads and waits for them; for throughput it
-is cheaper to run `count` batches at once, each on threads/count cores, with no hand-off at all.
-Measured on the 2-core machine (STS-B dev, batches of 32, 10 interleaved rounds): 2 streams of 1
-thread ran int8 1.23x and fp32 1.12x the texts/s of one 2-thread run at a time, with identical
-vectors; through Encoder.encode (short sentences, bench/tuning.py and ad hoc, 5-6 rounds) int8
-1.11-1.37x and fp32 1.13x against one stream with spinning off. One batch alone still runs on
-the encoder's own session with every thread (its latency is better there: 33.6 vs 52.5 ms for 32
-int8 rows), so Streams only takes calls with at least `count` runs, and its session is created
-on the first such call (an app that encodes one text at a time never pays its memory: +70 MB
-int8, +101 MB fp32 on MiniLM).
+is cheaper to run `count` batches at once, each on threads/count cores, with no hand-off at all
+(bench/results/tuning.md). One batch alone still runs on the runner's all-thread session (lower
+latency), so the streams' session is made on the first call that needs it: an app that encodes
+one text at a time never pays its memory.
 
 All streams share one ONNX Runtime session (run is thread-safe), so the weights are loaded once
-more, not once per stream.
+more, not once per stream. Each call is handed that session explicitly.
 """
 
 from __future__ import annotations
@@ -23,10 +18,11 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
-from typing import Any, TypeVar
+from typing import Generic, TypeVar
 
-from .errors import ConfigError
+from .config import check_int
 
+S = TypeVar("S")
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -37,65 +33,65 @@ def stream_count(streams: int | None, threads: int) -> int:
     """Streams for `threads` CPU threads: None = one per thread (at most MAX_AUTO_STREAMS)."""
     if streams is None:
         return max(1, min(threads, MAX_AUTO_STREAMS))
-    if not isinstance(streams, int) or isinstance(streams, bool) or streams < 1:
-        raise ConfigError(f"streams must be a positive integer or None (auto), got {streams!r}")
-    if streams > threads:
-        raise ConfigError(f"streams ({streams}) cannot exceed threads ({threads}): each stream "
-                          "needs a core")
+    check_int("streams", streams, most=threads,
+              why=f" (each stream needs one of the {threads} threads; None = one per thread)")
     return streams
 
 
-class Streams:
-    """`count` worker threads that share one session made by make_session() on first use."""
+class Streams(Generic[S]):
+    """`count` worker threads sharing one session, made by make_session() on first use."""
 
-    def __init__(self, count: int, make_session: Callable[[], Any]):
+    def __init__(self, count: int, make_session: Callable[[], S]):
         self.count = count
         self._make_session = make_session
-        self._session: Any = None
+        self._session: S | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
-        self._local = threading.local()
+        self._inside = threading.local()  # set on the streams' own threads
 
-    def current_session(self) -> Any:
-        """The streams' session when called from one of its threads, else None."""
-        return getattr(self._local, "session", None)
+    @property
+    def inside(self) -> bool:
+        """Whether the caller is one of the streams' threads (which must not wait on the others:
+        a call from there runs in place, so nesting cannot deadlock the pool)."""
+        return getattr(self._inside, "yes", False)
 
-    def map(self, fn: Callable[[T], R], items: Iterable[T], *, size: int) -> Iterator[R]:
-        """fn over items, results in order. With at least `count` items (size tells how many;
-        items may be a generator, pulled one run ahead of the streams), up to `count` calls run
-        at once on the streams' threads, where run_batch takes the streams' session; otherwise,
-        or when called from a stream thread, they run one by one in the caller."""
-        if size < self.count or self.current_session() is not None:
-            return map(fn, items)
-        self.start()
-        return self._ordered(fn, iter(items))
+    def map(self, fn: Callable[[S, T], R], items: Iterable[T]) -> Iterator[R]:
+        """fn(session, item) over items, results in order, up to `count` at once on the streams'
+        threads. items may be a generator: it is pulled one item ahead of the streams."""
+        session = self.start()
+        if self.inside:
+            return (fn(session, item) for item in items)
+        return self._ordered(fn, session, iter(items))
 
-    def submit(self, fn: Callable[[T], R], item: T) -> Future:
-        """fn(item) on a stream's thread, where run_batch takes the streams' session (the
-        server's scheduler hands each run to the next free stream so)."""
-        self.start()
-        assert self._pool is not None
-        return self._pool.submit(fn, item)
+    def submit(self, fn: Callable[[S], R]) -> Future[R]:
+        """fn(session) on the next free stream's thread."""
+        session = self.start()
+        assert self._pool is not None  # made by start()
+        return self._pool.submit(fn, session)
 
-    def start(self) -> None:
-        """Make the session and the threads now (else the first call that needs them does)."""
+    def start(self) -> S:
+        """Make the session and the threads now (else the first call that needs them does);
+        returns the session."""
         with self._lock:
             if self._pool is None:
                 self._session = self._make_session()  # errors reach the caller, nothing started
                 self._pool = ThreadPoolExecutor(self.count, thread_name_prefix="embedrt-stream",
                                                 initializer=self._enter)
+            assert self._session is not None
+            return self._session
 
     def _enter(self) -> None:
-        self._local.session = self._session
+        self._inside.yes = True
 
-    def _ordered(self, fn: Callable[[T], R], items: Iterator[T]) -> Iterator[R]:
+    def _ordered(self, fn: Callable[[S, T], R], session: S, items: Iterator[T]) -> Iterator[R]:
         assert self._pool is not None
-        pending = deque(self._pool.submit(fn, item) for item in islice(items, self.count))
+        pool = self._pool
+        pending = deque(pool.submit(fn, session, item) for item in islice(items, self.count))
         try:
             while pending:
                 result = pending.popleft().result()
                 for item in islice(items, 1):  # the next one, if any, takes the freed stream
-                    pending.append(self._pool.submit(fn, item))
+                    pending.append(pool.submit(fn, session, item))
                 yield result
         finally:
             for future in pending:  # a failed or abandoned call: drop what has not started

@@ -13,6 +13,12 @@ from tokenizers import Tokenizer
 
 from .errors import ModelLoadError
 
+# Texts per call into the tokenizer library. Its intermediate encodings (tokens, offsets,
+# overflow past max_seq_length) take kilobytes per text until the call returns, and the
+# allocator keeps that peak; 1024 texts bound it to a few MB and still give the library's
+# threads enough texts per call.
+CHUNK_TEXTS = 1024
+
 
 class TextTokenizer:
     """Turns texts into token id rows of at most max_length tokens (special tokens included)."""
@@ -39,8 +45,10 @@ class TextTokenizer:
         """Token ids of each text, in input order."""
         if self.lowercase:
             texts = [t.lower() for t in texts]
-        return [e.ids for e in self._encode(texts, add_special_tokens=True)]
-
+        rows: list[list[int]] = []
+        for i in range(0, len(texts), CHUNK_TEXTS):
+            rows += [e.ids for e in self._encode(texts[i:i + CHUNK_TEXTS], add_special_tokens=True)]
+        return rows
 
     def untruncated_lengths(self, texts: list[str]) -> list[int]:
         """Token counts without truncation, to tell a client its text would be cut.

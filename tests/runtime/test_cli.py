@@ -59,4 +59,4 @@ def test_streams_option_reaches_the_encoder_and_is_checked(tiny_artifact):
     info = json.loads(run("info", str(tiny_artifact), "--json", "--threads", "2", "--streams", "1").stdout)
     assert info["loaded"]["streams"] == 1
     bad = run("info", str(tiny_artifact), "--threads", "1", "--streams", "2", check=False)
-    assert bad.returncode == 2 and "cannot exceed threads" in bad.stderr
+    assert bad.returncode == 2 and "streams must be an integer from 1 to 1" in bad.stderr

@@ -141,9 +141,9 @@ def test_missing_precision_variant_is_config_error(tiny_artifact):
 
 
 def test_bad_batch_options(tiny_encoder, tiny_artifact):
-    with pytest.raises(ConfigError, match="max_rows"):
+    with pytest.raises(ConfigError, match="batch_size must be an integer from 1 to 65,536, got 0"):
         tiny_encoder.encode(TEXTS, batch_size=0)
-    with pytest.raises(ConfigError, match="max_tokens"):
+    with pytest.raises(ConfigError, match="batch_tokens must be an integer from 1 to 1,048,576, got 0"):
         Encoder.load(tiny_artifact, device="cpu", batch_tokens=0)
 
 
@@ -172,17 +172,17 @@ def test_tokenize_then_encode_tokens_equals_encode(tiny_encoder):
         tiny_encoder.tokenize([1])
 
 
-def test_run_batch_is_one_padded_run_of_exactly_its_rows(tiny_encoder):
+def test_runner_run_is_one_padded_run_of_exactly_its_rows(tiny_encoder):
     from embedrt import EncodeStats
 
     rows = tiny_encoder.tokenize(TEXTS)
     stats = EncodeStats()
-    got = tiny_encoder.run_batch(rows, stats)
+    got = tiny_encoder.runner.run(rows, stats)
     np.testing.assert_allclose(got, tiny_encoder.encode(TEXTS), atol=1e-6)  # padding changes nothing
     longest = max(map(len, rows))
     assert (stats.rows, stats.batches, stats.padded_tokens) == (len(rows), 1, len(rows) * longest)
     assert stats.tokens == sum(map(len, rows))
-    assert tiny_encoder.run_batch([]).shape == (0, tiny_encoder.dim)
+    assert tiny_encoder.runner.run([]).shape == (0, tiny_encoder.dim)
 
 
 def test_stats_report_padding_efficiency(tiny_encoder):

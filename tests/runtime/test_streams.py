@@ -8,15 +8,19 @@ import numpy as np
 import pytest
 
 from embedrt import ConfigError, EncodeStats, Encoder, ModelLoadError
-from embedrt.batching import BatchingConfig
-from embedrt.scheduler import Scheduler
-from embedrt.streams import MAX_AUTO_STREAMS, stream_count
+from embedrt.serve.config import BatchingConfig
+from embedrt.serve.scheduler import Scheduler
+from embedrt.streams import MAX_AUTO_STREAMS, Streams, stream_count
 
 TEXTS = [f"text number {i} {'dog ' * (i % 9)}about a man who plays the guitar" for i in range(200)]
 
 
-def thread_name(_: object) -> str:
+def thread_name(session: object, _: object) -> str:
     return threading.current_thread().name
+
+
+def streams(count: int = 2) -> Streams[str]:
+    return Streams(count, lambda: "the session")
 
 
 def test_stream_count_auto_explicit_and_invalid():
@@ -27,7 +31,7 @@ def test_stream_count_auto_explicit_and_invalid():
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ConfigError, match="streams must be"):
             stream_count(bad, 4)
-    with pytest.raises(ConfigError, match="cannot exceed threads"):
+    with pytest.raises(ConfigError, match="streams must be an integer from 1 to 2, got 3 .each stream needs"):
         stream_count(3, 2)
 
 
@@ -42,32 +46,45 @@ def test_encode_on_two_streams_equals_one_after_another(tiny_artifact):
     assert s1 == s2  # counted once per run, in the caller's thread
 
 
-def test_runs_go_to_stream_threads_only_when_there_are_enough(tiny_artifact):
+def test_batches_go_to_stream_threads_only_when_there_are_enough(tiny_artifact):
     enc = Encoder.load(tiny_artifact, device="cpu", threads=2, streams=2)
+    rows = enc.tokenize(TEXTS[:6])
+    seen: list[str] = []
+    run = enc.runner._run_on
+
+    def recording(session, batch, stats=None):
+        seen.append(threading.current_thread().name)
+        return run(session, batch, stats)
+
+    enc.runner._run_on = recording  # type: ignore[method-assign]
     here = threading.current_thread().name
-    assert list(enc.map_runs(thread_name, [0], 1)) == [here]  # one run: all threads, caller's
-    names = list(enc.map_runs(thread_name, range(6), 6))
-    assert all(n.startswith("embedrt-stream") for n in names)
+    list(enc.runner.run_many([rows], 1))  # one batch: all threads, the caller's
+    assert seen == [here]
+    seen.clear()
+    list(enc.runner.run_many([[r] for r in rows], 6))
+    assert len(seen) == 6 and all(n.startswith("embedrt-stream") for n in seen)
     one = Encoder.load(tiny_artifact, device="cpu", threads=2, streams=1)
-    assert list(one.map_runs(thread_name, range(6), 6)) == [here] * 6
+    assert one.runner.width == 1 and enc.runner.width == 2
 
 
-def test_results_come_back_in_order_whatever_finishes_first(tiny_encoder, tiny_artifact):
-    enc = Encoder.load(tiny_artifact, device="cpu", threads=2, streams=2)
+def test_streams_hand_each_call_the_shared_session_and_keep_order():
+    s = streams()
 
-    def slow_first(i: int) -> int:
+    def slow_first(session: str, i: int) -> tuple[str, int]:
         time.sleep(0.05 if i % 2 == 0 else 0.0)
-        return i
+        return session, i
 
     items = (i for i in range(9))  # a generator: pulled as the streams free up
-    assert list(enc.map_runs(slow_first, items, 9)) == list(range(9))
+    assert list(s.map(slow_first, items)) == [("the session", i) for i in range(9)]
+    names = set(s.map(thread_name, range(8)))
+    assert names and all(n.startswith("embedrt-stream") for n in names)
 
 
-def test_an_error_in_one_run_reaches_the_caller_and_the_encoder_goes_on(tiny_artifact):
-    enc = Encoder.load(tiny_artifact, device="cpu", threads=2, streams=2)
+def test_an_error_in_one_call_reaches_the_caller_and_the_rest_is_dropped(tiny_artifact):
+    s = streams()
     started = []
 
-    def fails_third(i: int) -> int:
+    def fails_third(session: str, i: int) -> int:
         started.append(i)
         if i == 2:
             raise ValueError("run 2 broke")
@@ -75,18 +92,17 @@ def test_an_error_in_one_run_reaches_the_caller_and_the_encoder_goes_on(tiny_art
         return i
 
     with pytest.raises(ValueError, match="run 2 broke"):
-        list(enc.map_runs(fails_third, range(50), 50))
+        list(s.map(fails_third, range(50)))
     assert len(started) < 50  # the rest of the call was dropped, not run
-    np.testing.assert_allclose(enc.encode(TEXTS, batch_size=8), Encoder.load(
-        tiny_artifact, device="cpu", streams=1).encode(TEXTS, batch_size=8), atol=1e-6)
+    assert list(s.map(lambda session, i: i, range(4))) == [0, 1, 2, 3]  # the streams go on
 
 
 def test_encode_inside_a_stream_runs_there_without_deadlock(tiny_artifact):
     enc = Encoder.load(tiny_artifact, device="cpu", threads=2, streams=2)
     want = enc.encode(TEXTS[:40], batch_size=4)
-    nested = list(enc.map_runs(lambda _: enc.encode(TEXTS[:40], batch_size=4), range(4), 4))
-    for got in nested:
-        np.testing.assert_allclose(got, want, atol=1e-6)
+    nested = [enc.runner.on_stream(lambda run: enc.encode(TEXTS[:40], batch_size=4)) for _ in range(4)]
+    for future in nested:
+        np.testing.assert_allclose(future.result(60), want, atol=1e-6)
 
 
 def test_the_streams_session_is_made_on_first_use_from_a_verified_file(tiny_copy):
@@ -103,7 +119,7 @@ def test_scheduler_rounds_on_two_streams_answer_each_caller_its_own_rows(tiny_ar
     enc = Encoder.load(tiny_artifact, device="cpu", threads=2, streams=2)
     budget = int(enc.count_tokens(TEXTS[:60]).sum())
     config = BatchingConfig(max_wait_ms=60_000, max_batch_tokens=budget, batch_size=4)
-    sched = Scheduler(enc, config)
+    sched = Scheduler(enc.runner, config)
     sched.start()
     groups = [TEXTS[i:i + 3] for i in range(0, 60, 3)]  # 20 callers, 60 rows, >= 15 runs
 
@@ -117,18 +133,18 @@ def test_scheduler_rounds_on_two_streams_answer_each_caller_its_own_rows(tiny_ar
         np.testing.assert_allclose(got, enc.encode(texts), atol=1e-6)
 
 
-def test_submit_run_goes_to_a_stream_or_runs_in_place(tiny_artifact):
+def test_on_stream_goes_to_a_stream_or_runs_in_place(tiny_artifact):
     rows = Encoder.load(tiny_artifact, device="cpu").tokenize(TEXTS[:5])
 
-    def where_and_vectors(enc):
-        return lambda r: (threading.current_thread().name, enc.run_batch(r))
+    def where_and_vectors(run):
+        return threading.current_thread().name, run(rows)
 
     two = Encoder.load(tiny_artifact, device="cpu", threads=2, streams=2)
-    name, vecs = two.submit_run(where_and_vectors(two), rows).result(30)
+    name, vecs = two.runner.on_stream(where_and_vectors).result(30)
     assert name.startswith("embedrt-stream")
     one = Encoder.load(tiny_artifact, device="cpu", threads=2, streams=1)
-    done = one.submit_run(where_and_vectors(one), rows)  # no streams: run now, here
+    done = one.runner.on_stream(where_and_vectors)  # no streams: run now, here
     assert done.done() and done.result()[0] == threading.current_thread().name
     np.testing.assert_allclose(vecs, done.result()[1], atol=1e-6)
-    failing = one.submit_run(lambda r: 1 / 0, rows)
+    failing = one.runner.on_stream(lambda run: 1 / 0)
     assert isinstance(failing.exception(), ZeroDivisionError)

@@ -1,0 +1,284 @@
+"""The HTTP embedding service: routes, auth, limits and the one place errors become statuses.
+
+    service = EmbeddingService(Encoder.load(path), ServerConfig())   # service.app is ASGI
+
+    POST /v1/embeddings   OpenAI-compatible (the official `openai` client works unchanged)
+    POST /embed           text-embeddings-inference style
+    GET  /v1/models       the one model served, as OpenAI lists models
+    GET  /health          200 while the inference worker runs, else 503 (never needs a key)
+    GET  /info            model, device, limits
+    GET  /metrics         Prometheus
+
+A request is authorized, read (size-capped), parsed (protocol.py), admitted to the scheduler's
+bounded queue, tokenized and batched with other requests by the scheduler's worker thread, and
+answered. The event loop only moves bytes: tokenization and inference run on the worker, JSON of
+large bodies and large responses on a small thread pool. Starlette rather than FastAPI: request
+parsing is ours (protocol.py), so FastAPI's validation layer would only add per-request cost.
+server.py runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hmac
+import logging
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..encoder import Encoder
+from ..errors import (AuthError, InputError, OverloadedError, TooLargeError, UnavailableError,
+                      missing_extra)
+from ..vectors import l2_normalize
+from .config import CLOSE_TIMEOUT_S, ServerConfig
+from .protocol import (EmbedRequest, decode_json, dumps, openai_body, openai_error, parse_openai,
+                       parse_tei, tei_body, tei_error)
+from .scheduler import Scheduler
+
+try:
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect, Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+except ImportError:
+    raise missing_extra("starlette", "serve") from None
+
+from .metrics import CONTENT_TYPE, ServerMetrics  # noqa: E402  (after the extra's check)
+
+log = logging.getLogger("embedrt.service")
+JSON = "application/json"
+CLIENT_GONE = 499  # nginx's "client closed request": what the metrics count a dropped request as
+INLINE_FLOATS = 1 << 15  # responses up to this many floats are rendered on the loop (~1.5 ms)
+INLINE_BYTES = 1 << 16  # bodies up to this size are JSON-decoded on the loop
+class EmbeddingService:
+    """One encoder behind HTTP. `app` is the ASGI application."""
+
+    def __init__(self, encoder: Encoder, config: ServerConfig):
+        self.encoder = encoder
+        self.config = config
+        m = encoder.manifest
+        self.model = config.model_name or str(m.source.get("model") or Path(encoder.info.path).name)
+        self.metrics = ServerMetrics(depth=lambda: self.scheduler.depth)
+        self.scheduler = Scheduler(encoder.runner, config.batching, observer=self.metrics)
+        self._pool: ThreadPoolExecutor | None = None
+        routes = [
+            Route("/v1/embeddings", self._endpoint(self.openai), methods=["POST"]),
+            Route("/embed", self._endpoint(self.tei), methods=["POST"]),
+            Route("/v1/models", self._endpoint(self.models), methods=["GET"]),
+            Route("/health", self._endpoint(self.health, auth=False), methods=["GET"]),
+            Route("/info", self._endpoint(self.info), methods=["GET"]),
+            Route("/metrics", self._endpoint(self.prometheus), methods=["GET"]),
+        ]
+        self._routes = {r.path for r in routes}
+        handlers = {404: self._http_error, 405: self._http_error}
+        starlette = Starlette(routes=routes, exception_handlers=handlers, lifespan=self._lifespan)
+        self.app = self._count(starlette)
+
+    # ---- routes ----
+
+    async def openai(self, request: Request) -> Response:
+        req = parse_openai(await self._json(request), self.config.limits, self.encoder.dim)
+        out = await self._embed(request, req, "input")
+        if isinstance(out, Response):
+            return out
+        vecs, tokens = out
+        body = await self._render(vecs, openai_body, vecs, self.model, tokens, req.encoding_format)
+        return Response(body, media_type=JSON)
+
+    async def tei(self, request: Request) -> Response:
+        req = parse_tei(await self._json(request), self.config.limits)
+        out = await self._embed(request, req, "inputs")
+        if isinstance(out, Response):
+            return out
+        return Response(await self._render(out[0], tei_body, out[0]), media_type=JSON)
+
+    async def models(self, request: Request) -> Response:
+        data = [{"id": self.model, "object": "model", "created": 0, "owned_by": "embedrt"}]
+        return _json_response({"object": "list", "data": data})
+
+    async def health(self, request: Request) -> Response:
+        if not self.scheduler.alive:
+            raise UnavailableError("the inference worker is not running")
+        return _json_response({"status": "ok"})
+
+    async def info(self, request: Request) -> Response:
+        i, b, m = self.encoder.info, self.config.batching, self.encoder.manifest
+        return _json_response({
+            "model_id": self.model, "model_dtype": i.precision, "model_type": "embedding",
+            "dim": m.dim, "max_input_length": m.max_seq_length, "pooling": m.pooling,
+            "normalize": m.normalize, "device": i.device, "variant": i.variant,
+            "active_providers": list(i.active_providers), "streams": i.streams,
+            "max_batch_tokens": b.max_batch_tokens,
+            "max_batch_requests": b.max_batch_requests,
+            "max_wait_ms": b.max_wait_ms, "max_concurrent_requests": b.max_queue,
+            "batching": b.batching, "max_client_batch_size": self.config.limits.max_inputs,
+            "max_body_bytes": self.config.limits.max_body_bytes, "auto_truncate": True,
+            "version": __version__,
+        })
+
+    async def prometheus(self, request: Request) -> Response:
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
+
+    # ---- the request path ----
+
+    async def _json(self, request: Request) -> Any:
+        limit = self.config.limits.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise TooLargeError(f"request body is {declared} bytes; at most {limit} are accepted")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise TooLargeError(f"request body is over {limit} bytes; split the request")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        if size <= INLINE_BYTES:
+            return decode_json(body)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, decode_json, body)
+
+    async def _embed(self, request: Request, req: EmbedRequest, field_name: str) -> tuple[np.ndarray, int] | Response:
+        if not req.normalize and self.encoder.manifest.normalize:
+            raise InputError("'normalize': false is not available: this model's graph L2-normalizes its output")
+        queued = self.scheduler.submit(functools.partial(self._tokenize, req, field_name))
+        fut = queued.future
+        # The client leaving cancels the wait for it (cheaper than asyncio.wait on both).
+        gone = asyncio.get_running_loop().create_task(_disconnected(request))
+        gone.add_done_callback(lambda _: fut.cancel())
+        try:
+            vecs = await fut  # or the request's own error: a text over the limit with truncate off
+        except asyncio.CancelledError:
+            self.scheduler.cancel(queued)  # the client left, or this task was cancelled: drop it
+            if gone.done() and not gone.cancelled():
+                return Response(status_code=CLIENT_GONE)
+            raise
+        finally:
+            gone.cancel()
+        if req.normalize and not self.encoder.manifest.normalize:
+            vecs = l2_normalize(vecs)
+        return vecs, queued.tokens
+
+    def _tokenize(self, req: EmbedRequest, field_name: str) -> list[list[int]]:
+        """Token rows (on the scheduler's worker); with truncate off, 413 for a text past
+        max_seq_length."""
+        rows = self.encoder.tokenize(req.texts)
+        limit = self.encoder.manifest.max_seq_length
+        # A row at the limit may have been cut: count that text's tokens without truncation.
+        at_limit = [] if req.truncate else [i for i, r in enumerate(rows) if len(r) >= limit]
+        if at_limit:
+            counts = self.encoder.count_tokens([req.texts[i] for i in at_limit], truncate=False)
+            for i, n in zip(at_limit, counts):
+                if n > limit:
+                    raise TooLargeError(
+                        f"'{field_name}[{i}]' has {n} tokens; this model reads at most {limit}: "
+                        "shorten it, or send \"truncate\": true to cut it"
+                    )
+        return rows
+
+    async def _render(self, vecs: np.ndarray, fn: Any, *args: Any) -> bytes:
+        if vecs.size <= INLINE_FLOATS:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    # ---- auth, errors, counting, lifespan ----
+
+    def _endpoint(self, fn: Any, auth: bool = True) -> Any:
+        async def endpoint(request: Request) -> Response:
+            try:
+                if auth and self.config.api_key is not None:
+                    self._authorize(request)
+                return await fn(request)
+            except Exception as e:
+                return self._error(e, request.url.path)
+
+        return endpoint
+
+    def _authorize(self, request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise AuthError("missing API key: send the header 'Authorization: Bearer <key>'")
+        if not hmac.compare_digest(token.strip().encode(), self.config.api_key.encode()):
+            raise AuthError("invalid API key")
+
+    def _error(self, e: Exception, path: str) -> Response:
+        """The one place an exception becomes an HTTP status and a JSON error body."""
+        headers: dict[str, str] = {}
+        if isinstance(e, ClientDisconnect):
+            return Response(status_code=CLIENT_GONE)
+        if isinstance(e, AuthError):
+            status, headers["WWW-Authenticate"] = 401, "Bearer"
+        elif isinstance(e, TooLargeError):
+            status = 413
+        elif isinstance(e, InputError):
+            status = 422
+        elif isinstance(e, OverloadedError):
+            status, headers["Retry-After"] = 429, "1"
+        elif isinstance(e, UnavailableError):
+            status = 503
+        elif isinstance(e, HTTPException):
+            status = e.status_code
+        else:
+            ref = uuid.uuid4().hex[:12]
+            log.error("error %s on %s: %s: %s", ref, path, type(e).__name__, e, exc_info=e)
+            status, e = 500, Exception(f"internal server error (reference {ref} in the server log)")
+        message = e.detail if isinstance(e, HTTPException) else str(e)
+        body = tei_error(status, message) if path == "/embed" else openai_error(status, message)
+        return Response(body, status_code=status, headers=headers, media_type=JSON)
+
+    async def _http_error(self, request: Request, exc: Exception) -> Response:
+        return self._error(exc, request.url.path)
+
+    def _count(self, app: Any) -> Any:
+        """ASGI middleware: every HTTP answer counted by route and status, with its latency."""
+        metrics, routes = self.metrics, self._routes
+
+        async def counted(scope: dict, receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                return await app(scope, receive, send)
+            start, status = time.perf_counter(), [CLIENT_GONE]
+
+            async def send_status(message: dict) -> None:
+                if message["type"] == "http.response.start":
+                    status[0] = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, send_status)
+            finally:
+                route = scope["path"] if scope["path"] in routes else "other"
+                metrics.request(route, status[0], time.perf_counter() - start)
+
+        return counted
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Any):
+        self._pool = ThreadPoolExecutor(self.config.io_threads, thread_name_prefix="embedrt-io")
+        self.scheduler.start()
+        try:
+            yield
+        finally:
+            # uvicorn has answered every accepted request, or after its grace period cancelled
+            # the rest: off the loop, so their tasks can still run `finally: scheduler.cancel()`.
+            timeout = min(self.config.graceful_timeout_s, CLOSE_TIMEOUT_S)
+            await asyncio.to_thread(self.scheduler.close, timeout)
+            self._pool.shutdown(wait=True)
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client closes the connection (the body has already been read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _json_response(value: Any) -> Response:
+    return Response(dumps(value), media_type=JSON)
+

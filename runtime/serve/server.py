@@ -1,0 +1,78 @@
+"""`embedrt serve`: load an artifact and run its HTTP service under uvicorn until a signal.
+
+    embedrt serve -m artifacts/all-MiniLM-L6-v2          # http://127.0.0.1:8080
+
+uvicorn with httptools and uvloop (the `serve` extra's uvicorn[standard]) in one process: one
+ONNX Runtime session and one inference worker, which the event loop feeds (app.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+from pathlib import Path
+
+from ..errors import ConfigError, missing_extra
+from .config import ServerConfig
+
+log = logging.getLogger("embedrt.server")
+
+
+def serve(artifact: str | Path, config: ServerConfig, device: str = "auto", precision: str = "auto",
+          threads: int | None = None, spinning: bool = False, streams: int | None = None) -> int:
+    """Load the artifact and serve it until SIGTERM or SIGINT; returns the exit status.
+
+    On a signal, uvicorn stops accepting connections, finishes every request it has accepted
+    (the scheduler keeps running until then), and only then runs the app's shutdown.
+    """
+    try:
+        import uvicorn
+    except ImportError:
+        raise missing_extra("uvicorn", "serve") from None
+    from ..encoder import Encoder
+    from .app import EmbeddingService  # names the missing extra (starlette, orjson, ...) if any
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # spinning off by default: ONNX Runtime's idle threads would spin on the cores the event
+    # loop needs, and on a machine the server shares that costs more than it gains
+    # (bench/results/serve_load.md measures both).
+    encoder = Encoder.load(artifact, device, precision, threads=threads, spinning=spinning,
+                           streams=streams, batch_tokens=config.batching.max_batch_tokens)
+    encoder.runner.start()  # now, so that no request pays for the streams' session
+    service = EmbeddingService(encoder, config)
+    sock = _bind(config.host, config.port)
+    host, port = sock.getsockname()[:2]
+    if config.api_key is None and not _loopback(config.host):
+        log.warning("serving on %s without --api-key-file: anyone who can reach it can use it", host)
+    log.info("model %s (%s, %s) on %s", service.model, encoder.info.device, encoder.info.precision,
+             ", ".join(encoder.info.active_providers))
+    shown = f"[{host}]" if ":" in host else host
+    print(f"embedrt serve: listening on http://{shown}:{port}", flush=True)
+    server = uvicorn.Server(uvicorn.Config(
+        service.app, lifespan="on", access_log=config.access_log, log_level="info",
+        timeout_graceful_shutdown=config.graceful_timeout_s,
+    ))
+    # uvicorn re-raises the signal that stopped it once it is done; with the default SIGTERM
+    # action that would kill the process after a clean drain and report failure. Ours asks for
+    # the same graceful exit, which also covers a signal arriving before uvicorn's own handlers.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
+    server.run(sockets=[sock])
+    return 0 if server.started else 1
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    return sock
+
+
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")

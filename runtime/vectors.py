@@ -1,0 +1,24 @@
+"""What is done with embeddings after the model: L2 normalization and cosine similarity.
+
+Pure numpy. The graph usually normalizes already; these are for callers that ask for it (TEI's
+"normalize") and for comparing vectors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Below this norm a vector counts as zero: dividing by it would only amplify noise (an empty
+# text on some models), so it stays zero instead, as sentence-transformers' Normalize does.
+EPS = 1e-12
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (float32 [n, dim]; 1-D input counts as one row)."""
+    v = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), EPS)
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity matrix [len(a), len(b)] (1-D inputs count as one row)."""
+    return l2_normalize(a) @ l2_normalize(b).T
