@@ -9,7 +9,7 @@ ST_MODEL = "$$($(PY) -c 'from embedrt.export.source import resolve_source; print
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := true
 
-.PHONY: install run test test-lean bench bench-footprint serve bench-serve bench-embed bench-peers-venv bench-gpu-dry-run bench-ray clean
+.PHONY: install run test lint test-lean bench bench-footprint serve bench-serve bench-embed bench-peers-venv bench-gpu-dry-run bench-ray clean
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,12 @@ run: install
 test: install
 	$(PY) -m pytest -q
 	$(MAKE) test-lean
+
+# ruff (lint + format check) on everything, mypy on the runtime (its seams are typed).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 $(ARTIFACT)/embedrt.json: $(VENV)/.installed
 	$(VENV)/bin/embedrt export all-MiniLM-L6-v2 $(ARTIFACT)

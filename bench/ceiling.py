@@ -36,8 +36,13 @@ def matmul_ceiling(dtype: str, tokens: int = 4096, threads: int = 2, runs: int =
         node = helper.make_node("MatMulInteger", ["x", "w"], ["y"])
         x_type, y_type = TensorProto.UINT8, TensorProto.INT32
         x = rng.integers(0, 255, (tokens, HIDDEN)).astype(np.uint8)
-    graph = helper.make_graph([node], "mm", [helper.make_tensor_value_info("x", x_type, [tokens, HIDDEN])],
-                              [helper.make_tensor_value_info("y", y_type, [tokens, FFN])], [w])
+    graph = helper.make_graph(
+        [node],
+        "mm",
+        [helper.make_tensor_value_info("x", x_type, [tokens, HIDDEN])],
+        [helper.make_tensor_value_info("y", y_type, [tokens, FFN])],
+        [w],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     so = ort.SessionOptions()
@@ -72,19 +77,33 @@ def main() -> None:
             continue
         achieved = r["tokens_per_s"] * per_token
         ceiling = int8 if "int8" in name else fp32
-        rows[name] = {"tokens_per_s": r["tokens_per_s"], "achieved_gflops": round(achieved / 1e9, 1),
-                      "ceiling_gflops": round(ceiling / 1e9, 1),
-                      "fraction_of_ceiling": round(achieved / ceiling, 3)}
-    result = {"mean_tokens": round(mean_len, 1), "mflop_per_token": round(per_token / 1e6, 2),
-              "fp32_matmul_gflops": round(fp32 / 1e9, 1), "int8_matmul_gops": round(int8 / 1e9, 1),
-              "results": rows}
+        rows[name] = {
+            "tokens_per_s": r["tokens_per_s"],
+            "achieved_gflops": round(achieved / 1e9, 1),
+            "ceiling_gflops": round(ceiling / 1e9, 1),
+            "fraction_of_ceiling": round(achieved / ceiling, 3),
+        }
+    result = {
+        "mean_tokens": round(mean_len, 1),
+        "mflop_per_token": round(per_token / 1e6, 2),
+        "fp32_matmul_gflops": round(fp32 / 1e9, 1),
+        "int8_matmul_gops": round(int8 / 1e9, 1),
+        "results": rows,
+    }
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"MiniLM: {result['mflop_per_token']} MFLOP per token at the corpus' mean "
-             f"{result['mean_tokens']} tokens; ONNX Runtime matmul ceiling on 2 threads: "
-             f"fp32 {result['fp32_matmul_gflops']} GFLOP/s, int8 {result['int8_matmul_gops']} GOP/s", "",
-             "| candidate | tokens/s | achieved GFLOP/s | ceiling | fraction |", "|---|---|---|---|---|"]
-    lines += [f"| {k} | {v['tokens_per_s']} | {v['achieved_gflops']} | {v['ceiling_gflops']} | "
-              f"{v['fraction_of_ceiling']:.1%} |" for k, v in rows.items()]
+    lines = [
+        f"MiniLM: {result['mflop_per_token']} MFLOP per token at the corpus' mean "
+        f"{result['mean_tokens']} tokens; ONNX Runtime matmul ceiling on 2 threads: "
+        f"fp32 {result['fp32_matmul_gflops']} GFLOP/s, int8 {result['int8_matmul_gops']} GOP/s",
+        "",
+        "| candidate | tokens/s | achieved GFLOP/s | ceiling | fraction |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {k} | {v['tokens_per_s']} | {v['achieved_gflops']} | {v['ceiling_gflops']} | "
+        f"{v['fraction_of_ceiling']:.1%} |"
+        for k, v in rows.items()
+    ]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     try:
@@ -97,11 +116,16 @@ def main() -> None:
     names = list(run["results"])
     values = [run["results"][n].get("texts_per_s", 0) for n in names]
     fig, ax = plt.subplots(figsize=(8, 4))
-    ax.barh(names[::-1], values[::-1], color=["#3b7dd8" if n.startswith("embedrt") else "#999999"
-                                               for n in names[::-1]])
+    ax.barh(
+        names[::-1],
+        values[::-1],
+        color=["#3b7dd8" if n.startswith("embedrt") else "#999999" for n in names[::-1]],
+    )
     ax.set_xlabel("texts/s (higher is better)")
-    ax.set_title(f"{run['texts']} {run.get('corpus', 'long-tail')} texts, batch {run['batch_size']}, "
-                 f"{run['threads']} threads, spinning {run.get('spinning', 'off')}, CPU")
+    ax.set_title(
+        f"{run['texts']} {run.get('corpus', 'long-tail')} texts, batch {run['batch_size']}, "
+        f"{run['threads']} threads, spinning {run.get('spinning', 'off')}, CPU"
+    )
     fig.tight_layout()
     fig.savefig(args.throughput.with_suffix(".png"), dpi=100)  # next to the run it plots
 

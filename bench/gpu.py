@@ -52,7 +52,6 @@ from gpu_inputs import prepare  # noqa: E402
 from gpu_report import checks, table  # noqa: E402, F401 - tests/runtime/test_gpu_dry_run.py: gpu.checks, gpu.table
 from gpu_run import Run  # noqa: E402
 
-
 # ---------------------------------------------------------------- entry points
 
 
@@ -66,53 +65,92 @@ def first_embedding(args: argparse.Namespace) -> None:
     from embedrt import Encoder
 
     t1 = time.perf_counter()
-    enc = Encoder.load(args.artifact, device=args.device, variant=args.variant, cache_dir=args.cache_dir,
-                       batch_tokens=args.batch_tokens)
+    enc = Encoder.load(
+        args.artifact,
+        device=args.device,
+        variant=args.variant,
+        cache_dir=args.cache_dir,
+        batch_tokens=args.batch_tokens,
+    )
     t2 = time.perf_counter()
     enc.encode(["A man is playing a guitar."])
     t3 = time.perf_counter()
-    print(json.dumps({"import_s": round(t1 - t0, 3), "load_s": round(t2 - t1, 3),
-                      "first_embedding_s": round(t3 - t1, 3), "active_providers": list(enc.info.active_providers)}))
+    print(
+        json.dumps(
+            {
+                "import_s": round(t1 - t0, 3),
+                "load_s": round(t2 - t1, 3),
+                "first_embedding_s": round(t3 - t1, 3),
+                "active_providers": list(enc.info.active_providers),
+            }
+        )
+    )
 
 
 def add_run_options(p: argparse.ArgumentParser, gpu_defaults: bool) -> None:
     p.add_argument("--artifact", type=Path, default=ROOT / "artifacts" / "all-MiniLM-L6-v2")
-    p.add_argument("--out", default=str(ROOT / "build" / "gpu-proof"), help="results folder when $OUT is unset")
+    p.add_argument(
+        "--out", default=str(ROOT / "build" / "gpu-proof"), help="results folder when $OUT is unset"
+    )
     p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "embedrt-gpu-work"))
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32, 128, 512] if gpu_defaults else [1, 8, 32])
+    p.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=[1, 8, 32, 128, 512] if gpu_defaults else [1, 8, 32],
+    )
     p.add_argument("--latency-n", type=int, default=500 if gpu_defaults else 8)
     p.add_argument("--repeats", type=int, default=3 if gpu_defaults else 1)
     p.add_argument("--min-seconds", type=float, default=1.0 if gpu_defaults else 0.0)
-    p.add_argument("--min-texts", type=int, default=256 if gpu_defaults else 8, help="texts per sweep point, at least")
-    p.add_argument("--batch-tokens", type=int, default=16384, help="Encoder.load's padded-token budget")
+    p.add_argument(
+        "--min-texts",
+        type=int,
+        default=256 if gpu_defaults else 8,
+        help="texts per sweep point, at least",
+    )
+    p.add_argument(
+        "--batch-tokens", type=int, default=16384, help="Encoder.load's padded-token budget"
+    )
     p.add_argument("--threads", type=int, default=None if gpu_defaults else 2)
-    p.add_argument("--trt-timeout", type=int, default=240, help="seconds per TensorRT process (engine build)")
+    p.add_argument(
+        "--trt-timeout", type=int, default=240, help="seconds per TensorRT process (engine build)"
+    )
     p.add_argument("--skip-trt", action="store_true")
     p.add_argument("--skip-torch", action="store_true")
     p.add_argument("--dry-texts", type=int, default=24, help="dry run: texts used from the corpus")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare", help="here: corpus, CPU fp32 references, torch weights plan")
     p.add_argument("--artifact", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--st-model", type=Path)
-    p.add_argument("--corpus", type=Path, help="jsonl with a 'text' field instead of the STS-B bench corpus")
+    p.add_argument(
+        "--corpus", type=Path, help="jsonl with a 'text' field instead of the STS-B bench corpus"
+    )
     p.add_argument("--texts", type=int, default=3000)
     p.add_argument("--ref-texts", type=int, default=1000)
     p.add_argument("--threads", type=int)
     p = sub.add_parser("run", help="the proof (on the GPU; --dry-run on the CPU)")
     add_run_options(p, gpu_defaults=True)
     p.add_argument("--inputs", type=Path, required=True)
-    p.add_argument("--dry-run", action="store_true", help="device cpu instead of cuda/tensorrt, small sizes")
+    p.add_argument(
+        "--dry-run", action="store_true", help="device cpu instead of cuda/tensorrt, small sizes"
+    )
     p = sub.add_parser("dry-run", help="prepare small inputs, then run --dry-run, on the CPU")
     add_run_options(p, gpu_defaults=False)
     p.add_argument("--st-model", type=Path)
     p.add_argument("--corpus", type=Path)
-    p.add_argument("--inputs", type=Path, help="use prepared inputs (e.g. .gpu/payload/inputs) instead")
-    p = sub.add_parser("first-embedding", help="internal: one fresh process for the TensorRT cache check")
+    p.add_argument(
+        "--inputs", type=Path, help="use prepared inputs (e.g. .gpu/payload/inputs) instead"
+    )
+    p = sub.add_parser(
+        "first-embedding", help="internal: one fresh process for the TensorRT cache check"
+    )
     for flag in ("--artifact", "--device", "--variant", "--cache-dir"):
         p.add_argument(flag, required=True)
     p.add_argument("--batch-tokens", type=int, default=16384)
@@ -120,8 +158,15 @@ def main() -> None:
     args = ap.parse_args()
 
     if args.cmd == "prepare":
-        prepare(args.artifact, args.out, st_model=args.st_model, corpus=args.corpus, texts=args.texts,
-                ref_texts=args.ref_texts, threads=args.threads)
+        prepare(
+            args.artifact,
+            args.out,
+            st_model=args.st_model,
+            corpus=args.corpus,
+            texts=args.texts,
+            ref_texts=args.ref_texts,
+            threads=args.threads,
+        )
     elif args.cmd == "first-embedding":
         first_embedding(args)
     else:
@@ -130,8 +175,15 @@ def main() -> None:
             if args.inputs is None:
                 args.inputs = Path(args.work) / "inputs"
                 shutil.rmtree(args.inputs, ignore_errors=True)
-                prepare(args.artifact, args.inputs, st_model=args.st_model, corpus=args.corpus,
-                        texts=args.dry_texts, ref_texts=args.dry_texts // 2, threads=args.threads)
+                prepare(
+                    args.artifact,
+                    args.inputs,
+                    st_model=args.st_model,
+                    corpus=args.corpus,
+                    texts=args.dry_texts,
+                    ref_texts=args.dry_texts // 2,
+                    threads=args.threads,
+                )
         sys.exit(Run(args).main())
 
 

@@ -21,7 +21,13 @@ from typing import Any
 
 import numpy as np
 
-CUDA_LIBS = ("libcublasLt.so.{M}", "libcublas.so.{M}", "libcudart.so.{M}", "libcurand.so.10", "libcudnn.so.9")
+CUDA_LIBS = (
+    "libcublasLt.so.{M}",
+    "libcublas.so.{M}",
+    "libcudart.so.{M}",
+    "libcurand.so.10",
+    "libcudnn.so.9",
+)
 TRT_LIBS = ("libnvinfer.so.10", "libnvinfer_plugin.so.10", "libnvonnxparser.so.10")
 
 
@@ -102,14 +108,19 @@ def load_tensorrt(available: list[str]) -> tuple[bool, str]:
             return True, f"TensorRT libraries loaded from {folder or 'the default search path'}"
         except OSError as e:
             errors.append(str(e))
-    return False, ("TensorrtExecutionProvider is listed (it is compiled in) but the TensorRT 10 libraries "
-                   f"do not load: {errors[-1]}. Install tensorrt-cu13-libs 10.x (the 'tensorrt' extra).")
+    return False, (
+        "TensorrtExecutionProvider is listed (it is compiled in) but the TensorRT 10 libraries "
+        f"do not load: {errors[-1]}. Install tensorrt-cu13-libs 10.x (the 'tensorrt' extra)."
+    )
 
 
 def environment(ort: Any, gpu: bool) -> dict[str, Any]:
     env: dict[str, Any] = {
-        "python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__,
-        "onnxruntime": ort.__version__, "onnxruntime_file": ort.__file__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "onnxruntime": ort.__version__,
+        "onnxruntime_file": ort.__file__,
         "onnxruntime_package": getattr(_ort_package(ort), "package_name", "onnxruntime"),
         "onnxruntime_cuda_version": getattr(_ort_package(ort), "cuda_version", None),
         "available_providers": list(ort.get_available_providers()),
@@ -122,14 +133,20 @@ def environment(ort: Any, gpu: bool) -> dict[str, Any]:
         env[pkg] = _version(pkg) if spec else None
     if shutil.which("nvidia-smi"):
         q = "name,driver_version,memory.total,clocks.max.sm,compute_cap"
-        r = subprocess.run(["nvidia-smi", f"--query-gpu={q}", "--format=csv,noheader"],
-                           capture_output=True, text=True, timeout=30)
+        r = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={q}", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         env["gpu"] = r.stdout.strip() or r.stderr.strip()
     elif gpu:
         env["gpu"] = "nvidia-smi not found"
     if shutil.which("ldconfig"):
         r = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, timeout=30)
-        env["ldconfig_nvinfer"] = [ln.strip() for ln in r.stdout.splitlines() if "nvinfer" in ln][:5]
+        env["ldconfig_nvinfer"] = [ln.strip() for ln in r.stdout.splitlines() if "nvinfer" in ln][
+            :5
+        ]
     return env
 
 

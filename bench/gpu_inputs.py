@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from corpus import read_corpus, write_corpus
 from gpu_env import _ort, log
-
 
 # ---------------------------------------------------------------- the torch baseline's weights
 
@@ -41,21 +39,34 @@ def weights_from_onnx(onnx_path: Path) -> dict[str, np.ndarray]:
     graph = onnx.load(str(onnx_path)).graph
     inits = {t.name: t for t in graph.initializer}
     prefix = "transformer."
-    out = {n[len(prefix):]: numpy_helper.to_array(t) for n, t in inits.items() if n.startswith(prefix)}
+    out = {
+        n[len(prefix) :]: numpy_helper.to_array(t) for n, t in inits.items() if n.startswith(prefix)
+    }
     consumers: dict[str, list[Any]] = {}
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     for node in graph.node:
-        if node.op_type != "MatMul" or node.input[1] not in inits or node.input[1].startswith(prefix):
+        if (
+            node.op_type != "MatMul"
+            or node.input[1] not in inits
+            or node.input[1].startswith(prefix)
+        ):
             continue
-        biases = [i for c in consumers.get(node.output[0], []) if c.op_type == "Add"
-                  for i in c.input if i.startswith(prefix) and i.endswith(".bias")]
+        biases = [
+            i
+            for c in consumers.get(node.output[0], [])
+            if c.op_type == "Add"
+            for i in c.input
+            if i.startswith(prefix) and i.endswith(".bias")
+        ]
         if len(biases) != 1:
-            raise ValueError(f"MatMul {node.name!r}: expected one bias Add after it, found {biases}")
+            raise ValueError(
+                f"MatMul {node.name!r}: expected one bias Add after it, found {biases}"
+            )
         weight = numpy_helper.to_array(inits[node.input[1]]).T
         # contiguous: safetensors writes an array's buffer as is, and .T is a column-major view
-        out[biases[0][len(prefix):-len(".bias")] + ".weight"] = np.ascontiguousarray(weight)
+        out[biases[0][len(prefix) : -len(".bias")] + ".weight"] = np.ascontiguousarray(weight)
     return out
 
 
@@ -67,9 +78,20 @@ def stage_st_model(st_model: Path, onnx_path: Path, out: Path) -> dict[str, Any]
 
     weights = st_model / "model.safetensors"
     if not weights.is_file():
-        raise SystemExit(f"{st_model} has no model.safetensors (the rebuild reads safetensors only)")
-    skip = shutil.ignore_patterns("*.safetensors", "*.bin", "*.pt", "*.h5", "*.msgpack", "onnx", "openvino",
-                                  "README.md", ".gitattributes")
+        raise SystemExit(
+            f"{st_model} has no model.safetensors (the rebuild reads safetensors only)"
+        )
+    skip = shutil.ignore_patterns(
+        "*.safetensors",
+        "*.bin",
+        "*.pt",
+        "*.h5",
+        "*.msgpack",
+        "onnx",
+        "openvino",
+        "README.md",
+        ".gitattributes",
+    )
     shutil.copytree(st_model, out / "st", ignore=skip, dirs_exist_ok=True)
     original = load_file(str(weights))
     derived = weights_from_onnx(onnx_path)
@@ -78,8 +100,9 @@ def stage_st_model(st_model: Path, onnx_path: Path, out: Path) -> dict[str, Any]
         raise SystemExit(f"graph tensors not in {weights}: {extra[:5]}")
     rest = {k: v for k, v in original.items() if k not in derived}
     save_file(rest, str(out / "st_rest.safetensors"))
-    (out / "st_tensors.json").write_text(json.dumps(
-        {k: tensor_sha256(v) for k, v in sorted(original.items())}, indent=0))
+    (out / "st_tensors.json").write_text(
+        json.dumps({k: tensor_sha256(v) for k, v in sorted(original.items())}, indent=0)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         rebuild_st_model(out, onnx_path, Path(tmp) / "st")
     return {"tensors": len(original), "from_graph": len(derived), "carried": sorted(rest)}
@@ -95,7 +118,9 @@ def rebuild_st_model(inputs: Path, onnx_path: Path, dest: Path) -> Path:
     got = {k: tensor_sha256(v) for k, v in tensors.items()}
     if got != expected:
         bad = sorted(k for k in set(got) | set(expected) if got.get(k) != expected.get(k))
-        raise SystemExit(f"rebuilt torch weights differ from the original in {len(bad)} tensors: {bad[:5]}")
+        raise SystemExit(
+            f"rebuilt torch weights differ from the original in {len(bad)} tensors: {bad[:5]}"
+        )
     save_file(tensors, str(dest / "model.safetensors"), metadata={"format": "pt"})
     return dest
 
@@ -104,13 +129,28 @@ def rebuild_st_model(inputs: Path, onnx_path: Path, dest: Path) -> Path:
 
 
 def fallback_sentences() -> list[str]:
-    return ["A man is playing a guitar.", "Someone plays an instrument.", "The cat sits on the mat.",
-            "Stocks fell sharply on Monday after the announcement.", "A woman is slicing an onion.",
-            "The quick brown fox jumps over the lazy dog. " * 30, "", "Ünïcödé text, emoji 🙂 and CJK 漢字."]
+    return [
+        "A man is playing a guitar.",
+        "Someone plays an instrument.",
+        "The cat sits on the mat.",
+        "Stocks fell sharply on Monday after the announcement.",
+        "A woman is slicing an onion.",
+        "The quick brown fox jumps over the lazy dog. " * 30,
+        "",
+        "Ünïcödé text, emoji 🙂 and CJK 漢字.",
+    ]
 
 
-def prepare(artifact: Path, out: Path, *, st_model: Path | None, corpus: Path | None, texts: int,
-            ref_texts: int, threads: int | None) -> None:
+def prepare(
+    artifact: Path,
+    out: Path,
+    *,
+    st_model: Path | None,
+    corpus: Path | None,
+    texts: int,
+    ref_texts: int,
+    threads: int | None,
+) -> None:
     from embedrt import Encoder, load_manifest
 
     out.mkdir(parents=True, exist_ok=True)
@@ -130,11 +170,20 @@ def prepare(artifact: Path, out: Path, *, st_model: Path | None, corpus: Path | 
     enc = Encoder.load(artifact, device="cpu", variant="fp32", threads=threads)
     np.save(out / "reference.npy", enc.encode(ref_list, batch_size=32))
     variant = load_manifest(artifact).variant("fp32")
-    meta = {"artifact_variant": "fp32", "file": variant.file, "sha256": variant.sha256,
-            "texts": len(ref_list), "batch_size": 32, "device": "cpu",
-            "onnxruntime": _ort().__version__, "seconds": round(time.perf_counter() - t, 2)}
+    meta = {
+        "artifact_variant": "fp32",
+        "file": variant.file,
+        "sha256": variant.sha256,
+        "texts": len(ref_list),
+        "batch_size": 32,
+        "device": "cpu",
+        "onnxruntime": _ort().__version__,
+        "seconds": round(time.perf_counter() - t, 2),
+    }
     if st_model:
         meta["torch_weights"] = stage_st_model(st_model, artifact / variant.file, out)
     (out / "reference.json").write_text(json.dumps(meta, indent=1))
-    log(f"prepared {out}: {len(corpus_texts)} texts, {len(ref_list)} CPU fp32 references"
-        + (f", torch weights rebuilt bit-exact from {variant.file}" if st_model else ""))
+    log(
+        f"prepared {out}: {len(corpus_texts)} texts, {len(ref_list)} CPU fp32 references"
+        + (f", torch weights rebuilt bit-exact from {variant.file}" if st_model else "")
+    )

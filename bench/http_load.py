@@ -39,12 +39,17 @@ def answer_vector(route: str, body: bytes) -> np.ndarray:
     return np.frombuffer(base64.b64decode(json.loads(body)["data"][0]["embedding"]), "<f4")
 
 
-async def load(url: str, texts: list[str], clients: int, limit_s: float, route: str = "openai") -> dict:
+async def load(
+    url: str, texts: list[str], clients: int, limit_s: float, route: str = "openai"
+) -> dict:
     """Send each text once as its own request from `clients` keep-alive connections."""
     host, port = url.removeprefix("http://").split(":")
     path, make_body = ROUTES[route]
     bodies = [json.dumps(make_body(t)).encode() for t in texts]
-    head = b"POST %s HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: " % path.encode()
+    head = (
+        b"POST %s HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: "
+        % path.encode()
+    )
     results: list[tuple[int, int, float, bytes]] = []
     queue = iter(range(len(texts)))
     deadline = time.perf_counter() + limit_s
@@ -68,7 +73,11 @@ async def load(url: str, texts: list[str], clients: int, limit_s: float, route: 
 
     cpu0, start = time.process_time(), time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
-    return {"results": results, "wall_s": time.perf_counter() - start, "client_cpu_s": time.process_time() - cpu0}
+    return {
+        "results": results,
+        "wall_s": time.perf_counter() - start,
+        "client_cpu_s": time.process_time() - cpu0,
+    }
 
 
 def arun(coro):

@@ -38,7 +38,11 @@ GEOMETRY = Geometry(layers=6, heads=12, hidden=384)  # all-MiniLM-L6-v2
 
 def build_candidates(artifact: Path, work: Path, calib_rows: list[list[int]]) -> dict[str, Path]:
     from onnxruntime.quantization import (
-        CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_dynamic,
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
         quantize_static,
     )
 
@@ -49,9 +53,14 @@ def build_candidates(artifact: Path, work: Path, calib_rows: list[list[int]]) ->
     for pc, rr in ((False, False), (True, False), (True, True)):
         name = f"dynamic per_channel={int(pc)} reduce_range={int(rr)}"
         files[name] = work / f"dyn_{int(pc)}{int(rr)}.onnx"
-        quantize_dynamic(no_eln, files[name], per_channel=pc, reduce_range=rr,
-                         weight_type=QuantType.QInt8,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        quantize_dynamic(
+            no_eln,
+            files[name],
+            per_channel=pc,
+            reduce_range=rr,
+            weight_type=QuantType.QInt8,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -69,16 +78,28 @@ def build_candidates(artifact: Path, work: Path, calib_rows: list[list[int]]) ->
     ffn_out = [n for n in linear if "/output/dense" in n and "attention" not in n]
     name = "static minmax, FFN output in fp32"
     files[name] = work / "static_no_ffn_out.onnx"
-    quantize_static(plain, files[name], Reader(), quant_format=QuantFormat.QOperator,
-                    per_channel=True, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8, nodes_to_quantize=[n for n in linear if n not in ffn_out],
-                    calibrate_method=CalibrationMethod.MinMax)
+    quantize_static(
+        plain,
+        files[name],
+        Reader(),
+        quant_format=QuantFormat.QOperator,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_quantize=[n for n in linear if n not in ffn_out],
+        calibrate_method=CalibrationMethod.MinMax,
+    )
     from onnxruntime.quantization.matmul_nbits_quantizer import (
-        DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer,
+        DefaultWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
     )
 
-    nbits = MatMulNBitsQuantizer(onnx.load(str(plain)), algo_config=DefaultWeightOnlyQuantConfig(
-        block_size=32, is_symmetric=True, accuracy_level=4, bits=8))  # int8 compute, per-row blocks
+    nbits = MatMulNBitsQuantizer(
+        onnx.load(str(plain)),
+        algo_config=DefaultWeightOnlyQuantConfig(
+            block_size=32, is_symmetric=True, accuracy_level=4, bits=8
+        ),
+    )  # int8 compute, per-row blocks
     nbits.process()
     files["MatMulNBits 8-bit, block 32"] = work / "nbits.onnx"
     nbits.model.save_model_to_file(str(files["MatMulNBits 8-bit, block 32"]))
@@ -111,15 +132,21 @@ def main() -> None:
         out = np.empty((len(rows), 384), np.float32)
         for idx in plan:
             ids, mask = pad_rows([rows[i] for i in idx], int(lengths[idx].max()), 0)
-            out[idx] = sess.run(["sentence_embedding"], {"input_ids": ids, "attention_mask": mask})[0]
+            out[idx] = sess.run(["sentence_embedding"], {"input_ids": ids, "attention_mask": mask})[
+                0
+            ]
         return out
 
     with tempfile.TemporaryDirectory() as tmp:
         files = build_candidates(args.artifact, Path(tmp), calib)
         sessions = {}
         for name, path in files.items():
-            so, extra = ort_session_options(SessionOptions(args.threads, args.spinning == "on"), "cpu")
-            sessions[name] = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"], **extra)
+            so, extra = ort_session_options(
+                SessionOptions(args.threads, args.spinning == "on"), "cpu"
+            )
+            sessions[name] = ort.InferenceSession(
+                str(path), so, providers=["CPUExecutionProvider"], **extra
+            )
         best = {name: 0.0 for name in files}
         outputs = {}
         for _ in range(args.rounds):
@@ -146,17 +173,35 @@ def main() -> None:
                 "min_cosine_vs_fp32": round(float(cos(out, ref).min()), 5),
                 "mean_cosine_vs_fp32": round(float(cos(out, ref).mean()), 6),
                 "batch_invariance_min_cosine": round(float(cos(alone, out[sub]).min()), 7),
-                "stsb_dev_spearman": round(float(spearmanr(cos(out[a_idx], out[b_idx]), dev.scores).statistic), 4),
+                "stsb_dev_spearman": round(
+                    float(spearmanr(cos(out[a_idx], out[b_idx]), dev.scores).statistic), 4
+                ),
             }
     dyn = max(v["texts_per_s"] for k, v in results.items() if k.startswith("dynamic"))
     for v in results.values():
         v["speed_vs_fastest_dynamic"] = round(v["texts_per_s"] / dyn, 2)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(
-        {"texts": len(rows), "batch_size": 32, "threads": args.threads, "rounds": args.rounds,
-         "results": results}, indent=2) + "\n")
-    cols = ["texts_per_s", "speed_vs_fp32", "speed_vs_fastest_dynamic", "min_cosine_vs_fp32",
-            "batch_invariance_min_cosine", "stsb_dev_spearman"]
+    args.out.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "texts": len(rows),
+                "batch_size": 32,
+                "threads": args.threads,
+                "rounds": args.rounds,
+                "results": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    cols = [
+        "texts_per_s",
+        "speed_vs_fp32",
+        "speed_vs_fastest_dynamic",
+        "min_cosine_vs_fp32",
+        "batch_invariance_min_cosine",
+        "stsb_dev_spearman",
+    ]
     lines = ["| scheme | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     lines += [f"| {k} | " + " | ".join(str(v[c]) for c in cols) + " |" for k, v in results.items()]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")

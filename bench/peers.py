@@ -44,8 +44,13 @@ INT8_FILE = "model_qint8_avx512_vnni.onnx"
 # fastembed's registry name only: its files come from a local folder, never from a hub.
 FASTEMBED_NAME = "embedrt-bench/peer-fastembed"
 # Tokenizer files fastembed reads (tokenizer.json and tokenizer_config.json required).
-FASTEMBED_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "config.json", "vocab.txt")
+FASTEMBED_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "config.json",
+    "vocab.txt",
+)
 
 
 def cache_root() -> Path:
@@ -80,8 +85,10 @@ def prepared_dir(st_model: str | Path) -> Path:
     if entry["stamp"] != _stamp(_weights(src)):
         raise FileNotFoundError(f"peers' copy of {src} is stale (its weights changed); {hint}")
     out = cache_root() / entry["dir"]
-    if not all((out / f).is_file() for f in ("st/onnx/model.onnx", f"st/onnx/{INT8_FILE}",
-                                              "fastembed/onnx/model.onnx")):
+    if not all(
+        (out / f).is_file()
+        for f in ("st/onnx/model.onnx", f"st/onnx/{INT8_FILE}", "fastembed/onnx/model.onnx")
+    ):
         raise FileNotFoundError(f"{out} lacks its ONNX files; {hint}")
     return out
 
@@ -160,11 +167,16 @@ def _layout_fastembed(folder: Path, fe: Path) -> None:
 def _ort_provider(device: str) -> str:
     import onnxruntime as ort
 
-    want = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
-            "tensorrt": "TensorrtExecutionProvider"}.get(device)
+    want = {
+        "cpu": "CPUExecutionProvider",
+        "cuda": "CUDAExecutionProvider",
+        "tensorrt": "TensorrtExecutionProvider",
+    }.get(device)
     if want is None or want not in ort.get_available_providers():
-        raise ValueError(f"device {device!r} not available to the peers; ONNX Runtime offers "
-                         f"{ort.get_available_providers()}")
+        raise ValueError(
+            f"device {device!r} not available to the peers; ONNX Runtime offers "
+            f"{ort.get_available_providers()}"
+        )
     return want
 
 
@@ -179,16 +191,26 @@ def _st_onnx(file_name: str) -> Callable[[argparse.Namespace], EncodeFn]:
         so = ort.SessionOptions()
         so.intra_op_num_threads = args.threads
         so.inter_op_num_threads = 1
-        so.add_session_config_entry("session.intra_op.allow_spinning",
-                                    "1" if getattr(args, "spinning", "on") == "on" else "0")
+        so.add_session_config_entry(
+            "session.intra_op.allow_spinning",
+            "1" if getattr(args, "spinning", "on") == "on" else "0",
+        )
         model = SentenceTransformer(
-            str(folder), backend="onnx", device="cpu",
-            model_kwargs={"file_name": f"onnx/{file_name}", "provider": _ort_provider(args.device),
-                          "session_options": so, "export": False})
+            str(folder),
+            backend="onnx",
+            device="cpu",
+            model_kwargs={
+                "file_name": f"onnx/{file_name}",
+                "provider": _ort_provider(args.device),
+                "session_options": so,
+                "export": False,
+            },
+        )
 
         def encode(texts: list[str], batch_size: int) -> np.ndarray:
-            return model.encode(texts, batch_size=batch_size, convert_to_numpy=True,
-                                show_progress_bar=False).astype(np.float32, copy=False)
+            return model.encode(
+                texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False
+            ).astype(np.float32, copy=False)
 
         return encode
 
@@ -202,11 +224,20 @@ def fastembed_peer(args: argparse.Namespace) -> EncodeFn:
     folder = prepared_dir(args.st_model) / "fastembed"
     if FASTEMBED_NAME not in {m["model"] for m in TextEmbedding.list_supported_models()}:
         TextEmbedding.add_custom_model(
-            model=FASTEMBED_NAME, pooling=PoolingType.MEAN, normalization=True,
+            model=FASTEMBED_NAME,
+            pooling=PoolingType.MEAN,
+            normalization=True,
             sources=ModelSource(hf=FASTEMBED_NAME),  # never fetched: specific_model_path wins
-            dim=384, model_file="onnx/model.onnx")
-    model = TextEmbedding(FASTEMBED_NAME, threads=args.threads, specific_model_path=str(folder),
-                          local_files_only=True, providers=[_ort_provider(args.device)])
+            dim=384,
+            model_file="onnx/model.onnx",
+        )
+    model = TextEmbedding(
+        FASTEMBED_NAME,
+        threads=args.threads,
+        specific_model_path=str(folder),
+        local_files_only=True,
+        providers=[_ort_provider(args.device)],
+    )
 
     def encode(texts: list[str], batch_size: int) -> np.ndarray:
         vecs = list(model.embed(texts, batch_size=batch_size))

@@ -23,12 +23,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from peers import PEERS  # noqa: E402
 
-LONG = " ".join([
-    "The committee met on Tuesday to review the budget proposal for the next fiscal year.",
-    "Several members raised concerns about the cost of the new transit line.",
-    "A man is playing a guitar on a street corner while people walk past.",
-    "The central bank left interest rates unchanged, citing uncertain inflation data.",
-] * 8)  # ~450 tokens: past max_seq_length (256), so truncation must agree too
+LONG = " ".join(
+    [
+        "The committee met on Tuesday to review the budget proposal for the next fiscal year.",
+        "Several members raised concerns about the cost of the new transit line.",
+        "A man is playing a guitar on a street corner while people walk past.",
+        "The central bank left interest rates unchanged, citing uncertain inflation data.",
+    ]
+    * 8
+)  # ~450 tokens: past max_seq_length (256), so truncation must agree too
 
 TEXTS = [
     "A man is playing a guitar.",
@@ -57,8 +60,9 @@ def reference(ref_python: str, artifact: str, texts: list[str], threads: int) ->
     with tempfile.TemporaryDirectory() as tmp:
         src, out = Path(tmp) / "texts.json", Path(tmp) / "ref.npy"
         src.write_text(json.dumps(texts))
-        subprocess.run([ref_python, "-c", REF_CODE, artifact, str(src), str(out), str(threads)],
-                       check=True)
+        subprocess.run(
+            [ref_python, "-c", REF_CODE, artifact, str(src), str(out), str(threads)], check=True
+        )
         return np.load(out)
 
 
@@ -74,8 +78,10 @@ def main() -> None:
     args = ap.parse_args()
 
     ref = reference(args.ref_python, args.artifact, TEXTS, args.threads)
-    print(f"embedrt fp32 reference: {ref.shape} {ref.dtype}, {len(TEXTS)} texts "
-          f"(last one {len(LONG.split())} words, past max_seq_length)")
+    print(
+        f"embedrt fp32 reference: {ref.shape} {ref.dtype}, {len(TEXTS)} texts "
+        f"(last one {len(LONG.split())} words, past max_seq_length)"
+    )
     failed = []
     for name, load in PEERS.items():
         vecs = load(args)(TEXTS, args.batch_size)
@@ -88,11 +94,13 @@ def main() -> None:
         is_fp32 = "int8" not in name
         ok_cos = bool(cos.min() >= FP32_MIN_COSINE) if is_fp32 else True
         verdict = "ok" if ok_shape and ok_norm and ok_cos else "FAIL"
-        print(f"{name:13s} {verdict:4s} shape {vecs.shape} {vecs.dtype}  norm {norms.min():.6f}-"
-              f"{norms.max():.6f}  cosine vs embedrt fp32: min {cos.min():.7f}"
-              f" mean {cos.mean():.7f}"
-              f"  (long text {cos[-1]:.7f}){'' if is_fp32 else ' [int8: reported, no bar]'}"
-              f"  alone-vs-batched {alone_cos:.7f}")
+        print(
+            f"{name:13s} {verdict:4s} shape {vecs.shape} {vecs.dtype}  norm {norms.min():.6f}-"
+            f"{norms.max():.6f}  cosine vs embedrt fp32: min {cos.min():.7f}"
+            f" mean {cos.mean():.7f}"
+            f"  (long text {cos[-1]:.7f}){'' if is_fp32 else ' [int8: reported, no bar]'}"
+            f"  alone-vs-batched {alone_cos:.7f}"
+        )
         if verdict != "ok":
             failed.append(name)
     if failed:

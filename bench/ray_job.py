@@ -43,14 +43,37 @@ def write_input(path: Path, rows: int) -> None:
     import pyarrow.parquet as pq
 
     sentences = sts_sentences()
-    pq.write_table(pa.table({"id": [str(i) for i in range(rows)],
-                             "text": [sentences[i % len(sentences)] for i in range(rows)]}), path)
+    pq.write_table(
+        pa.table(
+            {
+                "id": [str(i) for i in range(rows)],
+                "text": [sentences[i % len(sentences)] for i in range(rows)],
+            }
+        ),
+        path,
+    )
 
 
 def run(mode: str, args: argparse.Namespace, src: Path, tmp: Path, address: str) -> dict:
     out = tmp / f"{mode}.parquet"
-    cmd = [sys.executable, "-m", "embedrt.cli", "embed", str(src), "-m", args.artifact, "-o", str(out),
-           "--id-field", "id", "--overwrite", "--progress", "none", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "embedrt.cli",
+        "embed",
+        str(src),
+        "-m",
+        args.artifact,
+        "-o",
+        str(out),
+        "--id-field",
+        "id",
+        "--overwrite",
+        "--progress",
+        "none",
+        "--device",
+        "cpu",
+    ]
     if mode != "local":
         cmd += ["--ray", "--actors", str(args.actors)]
     if mode == "ray_joined":
@@ -62,8 +85,11 @@ def run(mode: str, args: argparse.Namespace, src: Path, tmp: Path, address: str)
     if res.returncode != 0:
         sys.exit(f"{mode} failed:\n{res.stderr[-3000:]}")
     job_s = float(re.search(r"embedded [\d,]+ rows.* in ([0-9.]+) s", res.stderr).group(1))
-    print(f"  {mode:10} {wall:6.1f} s wall ({args.rows / wall:6.1f} rows/s), job {job_s:6.1f} s, "
-          f"load average {load:.1f}", flush=True)
+    print(
+        f"  {mode:10} {wall:6.1f} s wall ({args.rows / wall:6.1f} rows/s), job {job_s:6.1f} s, "
+        f"load average {load:.1f}",
+        flush=True,
+    )
     return {"wall_s": wall, "job_s": job_s, "load_avg_1min": load, "rows_per_s": args.rows / wall}
 
 
@@ -76,7 +102,9 @@ def read(path: Path) -> tuple[list, np.ndarray]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--artifact", default="artifacts/all-MiniLM-L6-v2")
     ap.add_argument("--rows", type=int, default=6000)
     ap.add_argument("--repeats", type=int, default=2)
@@ -97,8 +125,11 @@ def main() -> None:
         cluster_start_s = time.perf_counter() - t
         address = ray.get_runtime_context().gcs_address
         try:
-            print(f"{args.rows} rows, {args.repeats} alternated repeats; cluster for 'joined' "
-                  f"started in {cluster_start_s:.1f} s", flush=True)
+            print(
+                f"{args.rows} rows, {args.repeats} alternated repeats; cluster for 'joined' "
+                f"started in {cluster_start_s:.1f} s",
+                flush=True,
+            )
             for _ in range(args.repeats):
                 for mode in MODES:
                     runs[mode].append(run(mode, args, src, tmp, address))
@@ -110,14 +141,23 @@ def main() -> None:
     same_ids = ids == ray_ids
     max_abs = float(np.abs(local - remote).max())
     if not same_ids or max_abs > 1e-5:
-        sys.exit(f"Ray output differs from the local job's: ids equal {same_ids}, max abs {max_abs}")
+        sys.exit(
+            f"Ray output differs from the local job's: ids equal {same_ids}, max abs {max_abs}"
+        )
 
-    med = {m: {k: statistics.median(r[k] for r in v) for k in ("wall_s", "job_s")} for m, v in runs.items()}
+    med = {
+        m: {k: statistics.median(r[k] for r in v) for k in ("wall_s", "job_s")}
+        for m, v in runs.items()
+    }
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-                   f"1-min load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}",
-        "artifact": args.artifact, "rows": args.rows, "repeats": args.repeats, "actors": args.actors,
-        "cluster_start_s": round(cluster_start_s, 2), "ray_output_files": files,
+        f"1-min load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}",
+        "artifact": args.artifact,
+        "rows": args.rows,
+        "repeats": args.repeats,
+        "actors": args.actors,
+        "cluster_start_s": round(cluster_start_s, 2),
+        "ray_output_files": files,
         "check": {"ids_equal": same_ids, "max_abs_diff_vs_local": max_abs},
         "median": {m: {k: round(v, 2) for k, v in d.items()} for m, d in med.items()},
         "rows_per_s_wall": {m: round(args.rows / d["wall_s"], 1) for m, d in med.items()},
@@ -126,9 +166,11 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    names = {"local": "local job (`embedrt embed`, one process)",
-             "ray_new": f"`--ray --actors {args.actors}`, starting a local cluster",
-             "ray_joined": f"`--ray --actors {args.actors} --ray-address`, cluster already up"}
+    names = {
+        "local": "local job (`embedrt embed`, one process)",
+        "ray_new": f"`--ray --actors {args.actors}`, starting a local cluster",
+        "ray_joined": f"`--ray --actors {args.actors} --ray-address`, cluster already up",
+    }
     lines = [
         f"{args.rows} STS-B rows (parquet in and out), {Path(args.artifact).name}, CPU "
         f"({result['machine']}); median of {args.repeats} alternated runs, each a fresh "
@@ -138,11 +180,16 @@ def main() -> None:
         "|---|---|---|---|---|",
     ]
     for m in MODES:
-        lines.append(f"| {names[m]} | {med[m]['wall_s']:.1f} | {args.rows / med[m]['wall_s']:.1f} | "
-                     f"{med[m]['job_s']:.1f} | {med[m]['wall_s'] / med['local']['wall_s']:.2f}x |")
-    lines += ["", f"Ray output: {files} parquet files; ids equal to the local job's: {same_ids}; "
-              f"max abs difference of embeddings {max_abs:.1e}. Starting the 2-CPU cluster in this "
-              f"script took {cluster_start_s:.1f} s."]
+        lines.append(
+            f"| {names[m]} | {med[m]['wall_s']:.1f} | {args.rows / med[m]['wall_s']:.1f} | "
+            f"{med[m]['job_s']:.1f} | {med[m]['wall_s'] / med['local']['wall_s']:.2f}x |"
+        )
+    lines += [
+        "",
+        f"Ray output: {files} parquet files; ids equal to the local job's: {same_ids}; "
+        f"max abs difference of embeddings {max_abs:.1e}. Starting the 2-CPU cluster in this "
+        f"script took {cluster_start_s:.1f} s.",
+    ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

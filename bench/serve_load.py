@@ -39,7 +39,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 from fixtures.server_process import ServerProcess  # noqa: E402
 from http_load import answer_vector, arun, cpu_seconds, load  # noqa: E402
 
-
 SCHEDULED = "scheduler"  # the in-process Scheduler run's samples
 
 
@@ -70,8 +69,12 @@ def in_process(enc, texts: list[str], group: int | None = None) -> dict:
 
 def rates(n: int, wall: float, cpu: float, vectors: np.ndarray) -> dict:
     """An in-process run's figures: texts per second, CPU ms per text, how busy the CPUs were."""
-    return {"texts_per_s": n / wall, "cpu_ms_per_text": 1000 * cpu / n,
-            "cpu_busy": cpu / wall / len(os.sched_getaffinity(0)), "vectors": vectors}
+    return {
+        "texts_per_s": n / wall,
+        "cpu_ms_per_text": 1000 * cpu / n,
+        "cpu_busy": cpu / wall / len(os.sched_getaffinity(0)),
+        "vectors": vectors,
+    }
 
 
 def scheduled(enc, texts: list[str], clients: int, max_queue: int) -> dict:
@@ -87,7 +90,9 @@ def scheduled(enc, texts: list[str], clients: int, max_queue: int) -> dict:
     async def callers() -> None:
         async def caller() -> None:
             for i in todo:
-                rows[i] = (await sched.submit(functools.partial(enc.tokenize, [texts[i]])).future)[0]
+                rows[i] = (await sched.submit(functools.partial(enc.tokenize, [texts[i]])).future)[
+                    0
+                ]
 
         await asyncio.gather(*(caller() for _ in range(clients)))
 
@@ -107,11 +112,15 @@ def start_server(args, batching: bool) -> ServerProcess:
         extra += ["--threads", str(args.threads)]
     if args.streams:
         extra += ["--streams", str(args.streams)]
-    logdir = Path(tempfile.mkdtemp(prefix="serve_load_"))  # server logs, kept for a look after a failure
+    logdir = Path(
+        tempfile.mkdtemp(prefix="serve_load_")
+    )  # server logs, kept for a look after a failure
     return ServerProcess(Path(args.artifact), logdir, *extra)
 
 
-def load_server(srv: ServerProcess, args, texts: list[str], ref: np.ndarray, route: str = "openai") -> dict:
+def load_server(
+    srv: ServerProcess, args, texts: list[str], ref: np.ndarray, route: str = "openai"
+) -> dict:
     """One load run against a started server, checked and summarized from its own metrics."""
     before, cpu0 = srv.metrics(), cpu_seconds(srv.proc.pid)
     run = arun(load(srv.url, texts, args.clients, args.limit_s, route))
@@ -134,20 +143,35 @@ def load_server(srv: ServerProcess, args, texts: list[str], ref: np.ndarray, rou
     padded = delta("embedrt_tokens_total", (("kind", "padded"),))
     lat_ms = np.array(lat or [np.nan]) * 1000
     return {
-        "requests": len(run["results"]), "ok": ok, "errors": errors, "wrong_vectors": wrong,
-        "unsent": len(texts) - len(run["results"]), "wall_s": run["wall_s"],
+        "requests": len(run["results"]),
+        "ok": ok,
+        "errors": errors,
+        "wrong_vectors": wrong,
+        "unsent": len(texts) - len(run["results"]),
+        "wall_s": run["wall_s"],
         "throughput_rps": ok / run["wall_s"],
-        "p50_ms": float(np.percentile(lat_ms, 50)), "p99_ms": float(np.percentile(lat_ms, 99)),
+        "p50_ms": float(np.percentile(lat_ms, 50)),
+        "p99_ms": float(np.percentile(lat_ms, 99)),
         "mean_batch_size": delta("embedrt_batch_size_sum") / rounds if rounds else None,
-        "padding_efficiency": delta("embedrt_tokens_total", (("kind", "real"),)) / padded if padded else None,
-        "mean_queue_ms": 1000 * delta("embedrt_queue_seconds_sum") / max(delta("embedrt_queue_seconds_count"), 1),
+        "padding_efficiency": delta("embedrt_tokens_total", (("kind", "real"),)) / padded
+        if padded
+        else None,
+        "mean_queue_ms": 1000
+        * delta("embedrt_queue_seconds_sum")
+        / max(delta("embedrt_queue_seconds_count"), 1),
         "server_cpu_ms_per_request": 1000 * server_cpu / max(ok, 1),
         "client_cpu_ms_per_request": 1000 * run["client_cpu_s"] / max(ok, 1),
         # The server's own split (embedrt_cpu_seconds_total): the model's work, and the rest
         # (HTTP, JSON, queueing, delivery), which in-process encode does not have.
-        "inference_cpu_ms_per_request": 1000 * delta("embedrt_cpu_seconds_total", (("work", "inference"),)) / max(ok, 1),
-        "tokenize_cpu_ms_per_request": 1000 * delta("embedrt_cpu_seconds_total", (("work", "tokenization"),)) / max(ok, 1),
-        "cpu_busy": (server_cpu + run["client_cpu_s"]) / run["wall_s"] / len(os.sched_getaffinity(0)),
+        "inference_cpu_ms_per_request": 1000
+        * delta("embedrt_cpu_seconds_total", (("work", "inference"),))
+        / max(ok, 1),
+        "tokenize_cpu_ms_per_request": 1000
+        * delta("embedrt_cpu_seconds_total", (("work", "tokenization"),))
+        / max(ok, 1),
+        "cpu_busy": (server_cpu + run["client_cpu_s"])
+        / run["wall_s"]
+        / len(os.sched_getaffinity(0)),
         # Runs alone on all threads: their ONNX Runtime pool thread's CPU is not in the
         # inference figure above, so it lands in the rest.
         "runs_on_all_threads": runs_on["all"] / max(runs_on["all"] + runs_on["one"], 1),
@@ -157,8 +181,11 @@ def load_server(srv: ServerProcess, args, texts: list[str], ref: np.ndarray, rou
 def rest_ms(server: dict) -> float:
     """The server's CPU per request besides inference and tokenization: HTTP, JSON, queueing,
     delivery (and the pool-thread CPU of runs alone on all threads)."""
-    return (server["server_cpu_ms_per_request"] - server["inference_cpu_ms_per_request"]
-            - server["tokenize_cpu_ms_per_request"])
+    return (
+        server["server_cpu_ms_per_request"]
+        - server["inference_cpu_ms_per_request"]
+        - server["tokenize_cpu_ms_per_request"]
+    )
 
 
 def factored(server: dict, encode: dict) -> dict:
@@ -174,10 +201,15 @@ def factored(server: dict, encode: dict) -> dict:
     rest = rest_ms(server)
     client = server["client_cpu_ms_per_request"]
     ceiling = e / (e + rest + client) / encode["cpu_busy"]
-    return {"ratio": server["throughput_rps"] / encode["texts_per_s"],
-            "busy": server["cpu_busy"] / encode["cpu_busy"], "work_efficiency": e / work,
-            "work_share": work / (work + rest + client), "rest_ms": rest, "ceiling": ceiling,
-            "of_ceiling": server["throughput_rps"] / encode["texts_per_s"] / ceiling}
+    return {
+        "ratio": server["throughput_rps"] / encode["texts_per_s"],
+        "busy": server["cpu_busy"] / encode["cpu_busy"],
+        "work_efficiency": e / work,
+        "work_share": work / (work + rest + client),
+        "rest_ms": rest,
+        "ceiling": ceiling,
+        "of_ceiling": server["throughput_rps"] / encode["texts_per_s"] / ceiling,
+    }
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -198,9 +230,15 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=1000, help="requests per server per round")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (medians reported)")
     ap.add_argument("--clients", type=int, default=64)
-    ap.add_argument("--max-queue", type=int, default=1024, help="server queue (above --clients: no 429)")
-    ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all CPUs)")
-    ap.add_argument("--streams", type=int, default=None, help="server and in-process (default: auto)")
+    ap.add_argument(
+        "--max-queue", type=int, default=1024, help="server queue (above --clients: no 429)"
+    )
+    ap.add_argument(
+        "--threads", type=int, default=None, help="ONNX Runtime threads (default: all CPUs)"
+    )
+    ap.add_argument(
+        "--streams", type=int, default=None, help="server and in-process (default: auto)"
+    )
     ap.add_argument("--limit-s", type=float, default=120.0, help="time limit per load run")
     ap.add_argument("--out", default=None, help="write OUT.json and OUT.md")
     args = ap.parse_args()
@@ -208,19 +246,33 @@ def main() -> None:
     from embedrt import Encoder
 
     texts = sentences(args.requests)
-    loaded = {s: Encoder.load(args.artifact, device="cpu", spinning=s, threads=args.threads,
-                              streams=args.streams) for s in (False, True)}
+    loaded = {
+        s: Encoder.load(
+            args.artifact, device="cpu", spinning=s, threads=args.threads, streams=args.streams
+        )
+        for s in (False, True)
+    }
     for enc in loaded.values():
         enc.encode(texts[:256])
     # (encoder, group): the whole list at once with and without spinning, and the server's own
     # setting (spinning off) in groups of --clients texts.
-    encoders = {"spinning=False": (loaded[False], None), "spinning=True": (loaded[True], None),
-                f"spinning=False, {args.clients} at a time": (loaded[False], args.clients)}
+    encoders = {
+        "spinning=False": (loaded[False], None),
+        "spinning=True": (loaded[True], None),
+        f"spinning=False, {args.clients} at a time": (loaded[False], args.clients),
+    }
     servers = {"batching": start_server(args, True), "naive": start_server(args, False)}
     # (server, route) per load run: the batching server also answers TEI's /embed (JSON floats)
-    loads = {"batching": ("batching", "openai"), "batching_tei": ("batching", "tei"), "naive": ("naive", "openai")}
-    labels = {"batching": "batching server", "batching_tei": "batching server, TEI /embed (JSON floats)",
-              "naive": "naive server"}
+    loads = {
+        "batching": ("batching", "openai"),
+        "batching_tei": ("batching", "tei"),
+        "naive": ("naive", "openai"),
+    }
+    labels = {
+        "batching": "batching server",
+        "batching_tei": "batching server, TEI /embed (JSON floats)",
+        "naive": "naive server",
+    }
     load_before = os.getloadavg()[0]
     samples: dict[str, list[dict]] = {name: [] for name in [*encoders, SCHEDULED, *loads]}
     try:
@@ -238,10 +290,15 @@ def main() -> None:
                 samples[name].append(load_server(servers[server], args, texts, ref, route))
     finally:
         exits = {name: srv.stop() for name, srv in servers.items()}
-    base = {name: median_run([{k: v for k, v in r.items() if k != "vectors"} for r in samples[name]])
-            for name in encoders}
+    base = {
+        name: median_run([{k: v for k, v in r.items() if k != "vectors"} for r in samples[name]])
+        for name in encoders
+    }
     sched = median_run(samples[SCHEDULED])
-    runs = {name: {**median_run(samples[name]), "server_exit": exits[server]} for name, (server, _) in loads.items()}
+    runs = {
+        name: {**median_run(samples[name]), "server_exit": exits[server]}
+        for name, (server, _) in loads.items()
+    }
     best = max(base.values(), key=lambda r: r["texts_per_s"])
     least_cpu = min(r["cpu_ms_per_text"] for r in base.values())
     b, n = runs["batching"], runs["naive"]
@@ -249,7 +306,10 @@ def main() -> None:
     grouped = base[f"spinning=False, {args.clients} at a time"]
     # Each round's ratio factored (factored()); the round with the median ratio is shown, whose
     # factors multiply to it exactly (medians of each factor would not).
-    per_round = [factored(srv, enc) for srv, enc in zip(samples["batching"], samples["spinning=False"])]
+    per_round = [
+        factored(srv, enc)
+        for srv, enc in zip(samples["batching"], samples["spinning=False"], strict=True)
+    ]
     mid = sorted(per_round, key=lambda f: f["ratio"])[len(per_round) // 2]
     ceilings = [f["ceiling"] for f in per_round]
     summary = {
@@ -263,21 +323,30 @@ def main() -> None:
         "scheduler_vs_whole_list": round(sched["texts_per_s"] / same["texts_per_s"], 3),
         "batching_vs_scheduler": round(b["throughput_rps"] / sched["texts_per_s"], 3),
         "in_process_vs_batching_cpu_per_text": round(least_cpu / b["server_cpu_ms_per_request"], 3),
-        "server_cpu_split_ms_per_request": {"inference": b["inference_cpu_ms_per_request"],
-                                            "tokenization": b["tokenize_cpu_ms_per_request"],
-                                            "rest": round(rest_ms(b), 3),
-                                            "client": b["client_cpu_ms_per_request"]},
+        "server_cpu_split_ms_per_request": {
+            "inference": b["inference_cpu_ms_per_request"],
+            "tokenization": b["tokenize_cpu_ms_per_request"],
+            "rest": round(rest_ms(b), 3),
+            "client": b["client_cpu_ms_per_request"],
+        },
         "median_round_factored": {k: round(v, 3) for k, v in mid.items()},
         "ceiling_per_round": [round(c, 3) for c in ceilings],
         "grouped_work_efficiency": round(same["cpu_ms_per_text"] / grouped["cpu_ms_per_text"], 3),
         "batching_vs_naive_throughput": round(b["throughput_rps"] / n["throughput_rps"], 2),
-        "naive_vs_batching_cpu_per_request": round(n["server_cpu_ms_per_request"] / b["server_cpu_ms_per_request"], 2),
-        "setup": {"requests_per_round": args.requests, "rounds": args.rounds, "clients": args.clients,
-                  "texts": "STS-B dev sentences, one per request",
-                  "mean_tokens": round(float(loaded[False].count_tokens(texts).mean()), 1),
-                  "cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-                  "streams": loaded[False].info.streams,
-                  "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]},
+        "naive_vs_batching_cpu_per_request": round(
+            n["server_cpu_ms_per_request"] / b["server_cpu_ms_per_request"], 2
+        ),
+        "setup": {
+            "requests_per_round": args.requests,
+            "rounds": args.rounds,
+            "clients": args.clients,
+            "texts": "STS-B dev sentences, one per request",
+            "mean_tokens": round(float(loaded[False].count_tokens(texts).mean()), 1),
+            "cpus": len(os.sched_getaffinity(0)),
+            "python": platform.python_version(),
+            "streams": loaded[False].info.streams,
+            "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        },
     }
     st = summary["setup"]
     lines = [
@@ -289,13 +358,19 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in runs.items():
-        lines.append(f"| {labels[name]} | {r['throughput_rps']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | "
-                     f"{r['mean_batch_size']} | {r['padding_efficiency']} | {r['server_cpu_ms_per_request']:.2f} "
-                     f"(+{r['client_cpu_ms_per_request']:.2f} client) | {r['errors']} | {r['wrong_vectors']} |")
+        lines.append(
+            f"| {labels[name]} | {r['throughput_rps']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | "
+            f"{r['mean_batch_size']} | {r['padding_efficiency']} | {r['server_cpu_ms_per_request']:.2f} "
+            f"(+{r['client_cpu_ms_per_request']:.2f} client) | {r['errors']} | {r['wrong_vectors']} |"
+        )
     for name, r in base.items():
-        lines.append(f"| in-process encode ({name}) | {r['texts_per_s']:.1f} | | | | | {r['cpu_ms_per_text']:.2f} | | |")
-    lines.append(f"| in-process scheduler, {args.clients} callers (no HTTP) | {sched['texts_per_s']:.1f} | | | | | "
-                 f"{sched['cpu_ms_per_text']:.2f} | | |")
+        lines.append(
+            f"| in-process encode ({name}) | {r['texts_per_s']:.1f} | | | | | {r['cpu_ms_per_text']:.2f} | | |"
+        )
+    lines.append(
+        f"| in-process scheduler, {args.clients} callers (no HTTP) | {sched['texts_per_s']:.1f} | | | | | "
+        f"{sched['cpu_ms_per_text']:.2f} | | |"
+    )
     lines += [
         "",
         f"- batching server / in-process whole list, throughput: {summary['batching_vs_in_process_same_setting']}x "

@@ -33,10 +33,27 @@ BASELINE = "st-torch"
 
 
 def run_candidate(python: str, name: str, args: argparse.Namespace, corpus: Path) -> dict:
-    cmd = [python, str(Path(__file__).parent / "worker.py"), name, "--artifact", str(args.artifact),
-           "--st-model", str(args.st_model), "--corpus", str(corpus), "--batch-size",
-           str(args.batch_size), "--threads", str(args.threads), "--repeats", "1",
-           "--latency-n", str(args.latency_n), "--spinning", args.spinning]
+    cmd = [
+        python,
+        str(Path(__file__).parent / "worker.py"),
+        name,
+        "--artifact",
+        str(args.artifact),
+        "--st-model",
+        str(args.st_model),
+        "--corpus",
+        str(corpus),
+        "--batch-size",
+        str(args.batch_size),
+        "--threads",
+        str(args.threads),
+        "--repeats",
+        "1",
+        "--latency-n",
+        str(args.latency_n),
+        "--spinning",
+        args.spinning,
+    ]
     env = dict(os.environ, HF_HUB_OFFLINE="1", EMBEDRT_BENCH_T0=repr(time.time()))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     if out.returncode != 0:
@@ -72,8 +89,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--spinning", choices=("on", "off"), default="off")
-    ap.add_argument("--rounds", type=int, default=3,
-                    help="rounds; each runs every candidate once, in turn, in a fresh process")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds; each runs every candidate once, in turn, in a fresh process",
+    )
     ap.add_argument("--latency-n", type=int, default=200)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
@@ -84,7 +105,9 @@ def main() -> None:
     corpus = args.out.parent / f".corpus-{os.getpid()}.jsonl"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_corpus(corpus, texts)
-    tokens = int(Encoder.load(args.artifact, device="cpu", variant="fp32").count_tokens(texts).sum())
+    tokens = int(
+        Encoder.load(args.artifact, device="cpu", variant="fp32").count_tokens(texts).sum()
+    )
     plan = [(sys.executable, name) for name in LOCAL]
     if args.peers_python:
         plan += [(args.peers_python, name) for name in PEERS]
@@ -105,23 +128,38 @@ def main() -> None:
             r["tokens_per_s"] = round(r["texts_per_s"] * tokens / len(texts))
             if base:
                 r["speed_vs_st_torch"] = round(r["texts_per_s"] / base, 2)
-    meta = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-            "corpus": args.corpus, "texts": len(texts), "tokens": tokens, "batch_size": args.batch_size,
-            "threads": args.threads, "spinning": args.spinning, "rounds": args.rounds}
-    args.out.with_suffix(".json").write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")
-    lines = [f"{args.corpus} corpus: {len(texts)} texts ({tokens} tokens), batch {args.batch_size}, {args.threads} threads, "
-             f"spinning {args.spinning}; latency over {args.latency_n} texts; medians of {args.rounds} interleaved "
-             f"rounds, each candidate a fresh process per round", "",
-             "| candidate | texts/s | tokens/s | vs st-torch | single p50/p95/p99 ms | batch-8 p50/p99 ms "
-             "| cold start s | peak RSS MB |", "|---|---|---|---|---|---|---|---|"]
+    meta = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "corpus": args.corpus,
+        "texts": len(texts),
+        "tokens": tokens,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "spinning": args.spinning,
+        "rounds": args.rounds,
+    }
+    args.out.with_suffix(".json").write_text(
+        json.dumps({**meta, "results": results}, indent=2) + "\n"
+    )
+    lines = [
+        f"{args.corpus} corpus: {len(texts)} texts ({tokens} tokens), batch {args.batch_size}, {args.threads} threads, "
+        f"spinning {args.spinning}; latency over {args.latency_n} texts; medians of {args.rounds} interleaved "
+        f"rounds, each candidate a fresh process per round",
+        "",
+        "| candidate | texts/s | tokens/s | vs st-torch | single p50/p95/p99 ms | batch-8 p50/p99 ms "
+        "| cold start s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
         if "error" in r:
             lines.append(f"| {name} | error: {r['error'][0][:80]} |||||||")
             continue
         s, b = r["latency_single_ms"], r["latency_batch8_ms"]
-        lines.append(f"| {name} | {r['texts_per_s']} | {r['tokens_per_s']} | {r.get('speed_vs_st_torch', '')}x "
-                     f"| {s['p50']}/{s['p95']}/{s['p99']} | {b['p50']}/{b['p99']} | {r['cold_start_s']} "
-                     f"| {r['peak_rss_mb']} |")
+        lines.append(
+            f"| {name} | {r['texts_per_s']} | {r['tokens_per_s']} | {r.get('speed_vs_st_torch', '')}x "
+            f"| {s['p50']}/{s['p95']}/{s['p99']} | {b['p50']}/{b['p99']} | {r['cold_start_s']} "
+            f"| {r['peak_rss_mb']} |"
+        )
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -31,8 +31,13 @@ def embedrt_candidate(variant: str) -> Callable[[argparse.Namespace], EncodeFn]:
     def load(args: argparse.Namespace) -> EncodeFn:
         from embedrt import Encoder
 
-        enc = Encoder.load(args.artifact, device=args.device, variant=variant, threads=args.threads,
-                           spinning=args.spinning == "on")
+        enc = Encoder.load(
+            args.artifact,
+            device=args.device,
+            variant=variant,
+            threads=args.threads,
+            spinning=args.spinning == "on",
+        )
         return lambda texts, bs: enc.encode(texts, batch_size=bs)
 
     return load
@@ -107,16 +112,20 @@ def main() -> None:
         encode(sample[i : i + 8], 8)
         small.append(time.perf_counter() - s)
 
-    print(json.dumps({
-        "candidate": args.candidate,
-        "texts": len(texts),
-        "seconds": round(seconds, 3),
-        "texts_per_s": round(len(texts) / seconds, 1),
-        "cold_start_s": round(cold_start, 3),
-        "latency_single_ms": percentiles(single),
-        "latency_batch8_ms": percentiles(small),
-        "peak_rss_mb": peak_rss_mb(),
-    }))
+    print(
+        json.dumps(
+            {
+                "candidate": args.candidate,
+                "texts": len(texts),
+                "seconds": round(seconds, 3),
+                "texts_per_s": round(len(texts) / seconds, 1),
+                "cold_start_s": round(cold_start, 3),
+                "latency_single_ms": percentiles(single),
+                "latency_batch8_ms": percentiles(small),
+                "peak_rss_mb": peak_rss_mb(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,14 @@ from pathlib import Path
 import onnx
 
 from embedrt.errors import ConfigError
-from embedrt.manifest import MANIFEST_NAME, FileEntry, Manifest, Variant, sha256_file, write_manifest
+from embedrt.manifest import (
+    MANIFEST_NAME,
+    FileEntry,
+    Manifest,
+    Variant,
+    sha256_file,
+    write_manifest,
+)
 
 from .graph import INPUTS, OUTPUT, export_onnx
 from .parity import PARITY_SENTENCES, check_fp32, reference_embeddings
@@ -23,11 +30,25 @@ from .source import SourceModel, read_source
 from .tokenizer_file import write_tokenizer
 from .variants import VARIANTS, build_variants
 
-_TOOLS = ("embedrt", "torch", "transformers", "sentence-transformers", "onnx", "onnxruntime", "tokenizers")
+_TOOLS = (
+    "embedrt",
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "onnx",
+    "onnxruntime",
+    "tokenizers",
+)
 
 
-def export_model(src: str | Path, out: str | Path, *, opset: int = 17, check_parity: bool = True,
-                 variants: tuple[str, ...] = VARIANTS) -> Manifest:
+def export_model(
+    src: str | Path,
+    out: str | Path,
+    *,
+    opset: int = 17,
+    check_parity: bool = True,
+    variants: tuple[str, ...] = VARIANTS,
+) -> Manifest:
     """Export `src` (a folder, or a known model name) to the artifact directory `out`.
 
     Writes the portable fp32 model.onnx and the requested optimized variants (opt, int8, fp16),
@@ -53,8 +74,10 @@ def export_model(src: str | Path, out: str | Path, *, opset: int = 17, check_par
             reference = reference_embeddings(source.path, PARITY_SENTENCES)
             parity = check_fp32(tmp, reference, PARITY_SENTENCES)
             fp32 = manifest.variants[0]
-            quality = {"parity_vs_sentence_transformers": parity.as_dict(),
-                       "verified_on": ["CPUExecutionProvider"]}
+            quality = {
+                "parity_vs_sentence_transformers": parity.as_dict(),
+                "verified_on": ["CPUExecutionProvider"],
+            }
             manifest = replace(manifest, variants=(replace(fp32, quality=quality),))
             write_manifest(tmp, manifest)
         if variants:
@@ -69,7 +92,9 @@ def export_model(src: str | Path, out: str | Path, *, opset: int = 17, check_par
 def contrib_ops(model_path: Path) -> list[str]:
     """Operators outside the standard ONNX domain (TensorRT cannot run com.microsoft ops)."""
     graph = onnx.load(str(model_path), load_external_data=False).graph
-    return sorted({f"{n.domain}.{n.op_type}" for n in graph.node if n.domain not in ("", "ai.onnx")})
+    return sorted(
+        {f"{n.domain}.{n.op_type}" for n in graph.node if n.domain not in ("", "ai.onnx")}
+    )
 
 
 def _manifest(source: SourceModel, folder: Path, opset: int, pad_id: int) -> Manifest:
@@ -95,7 +120,11 @@ def _manifest(source: SourceModel, folder: Path, opset: int, pad_id: int) -> Man
                 file=model.name,
                 sha256=sha256_file(model),
                 precision="fp32",
-                providers=("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+                providers=(
+                    "TensorrtExecutionProvider",
+                    "CUDAExecutionProvider",
+                    "CPUExecutionProvider",
+                ),
             ),
         ),
         inputs=INPUTS,
@@ -118,7 +147,9 @@ def _tool_versions() -> dict[str, str]:
 
 def _check_target(out: Path) -> None:
     """Refuse to overwrite a non-empty directory that is not an embedrt artifact."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST_NAME).is_file())):
+    if out.exists() and (
+        not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST_NAME).is_file())
+    ):
         raise ConfigError(f"{out} exists and is not an embedrt artifact; refusing to overwrite it")
 
 

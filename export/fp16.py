@@ -54,8 +54,10 @@ def convert_fp16(src: Path, dst: Path) -> list[str]:
     # Symbolic shape inference knows the contrib ops, so the converter sees every tensor's type
     # and inserts the fp16 -> fp32 casts in front of the kept tail.
     wrapped.convert_float_to_float16(
-        use_symbolic_shape_infer=True, keep_io_types=True,
-        op_block_list=list(DEFAULT_OP_BLOCK_LIST), node_block_list=keep,
+        use_symbolic_shape_infer=True,
+        keep_io_types=True,
+        op_block_list=list(DEFAULT_OP_BLOCK_LIST),
+        node_block_list=keep,
     )
     wrapped.save_model_to_file(str(dst))
     return keep

@@ -66,8 +66,11 @@ def export_onnx(source: SourceModel, out_path: Path, opset: int = 17) -> None:
     ids = torch.tensor([[101, 7592, 2088, 2003, 1037, 3231, 102], [101, 7592, 102, 0, 0, 0, 0]])
     ids = ids.clamp(max=module.transformer.config.vocab_size - 1)
     mask = (torch.arange(ids.shape[1])[None, :] < torch.tensor([[7], [3]])).long()
-    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-            OUTPUT: {0: "batch"}}
+    axes = {
+        "input_ids": {0: "batch", 1: "sequence"},
+        "attention_mask": {0: "batch", 1: "sequence"},
+        OUTPUT: {0: "batch"},
+    }
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TorchScript tracer warnings about Python control flow
         torch.onnx.export(

@@ -25,16 +25,27 @@ class Geometry:
     hidden: int
 
     @classmethod
-    def from_config(cls, config_path: Path) -> "Geometry":
+    def from_config(cls, config_path: Path) -> Geometry:
         cfg = json.loads(Path(config_path).read_text(encoding="utf-8"))
         try:
-            return cls(int(cfg["num_hidden_layers"]), int(cfg["num_attention_heads"]), int(cfg["hidden_size"]))
+            return cls(
+                int(cfg["num_hidden_layers"]),
+                int(cfg["num_attention_heads"]),
+                int(cfg["hidden_size"]),
+            )
         except KeyError as e:
             raise ConfigError(f"{config_path}: no {e} (need a BERT-like config)") from None
 
 
-def optimize(src: Path, dst: Path, geometry: Geometry, *, attention: bool = True,
-             embed_layer_norm: bool = True, skip_layer_norm: bool = True) -> dict[str, int]:
+def optimize(
+    src: Path,
+    dst: Path,
+    geometry: Geometry,
+    *,
+    attention: bool = True,
+    embed_layer_norm: bool = True,
+    skip_layer_norm: bool = True,
+) -> dict[str, int]:
     """Fuse src into dst; returns the non-zero fused-operator counts, checked against geometry."""
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
@@ -44,8 +55,12 @@ def optimize(src: Path, dst: Path, geometry: Geometry, *, attention: bool = True
     options.enable_embed_layer_norm = embed_layer_norm
     options.enable_skip_layer_norm = skip_layer_norm
     model = optimize_model(
-        str(src), model_type="bert", num_heads=geometry.heads, hidden_size=geometry.hidden,
-        optimization_options=options, opt_level=0,  # 0: our fusions only; ORT fuses the rest at load
+        str(src),
+        model_type="bert",
+        num_heads=geometry.heads,
+        hidden_size=geometry.hidden,
+        optimization_options=options,
+        opt_level=0,  # 0: our fusions only; ORT fuses the rest at load
     )
     counts = {k: v for k, v in model.get_fused_operator_statistics().items() if v}
     check_fusions(counts, geometry, attention=attention, skip_layer_norm=skip_layer_norm)
@@ -53,8 +68,9 @@ def optimize(src: Path, dst: Path, geometry: Geometry, *, attention: bool = True
     return counts
 
 
-def check_fusions(counts: dict[str, int], geometry: Geometry, *, attention: bool,
-                  skip_layer_norm: bool = True) -> None:
+def check_fusions(
+    counts: dict[str, int], geometry: Geometry, *, attention: bool, skip_layer_norm: bool = True
+) -> None:
     """ConfigError naming what is missing when the optimizer fused less than the model has."""
     layers = geometry.layers
     gelu = sum(counts.get(k, 0) for k in ("BiasGelu", "FastGelu", "Gelu", "GemmFastGelu"))
@@ -64,7 +80,10 @@ def check_fusions(counts: dict[str, int], geometry: Geometry, *, attention: bool
         norm: (counts.get(norm, 0), 2 * layers),  # after attention and after the FFN
     }
     if attention:
-        expected["Attention"] = (counts.get("Attention", 0) + counts.get("MultiHeadAttention", 0), layers)
+        expected["Attention"] = (
+            counts.get("Attention", 0) + counts.get("MultiHeadAttention", 0),
+            layers,
+        )
     wrong = {k: v for k, v in expected.items() if v[0] < v[1]}
     if wrong:
         detail = ", ".join(f"{k} {got} < {want}" for k, (got, want) in wrong.items())

@@ -89,7 +89,9 @@ class Parity:
 def compare(reference: np.ndarray, ours: np.ndarray) -> Parity:
     """Max absolute difference and minimum row cosine between two [n, dim] arrays."""
     if reference.shape != ours.shape:
-        raise ParityError(f"shape {ours.shape} differs from sentence-transformers' {reference.shape}")
+        raise ParityError(
+            f"shape {ours.shape} differs from sentence-transformers' {reference.shape}"
+        )
     diff = float(np.abs(reference.astype(np.float64) - ours).max()) if len(ours) else 0.0
     a = reference / np.maximum(np.linalg.norm(reference, axis=1, keepdims=True), 1e-12)
     b = ours / np.maximum(np.linalg.norm(ours, axis=1, keepdims=True), 1e-12)

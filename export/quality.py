@@ -67,8 +67,13 @@ def _row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.maximum(na * nb, 1e-12)
 
 
-def measure(artifact: Path, variant: str, sentences: tuple[str, ...], fp32: np.ndarray,
-            with_stsb: bool = True) -> Figures:
+def measure(
+    artifact: Path,
+    variant: str,
+    sentences: tuple[str, ...],
+    fp32: np.ndarray,
+    with_stsb: bool = True,
+) -> Figures:
     enc = Encoder.load(artifact, device="cpu", variant=variant)
     together = enc.encode(list(sentences), batch_size=64)
     alone = np.stack([enc.encode(s) for s in sentences])

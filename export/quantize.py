@@ -31,18 +31,25 @@ CALIBRATION_BATCH = 32
 def linear_matmuls(graph: onnx.GraphProto) -> list[str]:
     """MatMul nodes with a weight initializer: the linear layers (not attention's Q.K, P.V)."""
     weights = {i.name for i in graph.initializer}
-    return [n.name for n in graph.node if n.op_type == "MatMul" and any(x in weights for x in n.input)]
+    return [
+        n.name for n in graph.node if n.op_type == "MatMul" and any(x in weights for x in n.input)
+    ]
 
 
-def quantize_int8(src: Path, dst: Path, tokenizer_path: Path, max_length: int,
-                  float_outputs: bool = True) -> dict[str, int]:
+def quantize_int8(
+    src: Path, dst: Path, tokenizer_path: Path, max_length: int, float_outputs: bool = True
+) -> dict[str, int]:
     """Statically quantize the plain fp32 graph src into dst; returns quantized-operator counts.
     float_outputs=False keeps ONNX Runtime's requantized uint8 outputs (for the benchmark).
 
     Raises ModelLoadError when STS-B (the calibration text) is not installed.
     """
     from onnxruntime.quantization import (
-        CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static,
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
     )
 
     from embedrt.tokenizer import TextTokenizer, pad_rows
@@ -66,15 +73,23 @@ def quantize_int8(src: Path, dst: Path, tokenizer_path: Path, max_length: int,
     logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
     nodes = linear_matmuls(onnx.load(str(src), load_external_data=False).graph)
     quantize_static(
-        str(src), str(dst), Calibration(), quant_format=QuantFormat.QOperator, per_channel=True,
+        str(src),
+        str(dst),
+        Calibration(),
+        quant_format=QuantFormat.QOperator,
+        per_channel=True,
         reduce_range=False,  # VNNI has no u8s8 saturation issue (measured no gain from it)
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_quantize=nodes,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_quantize=nodes,
         calibrate_method=CalibrationMethod.MinMax,
     )
     if not float_outputs:
         graph = onnx.load(str(dst), load_external_data=False).graph
-        return {"QLinearMatMul": sum(n.op_type == "QLinearMatMul" for n in graph.node),
-                "linear_layers": len(nodes)}
+        return {
+            "QLinearMatMul": sum(n.op_type == "QLinearMatMul" for n in graph.node),
+            "linear_layers": len(nodes),
+        }
     return dequantize_outputs(dst) | {"linear_layers": len(nodes)}
 
 
@@ -139,9 +154,15 @@ def dequantize_outputs(path: Path) -> dict[str, int]:
         if len(users) != 1 or users[0].op_type != "DequantizeLinear" or node.output[0] in outputs:
             continue
         a, a_scale, a_zero, b, b_scale, b_zero = node.input[:6]
-        graph.node[i].CopyFrom(helper.make_node(
-            "MatMulIntegerToFloat", [a, b, a_scale, b_scale, a_zero, b_zero],
-            [users[0].output[0]], name=f"{node.name}_float_out", domain="com.microsoft"))
+        graph.node[i].CopyFrom(
+            helper.make_node(
+                "MatMulIntegerToFloat",
+                [a, b, a_scale, b_scale, a_zero, b_zero],
+                [users[0].output[0]],
+                name=f"{node.name}_float_out",
+                domain="com.microsoft",
+            )
+        )
         gone.add(id(users[0]))
     _drop(graph, gone)
     count = len(gone)

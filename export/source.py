@@ -141,8 +141,11 @@ def _read_pooling(folder: Path) -> tuple[str, int]:
         modes = [modes] if isinstance(modes, str) else list(modes)
         dim = cfg.get("embedding_dimension", cfg.get("word_embedding_dimension"))
     else:  # pre-5.7: one boolean per mode
-        modes = [k[len("pooling_mode_"):].removesuffix("_tokens").removesuffix("_token")
-                 for k, on in cfg.items() if k.startswith("pooling_mode_") and on]
+        modes = [
+            k[len("pooling_mode_") :].removesuffix("_tokens").removesuffix("_token")
+            for k, on in cfg.items()
+            if k.startswith("pooling_mode_") and on
+        ]
         dim = cfg.get("word_embedding_dimension")
     if cfg.get("include_prompt", True) is False:
         raise ConfigError(f"{folder}: pooling with include_prompt=false is not supported")

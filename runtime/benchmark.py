@@ -41,8 +41,9 @@ def token_rows(enc: Encoder, seq_len: int, rows: int) -> list[list[int]]:
     return [row[:seq_len] if seq_len >= 2 else row[:2]] * rows
 
 
-def run_grid(enc: Encoder, batch_sizes: list[int], seq_lens: list[int], *, warmup: int = 3,
-             runs: int = 20) -> list[Cell]:
+def run_grid(
+    enc: Encoder, batch_sizes: list[int], seq_lens: list[int], *, warmup: int = 3, runs: int = 20
+) -> list[Cell]:
     cells = []
     for seq_len in seq_lens:
         if seq_len > enc.manifest.max_seq_length:
@@ -58,22 +59,40 @@ def run_grid(enc: Encoder, batch_sizes: list[int], seq_lens: list[int], *, warmu
                 times.append(time.perf_counter() - t)
             ms = np.array(times) * 1000
             p50 = float(np.percentile(ms, 50))
-            cells.append(Cell(bs, len(rows[0]), round(p50, 3), round(float(np.percentile(ms, 95)), 3),
-                              round(float(np.percentile(ms, 99)), 3), round(bs / p50 * 1000, 1),
-                              round(bs * len(rows[0]) / p50 * 1000, 1)))
+            cells.append(
+                Cell(
+                    bs,
+                    len(rows[0]),
+                    round(p50, 3),
+                    round(float(np.percentile(ms, 95)), 3),
+                    round(float(np.percentile(ms, 99)), 3),
+                    round(bs / p50 * 1000, 1),
+                    round(bs * len(rows[0]) / p50 * 1000, 1),
+                )
+            )
     return cells
 
 
 def report(enc: Encoder, cells: list[Cell], out: Path | None) -> str:
     i = enc.info
-    head = (f"{i.path}: {i.variant} ({i.precision}, {i.file}) on {i.device}, "
-            f"active {', '.join(i.active_providers)}")
-    lines = [head, "", f"{'batch':>6} {'seq':>5} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9} "
-             f"{'texts/s':>10} {'tokens/s':>11}"]
+    head = (
+        f"{i.path}: {i.variant} ({i.precision}, {i.file}) on {i.device}, "
+        f"active {', '.join(i.active_providers)}"
+    )
+    lines = [
+        head,
+        "",
+        f"{'batch':>6} {'seq':>5} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9} "
+        f"{'texts/s':>10} {'tokens/s':>11}",
+    ]
     for c in cells:
-        lines.append(f"{c.batch_size:>6} {c.seq_len:>5} {c.p50_ms:>9.2f} {c.p95_ms:>9.2f} "
-                     f"{c.p99_ms:>9.2f} {c.texts_per_s:>10.1f} {c.tokens_per_s:>11.1f}")
+        lines.append(
+            f"{c.batch_size:>6} {c.seq_len:>5} {c.p50_ms:>9.2f} {c.p95_ms:>9.2f} "
+            f"{c.p99_ms:>9.2f} {c.texts_per_s:>10.1f} {c.tokens_per_s:>11.1f}"
+        )
     if out is not None:
-        out.write_text(json.dumps({"encoder": enc.describe(), "cells": [asdict(c) for c in cells]},
-                                  indent=2) + "\n")
+        out.write_text(
+            json.dumps({"encoder": enc.describe(), "cells": [asdict(c) for c in cells]}, indent=2)
+            + "\n"
+        )
     return "\n".join(lines)

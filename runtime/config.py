@@ -26,8 +26,15 @@ def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_int(name: str, value: object, least: int = 1, most: int = MAX_COUNT, *,
-              none: bool = False, why: str = "") -> None:
+def check_int(
+    name: str,
+    value: object,
+    least: int = 1,
+    most: int = MAX_COUNT,
+    *,
+    none: bool = False,
+    why: str = "",
+) -> None:
     """ConfigError unless value is an integer in [least, most] (or None where none=True).
 
     why: appended to the message, e.g. what the upper bound protects.
@@ -43,8 +50,12 @@ def check_int(name: str, value: object, least: int = 1, most: int = MAX_COUNT, *
 
 def check_number(name: str, value: object, least: float, most: float) -> None:
     """ConfigError unless value is a finite int or float in [least, most]."""
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not math.isfinite(value) or not least <= value <= most):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not least <= value <= most
+    ):
         raise ConfigError(f"{name} must be a number from {least:g} to {most:g}, got {value!r}")
 
 

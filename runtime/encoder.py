@@ -56,8 +56,13 @@ class _LoadOptions:
     def __post_init__(self) -> None:
         check_choice("precision", self.precision, PRECISIONS)
         cpus = default_threads()
-        check_int("threads", self.threads, most=cpus, none=True,
-                  why=f": this process may use {cpus} CPUs (None = all of them)")
+        check_int(
+            "threads",
+            self.threads,
+            most=cpus,
+            none=True,
+            why=f": this process may use {cpus} CPUs (None = all of them)",
+        )
         if not isinstance(self.spinning, bool):
             raise ConfigError(f"spinning must be True or False, got {self.spinning!r}")
         check_int("streams", self.streams, most=cpus, none=True)
@@ -85,7 +90,9 @@ class Encoder:
     """A loaded artifact: its tokenizer and a Runner over its ONNX Runtime sessions.
     Thread-safe for concurrent encode()."""
 
-    def __init__(self, manifest: Manifest, tokenizer: TextTokenizer, runner: Runner, info: EncoderInfo):
+    def __init__(
+        self, manifest: Manifest, tokenizer: TextTokenizer, runner: Runner, info: EncoderInfo
+    ):
         self.manifest = manifest
         self.info = info
         self.runner = runner
@@ -120,8 +127,15 @@ class Encoder:
             artifact directory may be read-only). Entries are keyed by the variant's sha256.
         variant: load this variant by name (e.g. "opt"), overriding precision.
         """
-        options = _LoadOptions(precision, threads, spinning, streams, batch_tokens,
-                               Path(cache_dir) if cache_dir else DEFAULT_TRT_CACHE, variant)
+        options = _LoadOptions(
+            precision,
+            threads,
+            spinning,
+            streams,
+            batch_tokens,
+            Path(cache_dir) if cache_dir else DEFAULT_TRT_CACHE,
+            variant,
+        )
         path = Path(path)
         manifest = load_manifest(path)
         available = available_providers()
@@ -141,14 +155,25 @@ class Encoder:
 
     @classmethod
     def _load_on(cls, path: Path, manifest: Manifest, device: str, o: _LoadOptions) -> Encoder:
-        variant = manifest_variant(manifest, o.variant) if o.variant else choose_variant(manifest, device, o.precision)
+        variant = (
+            manifest_variant(manifest, o.variant)
+            if o.variant
+            else choose_variant(manifest, device, o.precision)
+        )
         tok_path = verified_path(path, manifest.tokenizer)
         model_path = verified_path(path, variant)
         tokenizer = TextTokenizer.load(tok_path, manifest.max_seq_length, manifest.do_lower_case)
         gpu = device != "cpu"
-        plan = BatchPlan(max_tokens=o.batch_tokens) if not gpu else BatchPlan(
-            max_tokens=o.batch_tokens, pad_multiple=GPU_PAD_MULTIPLE, run_cost=GPU_RUN_COST)
-        fp16 = variant.precision == "fp16" or (device == "tensorrt" and o.precision in ("auto", "fp16"))
+        plan = (
+            BatchPlan(max_tokens=o.batch_tokens)
+            if not gpu
+            else BatchPlan(
+                max_tokens=o.batch_tokens, pad_multiple=GPU_PAD_MULTIPLE, run_cost=GPU_RUN_COST
+            )
+        )
+        fp16 = variant.precision == "fp16" or (
+            device == "tensorrt" and o.precision in ("auto", "fp16")
+        )
         providers = provider_list(
             device,
             variant_sha256=variant.sha256,
@@ -171,8 +196,12 @@ class Encoder:
             count = stream_count(o.streams, threads)
             if count > 1:
                 per_stream = SessionOptions(threads // count, o.spinning)
-                streams = Streams(count, lambda: Session(  # checked again: made later, on first use
-                    verified_path(path, variant), device, providers, per_stream, manifest.output))
+                streams = Streams(
+                    count,
+                    lambda: Session(  # checked again: made later, on first use
+                        verified_path(path, variant), device, providers, per_stream, manifest.output
+                    ),
+                )
         info = EncoderInfo(
             path=str(path),
             device=device,
@@ -191,8 +220,9 @@ class Encoder:
     def dim(self) -> int:
         return self.manifest.dim
 
-    def encode(self, texts: str | Iterable[str], batch_size: int = 32,
-               stats: EncodeStats | None = None) -> np.ndarray:
+    def encode(
+        self, texts: str | Iterable[str], batch_size: int = 32, stats: EncodeStats | None = None
+    ) -> np.ndarray:
         """Embeddings of texts: float32 [len(texts), dim], or [dim] for a single string.
 
         Texts longer than max_seq_length tokens are truncated, as sentence-transformers does.
@@ -206,8 +236,9 @@ class Encoder:
         """Token ids per text (truncated, special tokens included), for encode_tokens()."""
         return self._tokenizer.tokenize(as_text_list(texts))
 
-    def encode_tokens(self, rows: Rows, batch_size: int = 32,
-                      stats: EncodeStats | None = None) -> np.ndarray:
+    def encode_tokens(
+        self, rows: Rows, batch_size: int = 32, stats: EncodeStats | None = None
+    ) -> np.ndarray:
         """Embeddings of already tokenized rows (see tokenize), float32 [len(rows), dim].
 
         Rows are sorted by length, batched by the token budget and batch_size, each batch
@@ -219,7 +250,7 @@ class Encoder:
         lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
         batches = plan_batches(lengths, plan)
         runs = ([rows[i] for i in idx] for idx in batches)
-        for idx, vecs in zip(batches, self.runner.run_many(runs, len(batches), stats)):
+        for idx, vecs in zip(batches, self.runner.run_many(runs, len(batches), stats), strict=True):
             out[idx] = vecs
         return out
 
@@ -227,7 +258,9 @@ class Encoder:
         """Tokens per text, special tokens included (int64 [len(texts)]); with truncate=False
         the count the text would have without max_seq_length (to tell whether it is cut)."""
         if not truncate:
-            return np.array(self._tokenizer.untruncated_lengths(as_text_list(texts)), dtype=np.int64)
+            return np.array(
+                self._tokenizer.untruncated_lengths(as_text_list(texts)), dtype=np.int64
+            )
         rows = self.tokenize(texts)
         return np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
 
@@ -249,18 +282,20 @@ def as_text_list(texts: Any) -> list[str]:
     if isinstance(texts, str):
         return [texts]
     if isinstance(texts, (bytes, bytearray)):
-        raise InputError("texts must be str, got bytes: decode it first (e.g. data.decode('utf-8'))")
-    if texts is None or isinstance(texts, Mapping) or not isinstance(texts, Iterable):
         raise InputError(
-            f"texts must be a string or a list of strings, got {type(texts).__name__}"
+            "texts must be str, got bytes: decode it first (e.g. data.decode('utf-8'))"
         )
+    if texts is None or isinstance(texts, Mapping) or not isinstance(texts, Iterable):
+        raise InputError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
     items = list(texts)
     for i, t in enumerate(items):
         if not isinstance(t, str):
             raise InputError(f"texts[{i}] is {type(t).__name__}, expected str")
         if not utf8_encodable(t):
-            raise InputError(f"texts[{i}] holds a lone surrogate (an unpaired \\ud800-\\udfff): "
-                             "not text any tokenizer can read")
+            raise InputError(
+                f"texts[{i}] holds a lone surrogate (an unpaired \\ud800-\\udfff): "
+                "not text any tokenizer can read"
+            )
     return items
 
 

@@ -129,7 +129,9 @@ def _parse(raw: dict[str, Any], directory: Path) -> Manifest:
     variants = []
     for v in raw["variants"]:
         if v["precision"] not in PRECISIONS:
-            raise ValueError(f"variant {v['name']!r}: precision {v['precision']!r} not in {PRECISIONS}")
+            raise ValueError(
+                f"variant {v['name']!r}: precision {v['precision']!r} not in {PRECISIONS}"
+            )
         variants.append(
             Variant(
                 name=str(v["name"]),

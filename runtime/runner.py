@@ -61,8 +61,14 @@ class EncodeStats:
 class Runner:
     """Runs planned batches on one model's sessions. Thread-safe."""
 
-    def __init__(self, session: Session, plan: BatchPlan, dim: int, pad_id: int,
-                 streams: Streams[Session] | None = None):
+    def __init__(
+        self,
+        session: Session,
+        plan: BatchPlan,
+        dim: int,
+        pad_id: int,
+        streams: Streams[Session] | None = None,
+    ):
         self._session = session
         self._plan = plan
         self._dim = dim
@@ -92,8 +98,9 @@ class Runner:
         [len(rows), dim] in row order."""
         return self._run_on(self._session, rows, stats)
 
-    def run_many(self, batches: Iterable[Rows], count: int,
-                 stats: EncodeStats | None = None) -> Iterator[np.ndarray]:
+    def run_many(
+        self, batches: Iterable[Rows], count: int, stats: EncodeStats | None = None
+    ) -> Iterator[np.ndarray]:
         """The vectors of `count` batches, in order. With at least as many batches as streams
         they run up to `width` at once, each on its stream's share of the cores; otherwise one
         by one on every thread. batches may be a generator: it is pulled one batch ahead.
@@ -112,7 +119,9 @@ class Runner:
         session; as a Future. Without streams, work runs now in the caller's thread with the
         all-thread session (the Future is already done)."""
         if self._streams is not None:
-            return self._streams.submit(lambda session: work(lambda rows: self._run_on(session, rows)))
+            return self._streams.submit(
+                lambda session: work(lambda rows: self._run_on(session, rows))
+            )
         done: Future[T] = Future()
         try:
             done.set_result(work(self.run))

@@ -33,8 +33,12 @@ def stream_count(streams: int | None, threads: int) -> int:
     """Streams for `threads` CPU threads: None = one per thread (at most MAX_AUTO_STREAMS)."""
     if streams is None:
         return max(1, min(threads, MAX_AUTO_STREAMS))
-    check_int("streams", streams, most=threads,
-              why=f" (each stream needs one of the {threads} threads; None = one per thread)")
+    check_int(
+        "streams",
+        streams,
+        most=threads,
+        why=f" (each stream needs one of the {threads} threads; None = one per thread)",
+    )
     return streams
 
 
@@ -75,8 +79,9 @@ class Streams(Generic[S]):
         with self._lock:
             if self._pool is None:
                 self._session = self._make_session()  # errors reach the caller, nothing started
-                self._pool = ThreadPoolExecutor(self.count, thread_name_prefix="embedrt-stream",
-                                                initializer=self._enter)
+                self._pool = ThreadPoolExecutor(
+                    self.count, thread_name_prefix="embedrt-stream", initializer=self._enter
+                )
             assert self._session is not None
             return self._session
 

@@ -34,7 +34,7 @@ class TextTokenizer:
         self._untruncated: Tokenizer | None = None  # built on first use, see untruncated_lengths
 
     @classmethod
-    def load(cls, path: str | Path, max_length: int, lowercase: bool = False) -> "TextTokenizer":
+    def load(cls, path: str | Path, max_length: int, lowercase: bool = False) -> TextTokenizer:
         try:
             tok = Tokenizer.from_file(str(path))
         except Exception as e:  # tokenizers raises a bare Exception on malformed files
@@ -47,7 +47,9 @@ class TextTokenizer:
             texts = [t.lower() for t in texts]
         rows: list[list[int]] = []
         for i in range(0, len(texts), CHUNK_TEXTS):
-            rows += [e.ids for e in self._encode(texts[i:i + CHUNK_TEXTS], add_special_tokens=True)]
+            rows += [
+                e.ids for e in self._encode(texts[i : i + CHUNK_TEXTS], add_special_tokens=True)
+            ]
         return rows
 
     def untruncated_lengths(self, texts: list[str]) -> list[int]:

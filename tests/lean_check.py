@@ -28,4 +28,6 @@ if not 0.5 < sim < 0.9:
 loaded = [m for m in sys.modules if m.split(".")[0] in HEAVY]
 if loaded:
     sys.exit(f"heavy modules imported: {loaded}")
-print(f"lean runtime ok: {vecs.shape}, cos(related) {sim:.3f}, providers {enc.info.active_providers}")
+print(
+    f"lean runtime ok: {vecs.shape}, cos(related) {sim:.3f}, providers {enc.info.active_providers}"
+)

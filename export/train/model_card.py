@@ -52,8 +52,10 @@ def render_card(record: dict[str, Any]) -> str:
     ]
     for name, before in m["before"].items():
         after = m["after"][name]
-        lines.append(f"| {name} | {before['pairs']} | {before['spearman']:.4f} | {after['spearman']:.4f} "
-                     f"| {before['pearson']:.4f} | {after['pearson']:.4f} |")
+        lines.append(
+            f"| {name} | {before['pairs']} | {before['spearman']:.4f} | {after['spearman']:.4f} "
+            f"| {before['pearson']:.4f} | {after['pearson']:.4f} |"
+        )
     for name, note in m.get("notes", {}).items():
         lines.append(f"\n{name}: {note}")
     mse = m["train_mse"]

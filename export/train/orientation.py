@@ -40,15 +40,21 @@ class Orientation:
     verdict: str  # "similarity" (as expected), "distance" (clearly negative) or "unclear"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"spearman": _num(self.spearman), "pvalue_negative": _num(self.pvalue),
-                "pairs": self.pairs, "verdict": self.verdict}
+        return {
+            "spearman": _num(self.spearman),
+            "pvalue_negative": _num(self.pvalue),
+            "pairs": self.pairs,
+            "verdict": self.verdict,
+        }
 
 
 def judge_orientation(cosines: np.ndarray, labels: np.ndarray) -> Orientation:
     """The verdict for one set of cosines and labels (same length)."""
     cosines, labels = np.asarray(cosines, np.float64), np.asarray(labels, np.float64)
     if cosines.shape != labels.shape or cosines.ndim != 1:
-        raise ValueError(f"cosines {cosines.shape} and labels {labels.shape} must be equal-length vectors")
+        raise ValueError(
+            f"cosines {cosines.shape} and labels {labels.shape} must be equal-length vectors"
+        )
     if len(labels) < 3 or np.ptp(labels) == 0 or np.ptp(cosines) == 0:
         return Orientation(math.nan, math.nan, len(labels), "unclear")
     rho = float(spearmanr(cosines, labels).statistic)
@@ -78,11 +84,16 @@ def explain(o: Orientation, base: str) -> str:
     )
 
 
-def pair_cosines(model: Any, first: tuple[str, ...], second: tuple[str, ...],
-                 batch_size: int = 64) -> np.ndarray:
+def pair_cosines(
+    model: Any, first: tuple[str, ...], second: tuple[str, ...], batch_size: int = 64
+) -> np.ndarray:
     """Cosine of each (first[i], second[i]) under a SentenceTransformer model."""
-    a = model.encode(list(first), batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True)
-    b = model.encode(list(second), batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True)
+    a = model.encode(
+        list(first), batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True
+    )
+    b = model.encode(
+        list(second), batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True
+    )
     return np.einsum("ij,ij->i", a.astype(np.float64), b.astype(np.float64))
 
 

@@ -57,17 +57,22 @@ def read_pairs(path: str | Path) -> TrainingPairs:
         first.append(a)
         second.append(b)
         labels.append(y)
-    provenance = {"source": "file", "path": str(path.resolve()), "format": fmt,
-                  "sha256": sha256_file(path)}
+    provenance = {
+        "source": "file",
+        "path": str(path.resolve()),
+        "format": fmt,
+        "sha256": sha256_file(path),
+    }
     return make_pairs(first, second, labels, provenance, name=str(path))
 
 
-def make_pairs(first: list[str], second: list[str], labels: list[float],
-               provenance: dict[str, Any], name: str) -> TrainingPairs:
+def make_pairs(
+    first: list[str], second: list[str], labels: list[float], provenance: dict[str, Any], name: str
+) -> TrainingPairs:
     """TrainingPairs from validated columns; refuses data with nothing to learn from."""
     if not labels:
         raise DataError(f"{name}: no rows; expected columns {', '.join(COLUMNS)}")
-    distinct = set(zip(first, second))
+    distinct = set(zip(first, second, strict=True))
     if len(distinct) < 2:
         raise DataError(
             f"{name}: all {len(labels)} rows are the same pair as row 1 ({first[0]!r} / "
@@ -80,10 +85,14 @@ def make_pairs(first: list[str], second: list[str], labels: list[float],
 def validate_row(row: Any, where: str) -> tuple[str, str, float]:
     """(sentence_0, sentence_1, label) of one row, or a DataError naming `where`."""
     if not isinstance(row, dict):
-        raise DataError(f"{where}: expected an object with {', '.join(COLUMNS)}, got {type(row).__name__}")
+        raise DataError(
+            f"{where}: expected an object with {', '.join(COLUMNS)}, got {type(row).__name__}"
+        )
     missing = [c for c in COLUMNS if c not in row]
     if missing:
-        raise DataError(f"{where}: missing {', '.join(missing)} (has: {', '.join(map(str, row)) or 'nothing'})")
+        raise DataError(
+            f"{where}: missing {', '.join(missing)} (has: {', '.join(map(str, row)) or 'nothing'})"
+        )
     texts = []
     for col in COLUMNS[:2]:
         text = row[col]
@@ -114,7 +123,9 @@ def _label(value: Any, where: str) -> float:
         except ValueError:
             raise DataError(f"{where}: label {value!r} is not a number") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DataError(f"{where}: label must be a number in [0, 1], got {type(value).__name__} {value!r}")
+        raise DataError(
+            f"{where}: label must be a number in [0, 1], got {type(value).__name__} {value!r}"
+        )
     y = float(value)
     if not math.isfinite(y) or not 0.0 <= y <= 1.0:
         raise DataError(
@@ -140,8 +151,10 @@ def _csv_rows(path: Path) -> Iterator[tuple[str, Any]]:
         reader = csv.DictReader(f)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
-            raise DataError(f"{path}:1: header lacks {', '.join(missing)} (has: "
-                            f"{', '.join(reader.fieldnames or []) or 'nothing'})")
+            raise DataError(
+                f"{path}:1: header lacks {', '.join(missing)} (has: "
+                f"{', '.join(reader.fieldnames or []) or 'nothing'})"
+            )
         for row in reader:
             yield f"{path}:{reader.line_num}", row
 
@@ -152,6 +165,8 @@ def _parquet_rows(path: Path) -> Iterator[tuple[str, Any]]:
     table = pq.read_table(path)
     missing = [c for c in COLUMNS if c not in table.column_names]
     if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (has: {', '.join(table.column_names)})")
+        raise DataError(
+            f"{path}: missing column(s) {', '.join(missing)} (has: {', '.join(table.column_names)})"
+        )
     for n, row in enumerate(table.select(list(COLUMNS)).to_pylist(), 1):
         yield f"{path} row {n}", row

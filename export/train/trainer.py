@@ -33,13 +33,13 @@ for _module in ("datasets", "accelerate", "scipy"):
     if importlib.util.find_spec(_module) is None:
         raise missing_extra(_module, "train")
 
+from ..source import read_source  # noqa: E402
 from .evaluation import EvalSet, evaluate, snli_eval_set, stsb_eval_set  # noqa: E402
 from .model_card import render_card  # noqa: E402
 from .orientation import LabelOrientationError, explain, judge_orientation, pair_cosines  # noqa: E402
 from .pairs import TrainingPairs, map_labels, read_pairs  # noqa: E402
 from .recipe import Recipe, train_pairs  # noqa: E402
 from .snli import snli_pairs  # noqa: E402
-from ..source import read_source  # noqa: E402
 
 RECORD = "training.json"
 LABEL_MODES = ("auto", "similarity", "distance")
@@ -55,8 +55,15 @@ class TrainReport:
     skipped: bool
 
 
-def training_data(data: str, cache_dir: str | Path, *, pairs: int = 1000, seed: int = 42,
-                  snli_labels: str = "meaning", heldout: int = 1000) -> tuple[TrainingPairs, list[EvalSet]]:
+def training_data(
+    data: str,
+    cache_dir: str | Path,
+    *,
+    pairs: int = 1000,
+    seed: int = 42,
+    snli_labels: str = "meaning",
+    heldout: int = 1000,
+) -> tuple[TrainingPairs, list[EvalSet]]:
     """The pairs to train on and the sets to evaluate on, for `--data PATH` or `--data snli`.
 
     A file is used whole; "snli" samples `pairs` rows of the train split by `seed` (labels by
@@ -71,16 +78,25 @@ def training_data(data: str, cache_dir: str | Path, *, pairs: int = 1000, seed: 
     return snli_pairs("train", pairs, seed, snli_labels, cache_dir), evals
 
 
-def train_model(pairs: TrainingPairs, out: str | Path, recipe: Recipe = Recipe(), *,
-                labels: str = "auto", eval_sets: Sequence[EvalSet] | None = None,
-                device: str = "cpu", force: bool = False, command: str = "",
-                log: Callable[[str], None] = print) -> TrainReport:
+def train_model(
+    pairs: TrainingPairs,
+    out: str | Path,
+    recipe: Recipe | None = None,
+    *,
+    labels: str = "auto",
+    eval_sets: Sequence[EvalSet] | None = None,
+    device: str = "cpu",
+    force: bool = False,
+    command: str = "",
+    log: Callable[[str], None] = print,
+) -> TrainReport:
     """Fine-tune recipe.base on `pairs` into the folder `out`.
 
     labels: "auto" reads labels as similarity and raises LabelOrientationError when the base
     model's cosine clearly disagrees with them; "similarity" trains on them as given;
     "distance" trains on 1 - label. eval_sets default to STS-B dev.
     """
+    recipe = recipe or Recipe()
     if labels not in LABEL_MODES:
         raise ConfigError(f"labels {labels!r} is not one of {', '.join(LABEL_MODES)}")
     out = Path(out)
@@ -91,8 +107,10 @@ def train_model(pairs: TrainingPairs, out: str | Path, recipe: Recipe = Recipe()
     key = _key(pairs, labels, recipe, source.weights_sha256, eval_sets, device)
     previous = _read_record(out)
     if previous and previous.get("key") == key and not force:
-        log(f"{out} is up to date (key {key[:12]}): same data, labels, recipe, base and versions; "
-            "--force retrains")
+        log(
+            f"{out} is up to date (key {key[:12]}): same data, labels, recipe, base and versions; "
+            "--force retrains"
+        )
         return TrainReport(out, previous, skipped=True)
 
     from sentence_transformers import SentenceTransformer
@@ -101,21 +119,26 @@ def train_model(pairs: TrainingPairs, out: str | Path, recipe: Recipe = Recipe()
     labels_arr = np.asarray(pairs.labels)
     cos = pair_cosines(model, pairs.sentence_0, pairs.sentence_1)
     orientation = judge_orientation(cos, labels_arr)
-    log(f"label orientation: Spearman {orientation.spearman:+.3f} of {source.name}'s cosine vs "
-        f"labels on {len(pairs)} training pairs -> {orientation.verdict}")
+    log(
+        f"label orientation: Spearman {orientation.spearman:+.3f} of {source.name}'s cosine vs "
+        f"labels on {len(pairs)} training pairs -> {orientation.verdict}"
+    )
     if orientation.verdict == "distance":
         if labels == "auto":
             raise LabelOrientationError(explain(orientation, source.name))
-        log("warning: labels still look inverted; training anyway as told (--labels "
-            f"{labels})")
+        log(f"warning: labels still look inverted; training anyway as told (--labels {labels})")
     mse_before = float(np.mean((cos - labels_arr) ** 2))
 
     before = _evaluate_all(model, eval_sets, "before", log)
-    log(f"training: {len(pairs)} pairs, batch {recipe.batch_size}, {recipe.epochs} epoch(s), "
-        f"lr {recipe.learning_rate}, seed {recipe.seed}")
+    log(
+        f"training: {len(pairs)} pairs, batch {recipe.batch_size}, {recipe.epochs} epoch(s), "
+        f"lr {recipe.learning_rate}, seed {recipe.seed}"
+    )
     train_log = train_pairs(model, pairs, recipe, device)
     log(f"trained {train_log.steps} steps in {train_log.seconds:.1f} s")
-    mse_after = float(np.mean((pair_cosines(model, pairs.sentence_0, pairs.sentence_1) - labels_arr) ** 2))
+    mse_after = float(
+        np.mean((pair_cosines(model, pairs.sentence_0, pairs.sentence_1) - labels_arr) ** 2)
+    )
     log(f"training-set loss (MSE): {mse_before:.4f} -> {mse_after:.4f}")
     after = _evaluate_all(model, eval_sets, "after", log)
 
@@ -129,11 +152,17 @@ def train_model(pairs: TrainingPairs, out: str | Path, recipe: Recipe = Recipe()
         "labels_read_as": pairs.provenance.get("labels_read_as"),
         "label_mode": labels,
         "orientation": orientation.as_dict(),
-        "metrics": {"before": before, "after": after, "train_mse": {"before": round(mse_before, 6),
-                                                                    "after": round(mse_after, 6)},
-                    "notes": {s.name: s.note for s in eval_sets if s.note}},
-        "training": {"steps": train_log.steps, "seconds": round(train_log.seconds, 2),
-                     "losses": [round(x, 6) for x in train_log.losses]},
+        "metrics": {
+            "before": before,
+            "after": after,
+            "train_mse": {"before": round(mse_before, 6), "after": round(mse_after, 6)},
+            "notes": {s.name: s.note for s in eval_sets if s.note},
+        },
+        "training": {
+            "steps": train_log.steps,
+            "seconds": round(train_log.seconds, 2),
+            "losses": [round(x, 6) for x in train_log.losses],
+        },
         "device": device,
         "threads": torch.get_num_threads(),
         "versions": _versions(),
@@ -144,25 +173,37 @@ def train_model(pairs: TrainingPairs, out: str | Path, recipe: Recipe = Recipe()
     return TrainReport(out, record, skipped=False)
 
 
-def _evaluate_all(model: Any, sets: Sequence[EvalSet], when: str,
-                  log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+def _evaluate_all(
+    model: Any, sets: Sequence[EvalSet], when: str, log: Callable[[str], None]
+) -> dict[str, dict[str, Any]]:
     results = {}
     for s in sets:
         c = evaluate(model, s)
-        log(f"{when:6} {s.name}: Spearman {c.spearman:.4f}, Pearson {c.pearson:.4f} ({c.pairs} pairs)")
+        log(
+            f"{when:6} {s.name}: Spearman {c.spearman:.4f}, Pearson {c.pearson:.4f} ({c.pairs} pairs)"
+        )
         results[s.name] = c.as_dict()
     return results
 
 
-def _key(pairs: TrainingPairs, labels: str, recipe: Recipe, weights_sha256: str,
-         eval_sets: Sequence[EvalSet], device: str) -> str:
+def _key(
+    pairs: TrainingPairs,
+    labels: str,
+    recipe: Recipe,
+    weights_sha256: str,
+    eval_sets: Sequence[EvalSet],
+    device: str,
+) -> str:
     """sha256 of everything that decides the output: the pairs themselves, not just their path."""
     h = hashlib.sha256()
     h.update(json.dumps([pairs.sentence_0, pairs.sentence_1, pairs.labels]).encode())
     for s in eval_sets:
         h.update(json.dumps([s.name, s.first, s.second, s.scores]).encode())
-    h.update(json.dumps([labels, recipe.as_dict(), weights_sha256, device, _versions()],
-                        sort_keys=True).encode())
+    h.update(
+        json.dumps(
+            [labels, recipe.as_dict(), weights_sha256, device, _versions()], sort_keys=True
+        ).encode()
+    )
     return h.hexdigest()
 
 
@@ -186,8 +227,10 @@ def _read_record(out: Path) -> dict[str, Any] | None:
 def _check_target(out: Path) -> None:
     """Refuse to replace a non-empty folder that embedrt train did not write."""
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / RECORD).is_file())):
-        raise ConfigError(f"{out} exists and was not written by embedrt train (no {RECORD}); "
-                          "refusing to overwrite it: choose another --out")
+        raise ConfigError(
+            f"{out} exists and was not written by embedrt train (no {RECORD}); "
+            "refusing to overwrite it: choose another --out"
+        )
 
 
 def _save(model: Any, record: dict[str, Any], out: Path) -> None:

@@ -37,7 +37,8 @@ from ..manifest import sha256_file
 from ..runner import EncodeStats
 from .ledger import Ledger, sync_dir
 from .pipeline import run_stages
-from .progress import MODES as PROGRESS, Progress
+from .progress import MODES as PROGRESS
+from .progress import Progress
 from .readers import InputSpec, iter_records
 from .writers import ShardWriter, output_writer
 
@@ -123,9 +124,11 @@ class JobSummary:
         if self.skipped_path is not None:
             notes.append(f"{self.skipped:,} skipped, listed in {self.skipped_path}")
         extra = f" ({'; '.join(notes)})" if notes else ""
-        return (f"embedded {self.embedded:,} rows in {self.seconds:.1f} s{extra}: "
-                f"{self.rows_per_s:,.0f} rows/s, {self.tokens_per_s:,.0f} tokens/s, padding "
-                f"efficiency {self.padding_efficiency:.3f} -> {self.output} ({self.rows:,} x {self.dim} float32)")
+        return (
+            f"embedded {self.embedded:,} rows in {self.seconds:.1f} s{extra}: "
+            f"{self.rows_per_s:,.0f} rows/s, {self.tokens_per_s:,.0f} tokens/s, padding "
+            f"efficiency {self.padding_efficiency:.3f} -> {self.output} ({self.rows:,} x {self.dim} float32)"
+        )
 
 
 @dataclass
@@ -140,14 +143,22 @@ class _Chunk:
     lengths: np.ndarray | None = None
 
 
-def run_job(input_path: str | Path, output: str | Path, encoder: Encoder,
-            config: JobConfig = JobConfig(), *, stream: IO[str] | None = None) -> JobSummary:
+def run_job(
+    input_path: str | Path,
+    output: str | Path,
+    encoder: Encoder,
+    config: JobConfig = JobConfig(),
+    *,
+    stream: IO[str] | None = None,
+) -> JobSummary:
     """Embed every row of input_path into output; see the module docstring for the steps."""
     start = time.perf_counter()
     stream = stream if stream is not None else sys.stderr
     spec = InputSpec.of(input_path, config.text_field, config.id_field)
     output = Path(output)
-    writer = output_writer(output, config.format, string_ids=config.id_field is not None, dim=encoder.dim)
+    writer = output_writer(
+        output, config.format, string_ids=config.id_field is not None, dim=encoder.dim
+    )
     parts = output.with_name(output.name + ".parts")
     skipped_path = None
     if config.on_error == "skip":
@@ -155,7 +166,9 @@ def run_job(input_path: str | Path, output: str | Path, encoder: Encoder,
     if output.exists() and not config.overwrite and not (config.resume and parts.is_dir()):
         raise ConfigError(f"{output} exists; pass --overwrite to replace it")
 
-    ledger = Ledger.open(parts, job_identity(spec, encoder, config, writer.name), resume=config.resume)
+    ledger = Ledger.open(
+        parts, job_identity(spec, encoder, config, writer.name), resume=config.resume
+    )
     fresh = not ledger.shards
     try:
         total, skipped = _scan(spec, config, ledger.directory / SKIPPED_TMP)
@@ -164,18 +177,27 @@ def run_job(input_path: str | Path, output: str | Path, encoder: Encoder,
         raise
     try:
         resumed = ledger.done_rows
-        progress = Progress(total, resumed, stream=stream, mode=config.progress,
-                            interval_s=config.log_interval_s)
+        progress = Progress(
+            total, resumed, stream=stream, mode=config.progress, interval_s=config.log_interval_s
+        )
         stats = EncodeStats()
         try:
-            run_stages(_chunks(spec, config.shard_rows, len(ledger.shards)),
-                       [_tokenize(encoder), _infer(encoder, config, progress, stats),
-                        _write(ledger, writer)], depth=config.queue_depth)
+            run_stages(
+                _chunks(spec, config.shard_rows, len(ledger.shards)),
+                [
+                    _tokenize(encoder),
+                    _infer(encoder, config, progress, stats),
+                    _write(ledger, writer),
+                ],
+                depth=config.queue_depth,
+            )
         finally:
             progress.close()
         if ledger.done_rows != total:
-            raise InputError(f"{spec.path} changed while the job ran: {ledger.done_rows} rows "
-                             f"embedded, the scan counted {total}; run the job again")
+            raise InputError(
+                f"{spec.path} changed while the job ran: {ledger.done_rows} rows "
+                f"embedded, the scan counted {total}; run the job again"
+            )
         tmp = ledger.directory / ("output" + writer.suffix + ".tmp")
         with open(tmp, "wb") as f:
             writer.assemble(ledger.shard_paths(), f, total)
@@ -189,10 +211,16 @@ def run_job(input_path: str | Path, output: str | Path, encoder: Encoder,
         ledger.close()
     ledger.remove()
     return JobSummary(
-        output=output, rows=total, embedded=stats.rows, resumed=resumed, skipped=skipped,
-        tokens=stats.tokens, seconds=time.perf_counter() - start,
+        output=output,
+        rows=total,
+        embedded=stats.rows,
+        resumed=resumed,
+        skipped=skipped,
+        tokens=stats.tokens,
+        seconds=time.perf_counter() - start,
         padding_efficiency=stats.padding_efficiency,
-        dim=encoder.dim, skipped_path=skipped_path,
+        dim=encoder.dim,
+        skipped_path=skipped_path,
     )
 
 
@@ -204,11 +232,19 @@ def job_identity(spec: InputSpec, encoder: Encoder, config: JobConfig, fmt: str)
     manifest, info = encoder.manifest, encoder.info
     return {
         "input": {"size": spec.path.stat().st_size, "sha256": sha256_file(spec.path)},
-        "model": {"variant": info.variant, "variant_sha256": manifest.variant(info.variant).sha256,
-                  "tokenizer_sha256": manifest.tokenizer.sha256, "device": info.device,
-                  "precision": info.precision},
-        "options": {"format": fmt, "text_field": config.text_field, "id_field": config.id_field,
-                    "shard_rows": config.shard_rows},
+        "model": {
+            "variant": info.variant,
+            "variant_sha256": manifest.variant(info.variant).sha256,
+            "tokenizer_sha256": manifest.tokenizer.sha256,
+            "device": info.device,
+            "precision": info.precision,
+        },
+        "options": {
+            "format": fmt,
+            "text_field": config.text_field,
+            "id_field": config.id_field,
+            "shard_rows": config.shard_rows,
+        },
         "batching": asdict(job_plan(encoder, config)),
     }
 
@@ -267,11 +303,13 @@ def _tokenize(encoder: Encoder) -> Callable[[_Chunk], _Chunk]:
         chunk.rows = encoder.tokenize(chunk.texts)
         chunk.texts = None  # the raw texts can be long; only tokens travel on
         return chunk
+
     return stage
 
 
-def _infer(encoder: Encoder, config: JobConfig, progress: Progress,
-           stats: EncodeStats) -> Callable[[_Chunk], _Chunk]:
+def _infer(
+    encoder: Encoder, config: JobConfig, progress: Progress, stats: EncodeStats
+) -> Callable[[_Chunk], _Chunk]:
     # Planned here, batch by batch, so progress moves per batch rather than per shard.
     plan = job_plan(encoder, config)
 
@@ -282,11 +320,14 @@ def _infer(encoder: Encoder, config: JobConfig, progress: Progress,
         out = np.empty((len(rows), encoder.dim), dtype=np.float32)
         batches = plan_batches(lengths, plan)
         runs = ([rows[i] for i in idx] for idx in batches)
-        for idx, vecs in zip(batches, encoder.runner.run_many(runs, len(batches), stats)):
+        for idx, vecs in zip(
+            batches, encoder.runner.run_many(runs, len(batches), stats), strict=True
+        ):
             out[idx] = vecs
             progress.update(len(idx), int(lengths[idx].sum()))
         chunk.rows, chunk.embeddings, chunk.lengths = None, out, lengths
         return chunk
+
     return stage
 
 
@@ -294,6 +335,11 @@ def _write(ledger: Ledger, writer: ShardWriter) -> Callable[[_Chunk], None]:
     def stage(chunk: _Chunk) -> None:
         embeddings, lengths = chunk.embeddings, chunk.lengths
         assert embeddings is not None and lengths is not None
-        ledger.commit(chunk.index, len(chunk.ids), writer.suffix,
-                      lambda f: writer.write_shard(f, chunk.ids, embeddings, lengths))
+        ledger.commit(
+            chunk.index,
+            len(chunk.ids),
+            writer.suffix,
+            lambda f: writer.write_shard(f, chunk.ids, embeddings, lengths),
+        )
+
     return stage

@@ -50,7 +50,7 @@ class Ledger:
         self._lock = lock
 
     @classmethod
-    def open(cls, directory: str | Path, identity: dict[str, Any], *, resume: bool) -> "Ledger":
+    def open(cls, directory: str | Path, identity: dict[str, Any], *, resume: bool) -> Ledger:
         """Start a job in directory, or continue the one there (resume=True) if its identity matches."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -67,8 +67,9 @@ class Ledger:
                     )
                 shards = _resumable(directory, path, identity)
             for stray in directory.iterdir():  # half-written shards of the killed run
-                if stray.name.endswith(".tmp") or (stray.name.startswith("shard-")
-                                                   and stray.name not in {s.file for s in shards}):
+                if stray.name.endswith(".tmp") or (
+                    stray.name.startswith("shard-") and stray.name not in {s.file for s in shards}
+                ):
                     stray.unlink()
             ledger = cls(directory, identity, shards, lock)
             ledger._save()
@@ -84,7 +85,9 @@ class Ledger:
     def shard_paths(self) -> list[Path]:
         return [self.directory / s.file for s in self.shards]
 
-    def commit(self, index: int, rows: int, suffix: str, write: Callable[[IO[bytes]], None]) -> Shard:
+    def commit(
+        self, index: int, rows: int, suffix: str, write: Callable[[IO[bytes]], None]
+    ) -> Shard:
         """Write shard `index` with write(file) atomically, then record it in the ledger."""
         if index != len(self.shards):
             raise ConfigError(f"shard {index} committed out of order (next is {len(self.shards)})")
@@ -94,7 +97,9 @@ class Ledger:
         with open(tmp, "wb") as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())  # the rename below must never expose a file whose data is not on disk
+            os.fsync(
+                f.fileno()
+            )  # the rename below must never expose a file whose data is not on disk
         shard = Shard(index, name, rows, tmp.stat().st_size, sha256_file(tmp))
         os.replace(tmp, final)
         self.shards.append(shard)
@@ -112,7 +117,11 @@ class Ledger:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def _save(self) -> None:
-        data = {"version": VERSION, "identity": self.identity, "shards": [asdict(s) for s in self.shards]}
+        data = {
+            "version": VERSION,
+            "identity": self.identity,
+            "shards": [asdict(s) for s in self.shards],
+        }
         write_atomic(self.directory / LEDGER, (json.dumps(data, indent=1) + "\n").encode())
 
 
@@ -142,7 +151,9 @@ def _lock(directory: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel even on kill -9
     except BlockingIOError:
         os.close(fd)
-        raise ConfigError(f"another job is writing {directory}; wait for it or stop it first") from None
+        raise ConfigError(
+            f"another job is writing {directory}; wait for it or stop it first"
+        ) from None
     return fd
 
 
@@ -155,7 +166,9 @@ def _resumable(directory: Path, path: Path, identity: dict[str, Any]) -> list[Sh
     except (ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"{path} is unreadable ({e}); delete {directory} to start over") from None
     if data.get("version") != VERSION:
-        raise ConfigError(f"{path} was written by another embedrt version; delete {directory} to start over")
+        raise ConfigError(
+            f"{path} was written by another embedrt version; delete {directory} to start over"
+        )
     changed = _differences(old, identity)
     if changed:
         raise ConfigError(
@@ -172,15 +185,19 @@ def _resumable(directory: Path, path: Path, identity: dict[str, Any]) -> list[Sh
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    what = {"input": "the input changed since the interrupted run",
-            "model": "the model changed since the interrupted run"}
+    what = {
+        "input": "the input changed since the interrupted run",
+        "model": "the model changed since the interrupted run",
+    }
     out = []
     for section in sorted(set(old) | set(new)):
         a, b = old.get(section, {}), new.get(section, {})
         for key in sorted(set(a) | set(b)):
             if a.get(key) != b.get(key):
                 label = what.get(section, "an option changed")
-                out.append(f"{label} ({section}.{key} was {_short(a.get(key))}, now {_short(b.get(key))})")
+                out.append(
+                    f"{label} ({section}.{key} was {_short(a.get(key))}, now {_short(b.get(key))})"
+                )
     return out
 
 

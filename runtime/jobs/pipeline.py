@@ -25,7 +25,9 @@ class _Stopped(Exception):
     """Raised inside a stage thread when another thread failed: unwinds it quietly."""
 
 
-def run_stages(source: Iterable[Any], stages: Sequence[Callable[[Any], Any]], depth: int = 2) -> None:
+def run_stages(
+    source: Iterable[Any], stages: Sequence[Callable[[Any], Any]], depth: int = 2
+) -> None:
     """Feed source through stages in order; the last stage's results are dropped (it is the sink)."""
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -72,8 +74,10 @@ def run_stages(source: Iterable[Any], stages: Sequence[Callable[[Any], Any]], de
             stop.set()
 
     threads = [threading.Thread(target=guard, args=(feed,), name="stage-source", daemon=True)]
-    threads += [threading.Thread(target=guard, args=(work, i), name=f"stage-{i}", daemon=True)
-                for i in range(len(stages))]
+    threads += [
+        threading.Thread(target=guard, args=(work, i), name=f"stage-{i}", daemon=True)
+        for i in range(len(stages))
+    ]
     for t in threads:
         t.start()
     try:

@@ -25,8 +25,16 @@ MODES = ("auto", "bar", "log", "none")
 class Progress:
     """Rows and tokens done; total and done count rows of the whole job (done: before this run)."""
 
-    def __init__(self, total: int, done: int, *, stream: IO[str], mode: str = "auto",
-                 interval_s: float = 30.0, label: str = "embed"):
+    def __init__(
+        self,
+        total: int,
+        done: int,
+        *,
+        stream: IO[str],
+        mode: str = "auto",
+        interval_s: float = 30.0,
+        label: str = "embed",
+    ):
         check_choice("progress mode", mode, MODES)
         if mode == "auto":
             mode = "bar" if _isatty(stream) else "log"
@@ -41,8 +49,16 @@ class Progress:
                 from tqdm import tqdm
             except ImportError:
                 raise missing_extra("tqdm", "jobs") from None
-            self._bar = tqdm(total=total, initial=done, unit="row", unit_scale=True, file=stream,
-                             desc=label, dynamic_ncols=True, smoothing=0.1)
+            self._bar = tqdm(
+                total=total,
+                initial=done,
+                unit="row",
+                unit_scale=True,
+                file=stream,
+                desc=label,
+                dynamic_ncols=True,
+                smoothing=0.1,
+            )
 
     def update(self, rows: int, tokens: int) -> None:
         with self._lock:
@@ -64,8 +80,10 @@ class Progress:
         rps, tps = self.rows / elapsed, self.tokens / elapsed
         pct = 100.0 * done / self.total if self.total else 100.0
         eta = format_seconds((self.total - done) / rps) if rps > 0 else "?"
-        return (f"{self._label}: {done:,}/{self.total:,} rows ({pct:.1f}%), {rps:,.0f} rows/s, "
-                f"{tps:,.0f} tokens/s, elapsed {format_seconds(elapsed)}, ETA {eta}")
+        return (
+            f"{self._label}: {done:,}/{self.total:,} rows ({pct:.1f}%), {rps:,.0f} rows/s, "
+            f"{tps:,.0f} tokens/s, elapsed {format_seconds(elapsed)}, ETA {eta}"
+        )
 
     def close(self) -> None:
         if self._bar is not None:

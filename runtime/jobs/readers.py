@@ -26,8 +26,14 @@ from ..errors import InputError, json_type, missing_extra
 from ..tokenizer import utf8_encodable
 
 TEXT_FORMATS = ("txt", "jsonl", "csv", "tsv")
-SUFFIXES = {".txt": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv",
-            ".parquet": "parquet"}
+SUFFIXES = {
+    ".txt": "txt",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+}
 PARQUET_BATCH_ROWS = 4096  # rows converted to Python at once: bounded memory, amortized calls
 
 # csv refuses fields over 128 KiB by default; a long document is a valid text (truncated later).
@@ -53,16 +59,24 @@ class InputSpec:
     id_field: str | None = None
 
     @classmethod
-    def of(cls, path: str | Path, text_field: str = "text", id_field: str | None = None) -> "InputSpec":
+    def of(
+        cls, path: str | Path, text_field: str = "text", id_field: str | None = None
+    ) -> InputSpec:
         """The spec of a file, its format taken from the suffix (e.g. rows.jsonl.gz)."""
         path = Path(path)
         suffixes = [s.lower() for s in path.suffixes]
         gz = bool(suffixes) and suffixes[-1] == ".gz"
-        ext = suffixes[-2] if gz and len(suffixes) > 1 else (suffixes[-1] if suffixes and not gz else "")
+        ext = (
+            suffixes[-2]
+            if gz and len(suffixes) > 1
+            else (suffixes[-1] if suffixes and not gz else "")
+        )
         fmt = SUFFIXES.get(ext)
         if fmt is None or (gz and fmt == "parquet"):
             known = ", ".join(sorted(SUFFIXES)) + " (text formats also as .gz)"
-            raise InputError(f"cannot tell the format of {str(path)!r} from its name; known: {known}")
+            raise InputError(
+                f"cannot tell the format of {str(path)!r} from its name; known: {known}"
+            )
         if not path.is_file():
             raise InputError(f"input file {str(path)!r} does not exist")
         return cls(path, fmt, gz, text_field, id_field)
@@ -137,18 +151,33 @@ def fields_record(spec: InputSpec, line: int, row: dict[str, Any]) -> Record:
             return Record(line, line, None, f"missing id field {spec.id_field!r}")
         rid = row[spec.id_field]
         if isinstance(rid, bool) or not isinstance(rid, (str, int)):
-            return Record(line, line, None,
-                          f"id field {spec.id_field!r} is {json_type(rid)}, expected a string or integer")
+            return Record(
+                line,
+                line,
+                None,
+                f"id field {spec.id_field!r} is {json_type(rid)}, expected a string or integer",
+            )
         rid = str(rid)
-        if not utf8_encodable(rid):  # the writers store ids as UTF-8: a bad one must fail here, named
-            return Record(line, line, None,
-                          f"id field {spec.id_field!r} is invalid UTF-8 (a lone surrogate or undecodable bytes)")
+        if not utf8_encodable(
+            rid
+        ):  # the writers store ids as UTF-8: a bad one must fail here, named
+            return Record(
+                line,
+                line,
+                None,
+                f"id field {spec.id_field!r} is invalid UTF-8 (a lone surrogate or undecodable bytes)",
+            )
     if spec.text_field not in row:
         fields = ", ".join(map(str, list(row)[:10])) or "none"
         return Record(line, rid, None, f"missing text field {spec.text_field!r} (fields: {fields})")
     text = row[spec.text_field]
     if not isinstance(text, str):
-        return Record(line, rid, None, f"text field {spec.text_field!r} is {json_type(text)}, expected a string")
+        return Record(
+            line,
+            rid,
+            None,
+            f"text field {spec.text_field!r} is {json_type(text)}, expected a string",
+        )
     error = _text_error(text)
     return Record(line, rid, None, error) if error else Record(line, rid, text)
 
@@ -187,7 +216,7 @@ def _delimited(spec: InputSpec, f: IO[bytes]) -> Iterator[Record]:
         elif len(row) != len(header):
             yield Record(line, line, None, f"has {len(row)} fields, the header has {len(header)}")
         else:
-            yield fields_record(spec, line, dict(zip(header, row)))
+            yield fields_record(spec, line, dict(zip(header, row, strict=True)))
 
 
 def _parquet(spec: InputSpec) -> Iterator[Record]:

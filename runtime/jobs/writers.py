@@ -31,8 +31,9 @@ class ShardWriter(Protocol):
     name: str
     suffix: str
 
-    def write_shard(self, f: IO[bytes], ids: Sequence[Any], embeddings: np.ndarray,
-                    tokens: np.ndarray) -> None: ...
+    def write_shard(
+        self, f: IO[bytes], ids: Sequence[Any], embeddings: np.ndarray, tokens: np.ndarray
+    ) -> None: ...
 
     def assemble(self, shards: Sequence[Path], dest: IO[bytes], rows: int) -> None: ...
 
@@ -62,24 +63,36 @@ class NpyWriter:
     def __init__(self, dim: int):
         self.dim = dim
 
-    def write_shard(self, f: IO[bytes], ids: Sequence[Any], embeddings: np.ndarray, tokens: np.ndarray) -> None:
-        np.lib.format.write_array(f, np.ascontiguousarray(embeddings, dtype=np.float32), allow_pickle=False)
+    def write_shard(
+        self, f: IO[bytes], ids: Sequence[Any], embeddings: np.ndarray, tokens: np.ndarray
+    ) -> None:
+        np.lib.format.write_array(
+            f, np.ascontiguousarray(embeddings, dtype=np.float32), allow_pickle=False
+        )
 
     def assemble(self, shards: Sequence[Path], dest: IO[bytes], rows: int) -> None:
         # The header needs the final shape, which is known here: all shards exist. The data of
         # each shard is then copied raw after the header, never loaded whole.
-        header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False,
-                  "shape": (rows, self.dim)}
+        header = {
+            "descr": np.lib.format.dtype_to_descr(np.dtype("<f4")),
+            "fortran_order": False,
+            "shape": (rows, self.dim),
+        }
         np.lib.format.write_array_header_1_0(dest, header)
         seen = 0
         for path in shards:
             with open(path, "rb") as f:
                 version = np.lib.format.read_magic(f)
-                read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                        else np.lib.format.read_array_header_2_0)
+                read = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
                 shape, fortran, dtype = read(f)
                 if fortran or dtype != np.dtype("<f4") or len(shape) != 2 or shape[1] != self.dim:
-                    raise ConfigError(f"shard {path} holds {dtype} {shape}, expected float32 [n, {self.dim}]")
+                    raise ConfigError(
+                        f"shard {path} holds {dtype} {shape}, expected float32 [n, {self.dim}]"
+                    )
                 shutil.copyfileobj(f, dest, 1 << 20)
                 seen += shape[0]
         if seen != rows:
@@ -100,11 +113,13 @@ class ParquetWriter:
             raise missing_extra("pyarrow", "jobs") from None
         self._pa, self._pq = pa, pq
         self.dim = dim
-        self.schema = pa.schema([
-            ("id", pa.string() if string_ids else pa.int64()),
-            ("embedding", pa.list_(pa.float32(), dim)),
-            ("tokens", pa.int32()),
-        ])
+        self.schema = pa.schema(
+            [
+                ("id", pa.string() if string_ids else pa.int64()),
+                ("embedding", pa.list_(pa.float32(), dim)),
+                ("tokens", pa.int32()),
+            ]
+        )
         # Embeddings are incompressible floats: compressing or dictionary-encoding them costs CPU
         # that inference needs and saves nothing; ids and token counts compress well.
         self._options = dict(
@@ -113,13 +128,17 @@ class ParquetWriter:
             write_statistics=["id", "tokens"],
         )
 
-    def write_shard(self, f: IO[bytes], ids: Sequence[Any], embeddings: np.ndarray, tokens: np.ndarray) -> None:
+    def write_shard(
+        self, f: IO[bytes], ids: Sequence[Any], embeddings: np.ndarray, tokens: np.ndarray
+    ) -> None:
         pa = self._pa
         flat = pa.array(np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1))
         table = pa.Table.from_arrays(
-            [pa.array(ids, self.schema.field("id").type),
-             pa.FixedSizeListArray.from_arrays(flat, self.dim),
-             pa.array(np.asarray(tokens, dtype=np.int32))],
+            [
+                pa.array(ids, self.schema.field("id").type),
+                pa.FixedSizeListArray.from_arrays(flat, self.dim),
+                pa.array(np.asarray(tokens, dtype=np.int32)),
+            ],
             schema=self.schema,
         )
         self._pq.write_table(table, f, **self._options)

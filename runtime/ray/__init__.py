@@ -15,4 +15,11 @@ whole job (scan, embed, write). Importing this package needs no Ray; using it do
 from .batch import ActorShare, EmbedBatch, require_ray
 from .job import RayJobConfig, RayJobSummary, run_ray_job
 
-__all__ = ["ActorShare", "EmbedBatch", "RayJobConfig", "RayJobSummary", "require_ray", "run_ray_job"]
+__all__ = [
+    "ActorShare",
+    "EmbedBatch",
+    "RayJobConfig",
+    "RayJobSummary",
+    "require_ray",
+    "run_ray_job",
+]

@@ -32,9 +32,12 @@ from typing import Any
 import numpy as np
 
 from ..batching import BatchPlan
-from ..session import default_threads
 from ..errors import ConfigError, InputError, missing_extra
-from ..jobs.readers import InputSpec, fields_record  # the local job's row check: same rules, same words
+from ..jobs.readers import (  # the local job's row check: same rules, same words
+    InputSpec,
+    fields_record,
+)
+from ..session import default_threads
 
 
 def require_ray() -> Any:
@@ -55,7 +58,7 @@ class ActorShare:
     gpus: float = 0.0
 
     @classmethod
-    def current(cls) -> "ActorShare":
+    def current(cls) -> ActorShare:
         """The calling actor's share; all zero outside a Ray actor (a plain call, a test)."""
         ray = require_ray()
         if not ray.is_initialized() or ray.get_runtime_context().get_actor_id() is None:
@@ -79,11 +82,22 @@ class EmbedBatch:
         only ids and vectors need not move long texts through the object store again).
     """
 
-    def __init__(self, model: str | Path, text_column: str = "text", *, id_column: str | None = None,
-                 embedding_column: str = "embedding", tokens_column: str | None = "tokens",
-                 device: str = "auto", precision: str = "auto", threads: int | None = None,
-                 batch_size: int = 32, batch_tokens: int = BatchPlan.max_tokens,
-                 spinning: bool = False, keep_text: bool = True):
+    def __init__(
+        self,
+        model: str | Path,
+        text_column: str = "text",
+        *,
+        id_column: str | None = None,
+        embedding_column: str = "embedding",
+        tokens_column: str | None = "tokens",
+        device: str = "auto",
+        precision: str = "auto",
+        threads: int | None = None,
+        batch_size: int = 32,
+        batch_tokens: int = BatchPlan.max_tokens,
+        spinning: bool = False,
+        keep_text: bool = True,
+    ):
         from ..encoder import Encoder
 
         share = ActorShare.current()
@@ -95,8 +109,9 @@ class EmbedBatch:
         self.embedding_column, self.tokens_column = embedding_column, tokens_column
         self.batch_size, self.keep_text = batch_size, keep_text
         self.threads = threads  # what the session got (None: every CPU the process may use)
-        self.encoder = Encoder.load(model, device, precision, threads=threads, spinning=spinning,
-                                    batch_tokens=batch_tokens)
+        self.encoder = Encoder.load(
+            model, device, precision, threads=threads, spinning=spinning, batch_tokens=batch_tokens
+        )
         self._spec = InputSpec(Path("batch"), "parquet", text_field=text_column)
 
     def __call__(self, batch: Any) -> Any:
@@ -156,15 +171,19 @@ def batch_kind(batch: Any) -> str:
         return "pandas"
     if isinstance(batch, dict):
         return "numpy"
-    raise ConfigError(f"EmbedBatch takes pandas, pyarrow or numpy batches, got {type(batch).__name__}")
+    raise ConfigError(
+        f"EmbedBatch takes pandas, pyarrow or numpy batches, got {type(batch).__name__}"
+    )
 
 
 def column_values(batch: Any, name: str, kind: str) -> list[Any]:
     """A column as Python values, nulls as None (pandas stores a missing string as NaN)."""
     names = batch.column_names if kind == "pyarrow" else list(batch.keys())
     if name not in names:
-        raise InputError(f"no column {name!r} in the batch (columns: {', '.join(map(str, names))}); "
-                         "pass the right text_column")
+        raise InputError(
+            f"no column {name!r} in the batch (columns: {', '.join(map(str, names))}); "
+            "pass the right text_column"
+        )
     if kind == "pyarrow":
         return batch.column(name).to_pylist()
     values = batch[name].tolist()

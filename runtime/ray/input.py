@@ -57,8 +57,14 @@ class Source:
 
     def read_kwargs(self, mode: str, batch_rows: int) -> dict[str, Any]:
         """fn_kwargs of read_rows: mode embed (good rows) or scan (bad rows only)."""
-        return {"filesystem": self.filesystem, "text_field": self.text_field, "id_field": self.id_field,
-                "mode": mode, "batch_rows": batch_rows, "many_files": len(self.files) > 1}
+        return {
+            "filesystem": self.filesystem,
+            "text_field": self.text_field,
+            "id_field": self.id_field,
+            "mode": mode,
+            "batch_rows": batch_rows,
+            "many_files": len(self.files) > 1,
+        }
 
 
 def list_source(path: str | os.PathLike, text_field: str, id_field: str | None) -> Source:
@@ -76,17 +82,21 @@ def list_source(path: str | os.PathLike, text_field: str, id_field: str | None) 
             raise InputError(f"input directory {os.fspath(path)!r} holds no .parquet files")
     else:
         if not info.path.lower().endswith(".parquet"):
-            raise InputError(f"--ray reads parquet; {os.fspath(path)!r} is not a .parquet file "
-                             "(run without --ray for txt, jsonl, csv and tsv)")
+            raise InputError(
+                f"--ray reads parquet; {os.fspath(path)!r} is not a .parquet file "
+                "(run without --ray for txt, jsonl, csv and tsv)"
+            )
         files = [root]
     with ThreadPoolExecutor(min(FOOTER_THREADS, len(files))) as pool:
         groups = list(pool.map(lambda f: _row_groups(fs, f, text_field, id_field), files))
     fragments, first = [], 0
-    for file, sizes in zip(files, groups):
+    for file, sizes in zip(files, groups, strict=True):
         file_first = 0
         for g, n in enumerate(sizes):
             if n:
-                fragments.append({"path": file, "row_group": g, "first_row": first, "file_first": file_first})
+                fragments.append(
+                    {"path": file, "row_group": g, "first_row": first, "file_first": file_first}
+                )
             first += n
             file_first += n
     return Source(fs, tuple(files), tuple(fragments), first, text_field, id_field)
@@ -110,16 +120,26 @@ def _row_groups(fs: Any, path: str, text_field: str, id_field: str | None) -> li
         raise InputError(f"{path} is not a readable parquet file: {e}") from None
     for name in (text_field, id_field):
         if name is not None and name not in schema.names:
-            raise InputError(f"{path}: no column {name!r} (columns: {', '.join(schema.names)}); "
-                             "name the right one with --text-field / --id-field")
+            raise InputError(
+                f"{path}: no column {name!r} (columns: {', '.join(schema.names)}); "
+                "name the right one with --text-field / --id-field"
+            )
     kind = schema.field(text_field).type
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         raise InputError(f"{path}: column {text_field!r} is {kind}, expected string")
     return [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
 
 
-def read_rows(batch: Any, *, filesystem: Any, text_field: str, id_field: str | None, mode: str,
-              batch_rows: int, many_files: bool) -> Iterator[Any]:
+def read_rows(
+    batch: Any,
+    *,
+    filesystem: Any,
+    text_field: str,
+    id_field: str | None,
+    mode: str,
+    batch_rows: int,
+    many_files: bool,
+) -> Iterator[Any]:
     """map_batches fn over fragments (batch_size=1): yields arrow tables of at most batch_rows.
 
     embed: columns id (int64 row number, or string id) and text, good rows only.
@@ -136,8 +156,11 @@ def read_rows(batch: Any, *, filesystem: Any, text_field: str, id_field: str | N
         for start in range(0, table.num_rows, batch_rows):
             data = table.slice(start, batch_rows).to_pydict()
             texts, ids = data[text_field], data[id_field] if id_field else None
-            out: dict[str, list[Any]] = {"id": [], "text": []} if mode == "embed" else \
-                {"row": [], "reason": [], "where": []}
+            out: dict[str, list[Any]] = (
+                {"id": [], "text": []}
+                if mode == "embed"
+                else {"row": [], "reason": [], "where": []}
+            )
             for i, text in enumerate(texts):
                 file_row = frag["file_first"] + start + i + 1
                 fields = {text_field: text} if ids is None else {text_field: text, id_field: ids[i]}
@@ -149,11 +172,20 @@ def read_rows(batch: Any, *, filesystem: Any, text_field: str, id_field: str | N
                 elif mode == "scan" and rec.error is not None:
                     out["row"].append(row)
                     out["reason"].append(rec.error)
-                    out["where"].append(f"{frag['path']} row {file_row}" +
-                                        (f" (row {row} of the input)" if many_files else ""))
+                    out["where"].append(
+                        f"{frag['path']} row {file_row}"
+                        + (f" (row {row} of the input)" if many_files else "")
+                    )
             if mode == "embed":
                 id_type = pa.int64() if id_field is None else pa.string()
-                yield pa.table({"id": pa.array(out["id"], id_type), "text": pa.array(out["text"], pa.string())})
+                yield pa.table(
+                    {"id": pa.array(out["id"], id_type), "text": pa.array(out["text"], pa.string())}
+                )
             elif out["row"]:
-                yield pa.table({"row": pa.array(out["row"], pa.int64()), "reason": out["reason"],
-                                "where": out["where"]})
+                yield pa.table(
+                    {
+                        "row": pa.array(out["row"], pa.int64()),
+                        "reason": out["reason"],
+                        "where": out["where"],
+                    }
+                )

@@ -44,7 +44,6 @@ from .batch import EmbedBatch, require_ray
 from .input import list_source, read_rows, resolve_path
 
 
-
 @dataclass(frozen=True)
 class RayJobConfig:
     """How the Ray job reads, batches, places actors and writes.
@@ -106,14 +105,26 @@ class RayJobSummary:
 
     def describe(self) -> str:
         rate = self.rows / self.seconds if self.seconds > 0 else 0.0
-        skipped = f" ({self.skipped:,} skipped, listed in {self.skipped_path})" if self.skipped_path else ""
-        return (f"embedded {self.rows:,} rows on Ray ({self.actors} actors) in {self.seconds:.1f} s"
-                f"{skipped}: {rate:,.0f} rows/s, {self.tokens / max(self.seconds, 1e-9):,.0f} tokens/s "
-                f"-> {self.output}/ ({self.rows:,} x {self.dim} float32, parquet files)")
+        skipped = (
+            f" ({self.skipped:,} skipped, listed in {self.skipped_path})"
+            if self.skipped_path
+            else ""
+        )
+        return (
+            f"embedded {self.rows:,} rows on Ray ({self.actors} actors) in {self.seconds:.1f} s"
+            f"{skipped}: {rate:,.0f} rows/s, {self.tokens / max(self.seconds, 1e-9):,.0f} tokens/s "
+            f"-> {self.output}/ ({self.rows:,} x {self.dim} float32, parquet files)"
+        )
 
 
-def run_ray_job(input_path: str | os.PathLike, output: str | os.PathLike, model: str | os.PathLike,
-                config: RayJobConfig = RayJobConfig(), *, address: str | None = None) -> RayJobSummary:
+def run_ray_job(
+    input_path: str | os.PathLike,
+    output: str | os.PathLike,
+    model: str | os.PathLike,
+    config: RayJobConfig = RayJobConfig(),
+    *,
+    address: str | None = None,
+) -> RayJobSummary:
     """Embed every row of a parquet input into a parquet directory; see the module docstring.
 
     Uses the Ray connection of this process when there is one; otherwise connects to address
@@ -138,7 +149,9 @@ def run_ray_job(input_path: str | os.PathLike, output: str | os.PathLike, model:
         ctx.execution_options.preserve_order = True  # rows and files in input order
         ctx.enable_progress_bars = config.progress
         try:
-            frags = ray.data.from_items(list(source.fragments), override_num_blocks=max(1, len(source.fragments)))
+            frags = ray.data.from_items(
+                list(source.fragments), override_num_blocks=max(1, len(source.fragments))
+            )
             with tempfile.TemporaryDirectory() as tmp:
                 bad = _scan(frags, source, config, Path(tmp) / "skipped.jsonl")
                 # No more actors than batches: an actor with nothing to do still loads a model.
@@ -148,13 +161,19 @@ def run_ray_job(input_path: str | os.PathLike, output: str | os.PathLike, model:
                 if replace:  # only now: a scan that stops at a bad row leaves the old output
                     _remove(out_fs, out_path)
                 if rows:
-                    _embed(frags, source, config, actors, str(Path(model).resolve()), out_fs, out_path)
+                    _embed(
+                        frags, source, config, actors, str(Path(model).resolve()), out_fs, out_path
+                    )
                 else:  # Ray writes no file for no rows; the local job writes an empty table
-                    _write_empty(out_fs, out_path, manifest.dim, string_ids=config.id_field is not None)
+                    _write_empty(
+                        out_fs, out_path, manifest.dim, string_ids=config.id_field is not None
+                    )
                 written, tokens = _count_output(out_fs, out_path)
                 if written != rows:
-                    raise InputError(f"{output}: {written} rows written, the scan counted {rows}; "
-                                     "did the input change while the job ran? Run it again")
+                    raise InputError(
+                        f"{output}: {written} rows written, the scan counted {rows}; "
+                        "did the input change while the job ran? Run it again"
+                    )
                 if skipped_path is not None:
                     _put(Path(tmp) / "skipped.jsonl", skipped_path)
         finally:
@@ -162,9 +181,16 @@ def run_ray_job(input_path: str | os.PathLike, output: str | os.PathLike, model:
     finally:
         if own:
             ray.shutdown()
-    return RayJobSummary(output=os.fspath(output), rows=rows, skipped=bad, tokens=tokens,
-                         seconds=time.perf_counter() - start, dim=manifest.dim, actors=actors,
-                         skipped_path=skipped_path)
+    return RayJobSummary(
+        output=os.fspath(output),
+        rows=rows,
+        skipped=bad,
+        tokens=tokens,
+        seconds=time.perf_counter() - start,
+        dim=manifest.dim,
+        actors=actors,
+        skipped_path=skipped_path,
+    )
 
 
 def _check_output(fs: Any, path: str, overwrite: bool, shown: Any) -> bool:
@@ -177,8 +203,10 @@ def _check_output(fs: Any, path: str, overwrite: bool, shown: Any) -> bool:
     if not overwrite:
         raise ConfigError(f"{os.fspath(shown)} exists; pass --overwrite to replace it")
     if info.type == pafs.FileType.Directory and not _looks_like_output(fs, path):
-        raise ConfigError(f"{os.fspath(shown)} is a directory holding more than parquet files; "
-                          "not replacing it, name another output")
+        raise ConfigError(
+            f"{os.fspath(shown)} is a directory holding more than parquet files; "
+            "not replacing it, name another output"
+        )
     return True
 
 
@@ -192,14 +220,21 @@ def _looks_like_output(fs: Any, path: str) -> bool:
 
 def _scan(frags: Any, source: Any, config: RayJobConfig, side: Path) -> int:
     """Bad rows: raise at the first (fail) or write them to side (skip); returns how many."""
-    bad = frags.map_batches(read_rows, batch_size=1, batch_format="pyarrow", num_cpus=0.5,
-                            fn_kwargs=source.read_kwargs("scan", config.batch_rows))
+    bad = frags.map_batches(
+        read_rows,
+        batch_size=1,
+        batch_format="pyarrow",
+        num_cpus=0.5,
+        fn_kwargs=source.read_kwargs("scan", config.batch_rows),
+    )
     count = 0
     with open(side, "w", encoding="utf-8") as f, _task_errors():
         for row in bad.iter_rows():  # in row order (preserve_order), streamed
             if config.on_error == "fail":
-                raise InputError(f"{row['where']}: {row['reason']}. Nothing was written; fix the row, "
-                                 "or pass --on-error skip to skip bad rows (listed in a side file)")
+                raise InputError(
+                    f"{row['where']}: {row['reason']}. Nothing was written; fix the row, "
+                    "or pass --on-error skip to skip bad rows (listed in a side file)"
+                )
             line = {"row": row["row"], "reason": row["reason"]}
             if len(source.files) > 1:
                 line["where"] = row["where"]
@@ -208,30 +243,56 @@ def _scan(frags: Any, source: Any, config: RayJobConfig, side: Path) -> int:
     return count
 
 
-def _embed(frags: Any, source: Any, config: RayJobConfig, actors: int, model: str,
-           out_fs: Any, out_path: str) -> None:
+def _embed(
+    frags: Any,
+    source: Any,
+    config: RayJobConfig,
+    actors: int,
+    model: str,
+    out_fs: Any,
+    out_path: str,
+) -> None:
     ray = require_ray()
     # Readers and writers reserve no CPU: when actors take every CPU (actors = CPUs, the
     # default), a reader that waits for a free CPU would stall the job for good. They are a
     # small part of the work, and Ray Data's backpressure bounds how many run at once.
-    rows = frags.map_batches(read_rows, batch_size=1, batch_format="pyarrow", num_cpus=0,
-                             fn_kwargs=source.read_kwargs("embed", config.batch_rows))
+    rows = frags.map_batches(
+        read_rows,
+        batch_size=1,
+        batch_format="pyarrow",
+        num_cpus=0,
+        fn_kwargs=source.read_kwargs("embed", config.batch_rows),
+    )
     embedded = rows.map_batches(
-        EmbedBatch, batch_size=config.batch_rows, batch_format="pyarrow",
+        EmbedBatch,
+        batch_size=config.batch_rows,
+        batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=actors),
-        num_cpus=config.actor_cpus, num_gpus=config.actor_gpus or None,
+        num_cpus=config.actor_cpus,
+        num_gpus=config.actor_gpus or None,
         fn_constructor_kwargs=dict(
-            model=model, text_column="text", keep_text=False, device=config.device,
-            precision=config.precision, threads=config.threads, batch_size=config.batch_size,
-            batch_tokens=config.batch_tokens, spinning=config.spinning),
+            model=model,
+            text_column="text",
+            keep_text=False,
+            device=config.device,
+            precision=config.precision,
+            threads=config.threads,
+            batch_size=config.batch_size,
+            batch_tokens=config.batch_tokens,
+            spinning=config.spinning,
+        ),
     )
     try:
         with _task_errors():
             embedded.write_parquet(
-                out_path, filesystem=out_fs, min_rows_per_file=config.rows_per_file,
+                out_path,
+                filesystem=out_fs,
+                min_rows_per_file=config.rows_per_file,
                 # The local writer's choices (writers.py): raw floats do not compress.
                 compression={"id": "snappy", "embedding": "none", "tokens": "snappy"},
-                use_dictionary=False, ray_remote_args={"num_cpus": 0})
+                use_dictionary=False,
+                ray_remote_args={"num_cpus": 0},
+            )
     except BaseException:
         try:
             _remove(out_fs, out_path)  # nothing half-written is left to look like a result
@@ -247,8 +308,9 @@ def _write_empty(fs: Any, path: str, dim: int, string_ids: bool) -> None:
 
     fs.create_dir(path)
     with fs.open_output_stream(path + "/part-000000.parquet") as f:
-        ParquetWriter(dim, string_ids).write_shard(f, [], np.empty((0, dim), np.float32),
-                                                   np.empty(0, np.int32))
+        ParquetWriter(dim, string_ids).write_shard(
+            f, [], np.empty((0, dim), np.float32), np.empty(0, np.int32)
+        )
 
 
 def _count_output(fs: Any, path: str) -> tuple[int, int]:

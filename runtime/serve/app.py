@@ -34,12 +34,27 @@ import numpy as np
 
 from .. import __version__
 from ..encoder import Encoder
-from ..errors import (AuthError, InputError, OverloadedError, TooLargeError, UnavailableError,
-                      missing_extra)
+from ..errors import (
+    AuthError,
+    InputError,
+    OverloadedError,
+    TooLargeError,
+    UnavailableError,
+    missing_extra,
+)
 from ..vectors import l2_normalize
 from .config import CLOSE_TIMEOUT_S, ServerConfig
-from .protocol import (EmbedRequest, decode_json, dumps, openai_body, openai_error, parse_openai,
-                       parse_tei, tei_body, tei_error)
+from .protocol import (
+    EmbedRequest,
+    decode_json,
+    dumps,
+    openai_body,
+    openai_error,
+    parse_openai,
+    parse_tei,
+    tei_body,
+    tei_error,
+)
 from .scheduler import Scheduler
 
 try:
@@ -58,6 +73,8 @@ JSON = "application/json"
 CLIENT_GONE = 499  # nginx's "client closed request": what the metrics count a dropped request as
 INLINE_FLOATS = 1 << 15  # responses up to this many floats are rendered on the loop (~1.5 ms)
 INLINE_BYTES = 1 << 16  # bodies up to this size are JSON-decoded on the loop
+
+
 class EmbeddingService:
     """One encoder behind HTTP. `app` is the ASGI application."""
 
@@ -111,18 +128,30 @@ class EmbeddingService:
 
     async def info(self, request: Request) -> Response:
         i, b, m = self.encoder.info, self.config.batching, self.encoder.manifest
-        return _json_response({
-            "model_id": self.model, "model_dtype": i.precision, "model_type": "embedding",
-            "dim": m.dim, "max_input_length": m.max_seq_length, "pooling": m.pooling,
-            "normalize": m.normalize, "device": i.device, "variant": i.variant,
-            "active_providers": list(i.active_providers), "streams": i.streams,
-            "max_batch_tokens": b.max_batch_tokens,
-            "max_batch_requests": b.max_batch_requests,
-            "max_wait_ms": b.max_wait_ms, "max_concurrent_requests": b.max_queue,
-            "batching": b.batching, "max_client_batch_size": self.config.limits.max_inputs,
-            "max_body_bytes": self.config.limits.max_body_bytes, "auto_truncate": True,
-            "version": __version__,
-        })
+        return _json_response(
+            {
+                "model_id": self.model,
+                "model_dtype": i.precision,
+                "model_type": "embedding",
+                "dim": m.dim,
+                "max_input_length": m.max_seq_length,
+                "pooling": m.pooling,
+                "normalize": m.normalize,
+                "device": i.device,
+                "variant": i.variant,
+                "active_providers": list(i.active_providers),
+                "streams": i.streams,
+                "max_batch_tokens": b.max_batch_tokens,
+                "max_batch_requests": b.max_batch_requests,
+                "max_wait_ms": b.max_wait_ms,
+                "max_concurrent_requests": b.max_queue,
+                "batching": b.batching,
+                "max_client_batch_size": self.config.limits.max_inputs,
+                "max_body_bytes": self.config.limits.max_body_bytes,
+                "auto_truncate": True,
+                "version": __version__,
+            }
+        )
 
     async def prometheus(self, request: Request) -> Response:
         return Response(self.metrics.render(), media_type=CONTENT_TYPE)
@@ -145,9 +174,13 @@ class EmbeddingService:
             return decode_json(body)
         return await asyncio.get_running_loop().run_in_executor(self._pool, decode_json, body)
 
-    async def _embed(self, request: Request, req: EmbedRequest, field_name: str) -> tuple[np.ndarray, int] | Response:
+    async def _embed(
+        self, request: Request, req: EmbedRequest, field_name: str
+    ) -> tuple[np.ndarray, int] | Response:
         if not req.normalize and self.encoder.manifest.normalize:
-            raise InputError("'normalize': false is not available: this model's graph L2-normalizes its output")
+            raise InputError(
+                "'normalize': false is not available: this model's graph L2-normalizes its output"
+            )
         queued = self.scheduler.submit(functools.partial(self._tokenize, req, field_name))
         fut = queued.future
         # The client leaving cancels the wait for it (cheaper than asyncio.wait on both).
@@ -175,11 +208,11 @@ class EmbeddingService:
         at_limit = [] if req.truncate else [i for i, r in enumerate(rows) if len(r) >= limit]
         if at_limit:
             counts = self.encoder.count_tokens([req.texts[i] for i in at_limit], truncate=False)
-            for i, n in zip(at_limit, counts):
+            for i, n in zip(at_limit, counts, strict=True):
                 if n > limit:
                     raise TooLargeError(
                         f"'{field_name}[{i}]' has {n} tokens; this model reads at most {limit}: "
-                        "shorten it, or send \"truncate\": true to cut it"
+                        'shorten it, or send "truncate": true to cut it'
                     )
         return rows
 
@@ -281,4 +314,3 @@ async def _disconnected(request: Request) -> None:
 
 def _json_response(value: Any) -> Response:
     return Response(dumps(value), media_type=JSON)
-

@@ -1,21 +1,21 @@
 """The HTTP service's Prometheus metrics, in a registry of their own (one per app, not global).
 
-    embedrt_requests_total{route,status}      requests answered, by route and HTTP status
-    embedrt_request_seconds{route}            end-to-end latency inside the server
-    embedrt_queue_depth                       requests admitted and not yet taken by the worker
-    embedrt_queue_seconds                     admission -> start of the request's inference
-    embedrt_inference_seconds                 one batching round's inference
-    embedrt_batch_size                        rows (texts) per round
-    embedrt_batch_tokens                      real tokens per round
-    embedrt_tokens_total{kind=real|padded}    tokens run through the model, and their padded area
-    embedrt_padding_efficiency                real / padded tokens so far (1.0 = no padding)
-    embedrt_dropped_requests_total            requests dropped before inference (client gone)
-    embedrt_cpu_seconds_total{work}           CPU time of the threads that run inference and
-                                              tokenization (see SchedulerObserver.cpu for what
-                                              it leaves out)
-    embedrt_runs_total{threads=one|all}       inference runs on one stream's thread, or alone
-                                              on all of them (partly on ONNX Runtime's pool)
-    process_cpu_seconds_total, process_*      the whole process (prometheus_client's collector)
+embedrt_requests_total{route,status}      requests answered, by route and HTTP status
+embedrt_request_seconds{route}            end-to-end latency inside the server
+embedrt_queue_depth                       requests admitted and not yet taken by the worker
+embedrt_queue_seconds                     admission -> start of the request's inference
+embedrt_inference_seconds                 one batching round's inference
+embedrt_batch_size                        rows (texts) per round
+embedrt_batch_tokens                      real tokens per round
+embedrt_tokens_total{kind=real|padded}    tokens run through the model, and their padded area
+embedrt_padding_efficiency                real / padded tokens so far (1.0 = no padding)
+embedrt_dropped_requests_total            requests dropped before inference (client gone)
+embedrt_cpu_seconds_total{work}           CPU time of the threads that run inference and
+                                          tokenization (see SchedulerObserver.cpu for what
+                                          it leaves out)
+embedrt_runs_total{threads=one|all}       inference runs on one stream's thread, or alone
+                                          on all of them (partly on ONNX Runtime's pool)
+process_cpu_seconds_total, process_*      the whole process (prometheus_client's collector)
 """
 
 from __future__ import annotations
@@ -25,8 +25,14 @@ from collections.abc import Callable
 from ..errors import missing_extra
 
 try:
-    from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector,
-                                   generate_latest)
+    from prometheus_client import (
+        CollectorRegistry,
+        Counter,
+        Gauge,
+        Histogram,
+        ProcessCollector,
+        generate_latest,
+    )
     from prometheus_client.exposition import CONTENT_TYPE_LATEST
 except ImportError:
     raise missing_extra("prometheus-client", "serve") from None
@@ -44,44 +50,87 @@ class ServerMetrics:
 
     def __init__(self, depth: Callable[[], int]):
         self.registry = r = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("embedrt_requests", "Requests answered, by route and HTTP status",
-                                ["route", "status"], registry=r)
-        self.latency = Histogram("embedrt_request_seconds", "Request latency inside the server",
-                                 ["route"], buckets=SECONDS, registry=r)
-        Gauge("embedrt_queue_depth", "Requests admitted and not yet taken by the inference worker",
-              registry=r).set_function(depth)
-        self.queue = Histogram("embedrt_queue_seconds", "Admission to start of inference, per request",
-                               buckets=SECONDS, registry=r)
-        self.inference = Histogram("embedrt_inference_seconds", "Inference time of one batching round",
-                                   buckets=SECONDS, registry=r)
-        self.batch_size = Histogram("embedrt_batch_size", "Rows (texts) per batching round",
-                                    buckets=ROWS, registry=r)
-        self.batch_tokens = Histogram("embedrt_batch_tokens", "Real tokens per batching round",
-                                      buckets=TOKENS, registry=r)
-        self.tokens = Counter("embedrt_tokens", "Tokens run through the model (real) and their padded area",
-                              ["kind"], registry=r)
-        self.drops = Counter("embedrt_dropped_requests", "Requests dropped before inference because "
-                             "the client disconnected", registry=r)
-        work = Counter("embedrt_cpu_seconds", "CPU time of the threads that run inference and "
-                       "tokenization (ONNX Runtime's pool threads, used by runs on all threads, "
-                       "are not counted)", ["work"], registry=r)
+        self.requests = Counter(
+            "embedrt_requests",
+            "Requests answered, by route and HTTP status",
+            ["route", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "embedrt_request_seconds",
+            "Request latency inside the server",
+            ["route"],
+            buckets=SECONDS,
+            registry=r,
+        )
+        Gauge(
+            "embedrt_queue_depth",
+            "Requests admitted and not yet taken by the inference worker",
+            registry=r,
+        ).set_function(depth)
+        self.queue = Histogram(
+            "embedrt_queue_seconds",
+            "Admission to start of inference, per request",
+            buckets=SECONDS,
+            registry=r,
+        )
+        self.inference = Histogram(
+            "embedrt_inference_seconds",
+            "Inference time of one batching round",
+            buckets=SECONDS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "embedrt_batch_size", "Rows (texts) per batching round", buckets=ROWS, registry=r
+        )
+        self.batch_tokens = Histogram(
+            "embedrt_batch_tokens", "Real tokens per batching round", buckets=TOKENS, registry=r
+        )
+        self.tokens = Counter(
+            "embedrt_tokens",
+            "Tokens run through the model (real) and their padded area",
+            ["kind"],
+            registry=r,
+        )
+        self.drops = Counter(
+            "embedrt_dropped_requests",
+            "Requests dropped before inference because the client disconnected",
+            registry=r,
+        )
+        work = Counter(
+            "embedrt_cpu_seconds",
+            "CPU time of the threads that run inference and "
+            "tokenization (ONNX Runtime's pool threads, used by runs on all threads, "
+            "are not counted)",
+            ["work"],
+            registry=r,
+        )
         self._work = {w: work.labels(w) for w in ("inference", "tokenization")}
-        runs = Counter("embedrt_runs", "Inference runs, on one stream's thread or alone on all "
-                       "threads", ["threads"], registry=r)
+        runs = Counter(
+            "embedrt_runs",
+            "Inference runs, on one stream's thread or alone on all threads",
+            ["threads"],
+            registry=r,
+        )
         self._runs = {False: runs.labels("one"), True: runs.labels("all")}
         ProcessCollector(registry=r)
         self._by_request: dict[tuple[str, int], tuple] = {}
         self._real = self.tokens.labels("real")
         self._padded = self.tokens.labels("padded")
         self._sums = [0, 0]  # real, padded: prometheus_client has no public read of a counter
-        Gauge("embedrt_padding_efficiency", "Real tokens / padded tokens over all inference so far",
-              registry=r).set_function(self._efficiency)
+        Gauge(
+            "embedrt_padding_efficiency",
+            "Real tokens / padded tokens over all inference so far",
+            registry=r,
+        ).set_function(self._efficiency)
 
     def request(self, route: str, status: int, seconds: float) -> None:
         children = self._by_request.get((route, status))
         if children is None:  # routes and statuses are few: each pair's children made once
             children = self._by_request[route, status] = (
-                self.requests.labels(route, str(status)), self.latency.labels(route))
+                self.requests.labels(route, str(status)),
+                self.latency.labels(route),
+            )
         children[0].inc()
         children[1].observe(seconds)
 

@@ -57,7 +57,9 @@ def decode_json(body: bytes) -> Any:
     try:
         return json.loads(body)
     except RecursionError:  # a few thousand nested brackets exhaust the parser's stack
-        raise InputError("request body is nested too deeply to parse; send a flat JSON object") from None
+        raise InputError(
+            "request body is nested too deeply to parse; send a flat JSON object"
+        ) from None
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, and an integer of > 4300 digits
         raise InputError(f"request body is not valid JSON: {e}") from None
 
@@ -73,11 +75,15 @@ def parse_openai(doc: Any, limits: Limits, dim: int) -> EmbedRequest:
     if fmt is None:
         fmt = "float"
     if fmt not in ENCODING_FORMATS:
-        raise InputError(f"'encoding_format' must be one of {', '.join(ENCODING_FORMATS)}, got {fmt!r}")
+        raise InputError(
+            f"'encoding_format' must be one of {', '.join(ENCODING_FORMATS)}, got {fmt!r}"
+        )
     dims = doc.get("dimensions")
     if dims is not None and (not is_int(dims) or dims != dim):
         # The artifact's dimension is fixed; silently returning another size would break callers.
-        raise InputError(f"'dimensions' must be {dim} (this model's fixed output size), got {dims!r}")
+        raise InputError(
+            f"'dimensions' must be {dim} (this model's fixed output size), got {dims!r}"
+        )
     truncate = _bool(doc, "truncate", True)  # an extension; OpenAI's own API has no such field
     return EmbedRequest(texts=texts, model=model, truncate=truncate, encoding_format=fmt)
 
@@ -125,14 +131,21 @@ def openai_error(status: int, message: str, param: str | None = None) -> bytes:
         405: "invalid_request_error",
         429: "rate_limit_error",
     }.get(status, "server_error")
-    code = {401: "invalid_api_key", 429: "rate_limit_exceeded", 413: "request_too_large"}.get(status)
+    code = {401: "invalid_api_key", 429: "rate_limit_exceeded", 413: "request_too_large"}.get(
+        status
+    )
     return dumps({"error": {"message": message, "type": kind, "param": param, "code": code}})
 
 
 def tei_error(status: int, message: str) -> bytes:
     """text-embeddings-inference's error shape: {"error": str, "error_type": str}."""
-    kind = {401: "Unauthorized", 413: "Validation", 422: "Validation", 429: "Overloaded",
-            503: "Unhealthy"}.get(status, "Backend")
+    kind = {
+        401: "Unauthorized",
+        413: "Validation",
+        422: "Validation",
+        429: "Overloaded",
+        503: "Unhealthy",
+    }.get(status, "Backend")
     return dumps({"error": message, "error_type": kind})
 
 
@@ -154,7 +167,11 @@ def _texts(doc: dict[str, Any], field: str, limits: Limits) -> list[str]:
         )
     for i, item in enumerate(value):
         if not isinstance(item, str):
-            hint = " (token-id input is not supported; send text)" if is_int(item) or isinstance(item, list) else ""
+            hint = (
+                " (token-id input is not supported; send text)"
+                if is_int(item) or isinstance(item, list)
+                else ""
+            )
             raise InputError(f"'{field}[{i}]' is {json_type(item)}, expected a string{hint}")
         _check_utf8(item, f"'{field}[{i}]'")
     return value
@@ -164,8 +181,10 @@ def _check_utf8(text: str, where: str) -> None:
     """JSON's \\ud800-style escapes can carry a lone surrogate: a 422 naming the text before it
     is queued (the encoder would refuse it too, by its index in the job)."""
     if not utf8_encodable(text):
-        raise InputError(f"{where} is not valid Unicode: it holds a lone surrogate "
-                         "(an unpaired \\ud800-\\udfff escape)")
+        raise InputError(
+            f"{where} is not valid Unicode: it holds a lone surrogate "
+            "(an unpaired \\ud800-\\udfff escape)"
+        )
 
 
 def _require_object(doc: Any) -> None:

@@ -16,8 +16,9 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -71,7 +72,9 @@ class ReadyRequests:
         requests, self._queue, self.tokens = list(self._queue), deque(), 0
         return requests
 
-    def take(self, budget: int, most: int | None, batching: bool) -> tuple[list[tuple[Request, int, int]], list[Request], int]:
+    def take(
+        self, budget: int, most: int | None, batching: bool
+    ) -> tuple[list[tuple[Request, int, int]], list[Request], int]:
         """The next round: (request, first row, end row) parts in FIFO order, up to `budget` tokens
         and `most` requests (one whole request without batching); the requests now out of the queue (wholly
         taken, or cancelled), and how many of those were dropped before any of their rows ran."""
@@ -131,17 +134,17 @@ class Run:
     def requests(self) -> list[Request]:
         return list(dict.fromkeys(request for request, _ in self.where))
 
-    def live(self) -> "Run":
+    def live(self) -> Run:
         """The run without the rows of callers gone meanwhile (it may be left empty)."""
         if not any(request.cancelled for request, _ in self.where):
             return self
         return self._rows_of(lambda request: not request.cancelled)
 
-    def of(self, request: Request) -> "Run":
+    def of(self, request: Request) -> Run:
         """The run with only this request's rows."""
         return self._rows_of(lambda j: j is request)
 
-    def _rows_of(self, wanted: Callable[[Request], bool]) -> "Run":
+    def _rows_of(self, wanted: Callable[[Request], bool]) -> Run:
         keep = [k for k, (request, _) in enumerate(self.where) if wanted(request)]
         return Run([self.rows[k] for k in keep], [self.where[k] for k in keep], self.round)
 
@@ -150,14 +153,18 @@ def cut_round(parts: list[tuple[Request, int, int]], plan: BatchPlan, now: float
     """A round, (request, first row, end row) parts, as runs: its rows sorted by length and cut by
     batching.plan_batches, shortest run first (the most callers are answered soonest)."""
     rows = [r for request, s, e in parts for r in request.rows[s:e]]
-    where = [(request, i) for request, s, e in parts for i in range(s, e)]  # each row's request and index
+    where = [
+        (request, i) for request, s, e in parts for i in range(s, e)
+    ]  # each row's request and index
     lengths = np.concatenate([request.lengths[s:e] for request, s, e in parts])
     planned = plan_batches(lengths, plan)[::-1]  # plan_batches lists them longest first
     rnd = Round(rows=len(rows), tokens=int(lengths.sum()), started=now, runs_left=len(planned))
     return [Run([rows[i] for i in idx], [where[i] for i in idx], rnd) for idx in planned]
 
 
-def deliver(run: Run, result: np.ndarray | Exception, retry: Callable[[Run], np.ndarray | Exception]) -> None:
+def deliver(
+    run: Run, result: np.ndarray | Exception, retry: Callable[[Run], np.ndarray | Exception]
+) -> None:
     """A run's vectors go to their requests, and requests now complete are answered, each on its own
     event loop (one wake-up per loop). One bad request must not fail its run-mates: a failed run is
     retried (retry(run) returns vectors or the Exception) request by request, and only the request that
@@ -173,7 +180,7 @@ def deliver(run: Run, result: np.ndarray | Exception, retry: Callable[[Run], np.
             deliver(alone, retry(alone), retry)
         return
     finished: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any, None]]] = {}
-    for vec, (request, i) in zip(result, run.where):
+    for vec, (request, i) in zip(result, run.where, strict=True):
         if request.failed:
             continue
         request.out[i] = vec
@@ -191,7 +198,9 @@ def fail(request: Request, err: BaseException) -> None:
         resolve(request.loop, [(request.future, None, err)])
 
 
-def resolve(loop: asyncio.AbstractEventLoop, items: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:
+def resolve(
+    loop: asyncio.AbstractEventLoop, items: list[tuple[asyncio.Future, Any, BaseException | None]]
+) -> None:
     """Hand results to their futures on the loop's own thread, one wake-up for all of them."""
 
     def settle() -> None:

@@ -99,14 +99,17 @@ class NoObserver:
 class Scheduler:
     """A bounded queue in front of one inference worker thread. Thread-safe; see module docstring."""
 
-    def __init__(self, runner: BatchRunner, config: BatchingConfig,
-                 observer: SchedulerObserver | None = None):
+    def __init__(
+        self, runner: BatchRunner, config: BatchingConfig, observer: SchedulerObserver | None = None
+    ):
         self.runner = runner
         self.config = config
         self._observer: SchedulerObserver = observer or NoObserver()
         base = runner.plan  # the device's pad multiple and run cost
         self._plan = replace(
-            base, max_tokens=config.max_batch_tokens, max_rows=config.batch_size,
+            base,
+            max_tokens=config.max_batch_tokens,
+            max_rows=config.batch_size,
             run_cost=base.run_cost if config.run_cost is None else config.run_cost,
         )
         self._width = max(1, runner.width)  # runs at once
@@ -188,8 +191,12 @@ class Scheduler:
         requests of runs in flight, whose results nobody will deliver."""
         with self._cond:
             runs = [*self._planned, *(self._running if running else ())]
-            left = [*self._arrived, *self._preparing, *self._ready.clear(),
-                    *(request for run in runs for request in run.requests())]
+            left = [
+                *self._arrived,
+                *self._preparing,
+                *self._ready.clear(),
+                *(request for run in runs for request in run.requests()),
+            ]
             self._arrived, self._planned = deque(), deque()
             for request in left:
                 request.failed = request.cancelled = True
@@ -273,12 +280,14 @@ class Scheduler:
         """Enough is ready for a whole round. Holds the lock."""
         most = self.config.max_batch_requests
         return self._ready.tokens >= self.config.max_batch_tokens or (
-            most is not None and len(self._ready) >= most)
+            most is not None and len(self._ready) >= most
+        )
 
     def _take(self) -> list[tuple[Request, int, int]]:
         """Pop the next round: (request, first row, end row) parts in FIFO order. Holds the lock."""
         parts, taken, dropped = self._ready.take(
-            self.config.max_batch_tokens, self.config.max_batch_requests, self.config.batching)
+            self.config.max_batch_tokens, self.config.max_batch_requests, self.config.batching
+        )
         for request in taken:
             self._release(request)
         for _ in range(dropped):
@@ -327,7 +336,8 @@ class Scheduler:
                     continue
                 self._running.add(run)
                 solo = self._width == 1 or (
-                    len(self._running) == 1 and not self._planned and not self._ready)
+                    len(self._running) == 1 and not self._planned and not self._ready
+                )
             self._observer.run(all_threads=solo)
             if solo:
                 self._solo.submit(self._runs, run, self.runner.run, False)
@@ -341,9 +351,13 @@ class Scheduler:
         while run is not None:
             try:
                 result = self._attempt(run, execute)
-            except BaseException as e:  # not an inference error (those are returned): never lose a caller
+            except (
+                BaseException
+            ) as e:  # not an inference error (those are returned): never lose a caller
                 log.exception("an inference run failed")
-                result = e if isinstance(e, Exception) else RuntimeError(f"inference interrupted: {e!r}")
+                result = (
+                    e if isinstance(e, Exception) else RuntimeError(f"inference interrupted: {e!r}")
+                )
             with self._cond:
                 self._running.discard(run)
                 self._finished.append((run, result))
@@ -398,4 +412,6 @@ class Scheduler:
         rnd.padded += padded
         rnd.runs_left -= 1
         if rnd.runs_left == 0:
-            self._observer.batch(rnd.rows, rnd.tokens, rnd.padded, time.perf_counter() - rnd.started)
+            self._observer.batch(
+                rnd.rows, rnd.tokens, rnd.padded, time.perf_counter() - rnd.started
+            )

@@ -19,8 +19,15 @@ from .config import ServerConfig
 log = logging.getLogger("embedrt.server")
 
 
-def serve(artifact: str | Path, config: ServerConfig, device: str = "auto", precision: str = "auto",
-          threads: int | None = None, spinning: bool = False, streams: int | None = None) -> int:
+def serve(
+    artifact: str | Path,
+    config: ServerConfig,
+    device: str = "auto",
+    precision: str = "auto",
+    threads: int | None = None,
+    spinning: bool = False,
+    streams: int | None = None,
+) -> int:
     """Load the artifact and serve it until SIGTERM or SIGINT; returns the exit status.
 
     On a signal, uvicorn stops accepting connections, finishes every request it has accepted
@@ -33,26 +40,47 @@ def serve(artifact: str | Path, config: ServerConfig, device: str = "auto", prec
     from ..encoder import Encoder
     from .app import EmbeddingService  # names the missing extra (starlette, orjson, ...) if any
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     # spinning off by default: ONNX Runtime's idle threads would spin on the cores the event
     # loop needs, and on a machine the server shares that costs more than it gains
     # (bench/results/serve_load.md measures both).
-    encoder = Encoder.load(artifact, device, precision, threads=threads, spinning=spinning,
-                           streams=streams, batch_tokens=config.batching.max_batch_tokens)
+    encoder = Encoder.load(
+        artifact,
+        device,
+        precision,
+        threads=threads,
+        spinning=spinning,
+        streams=streams,
+        batch_tokens=config.batching.max_batch_tokens,
+    )
     encoder.runner.start()  # now, so that no request pays for the streams' session
     service = EmbeddingService(encoder, config)
     sock = _bind(config.host, config.port)
     host, port = sock.getsockname()[:2]
     if config.api_key is None and not _loopback(config.host):
-        log.warning("serving on %s without --api-key-file: anyone who can reach it can use it", host)
-    log.info("model %s (%s, %s) on %s", service.model, encoder.info.device, encoder.info.precision,
-             ", ".join(encoder.info.active_providers))
+        log.warning(
+            "serving on %s without --api-key-file: anyone who can reach it can use it", host
+        )
+    log.info(
+        "model %s (%s, %s) on %s",
+        service.model,
+        encoder.info.device,
+        encoder.info.precision,
+        ", ".join(encoder.info.active_providers),
+    )
     shown = f"[{host}]" if ":" in host else host
     print(f"embedrt serve: listening on http://{shown}:{port}", flush=True)
-    server = uvicorn.Server(uvicorn.Config(
-        service.app, lifespan="on", access_log=config.access_log, log_level="info",
-        timeout_graceful_shutdown=config.graceful_timeout_s,
-    ))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            service.app,
+            lifespan="on",
+            access_log=config.access_log,
+            log_level="info",
+            timeout_graceful_shutdown=config.graceful_timeout_s,
+        )
+    )
     # uvicorn re-raises the signal that stopped it once it is done; with the default SIGTERM
     # action that would kill the process after a clean drain and report failure. Ours asks for
     # the same graceful exit, which also covers a signal arriving before uvicorn's own handlers.

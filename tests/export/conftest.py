@@ -20,8 +20,13 @@ OLD_TYPES = {
 }
 
 
-def build_st_model(folder: Path, pooling: str = "mean", normalize: bool = True,
-                   max_seq_length: int = 24, seed: int = 0) -> Path:
+def build_st_model(
+    folder: Path,
+    pooling: str = "mean",
+    normalize: bool = True,
+    max_seq_length: int = 24,
+    seed: int = 0,
+) -> Path:
     """Save a tiny random BERT with sentence-transformers itself (the 5.7+ layout)."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer import modules as models
@@ -31,11 +36,23 @@ def build_st_model(folder: Path, pooling: str = "mean", normalize: bool = True,
     hf = folder.parent / f"{folder.name}-hf"
     tok = build_tokenizer()
     tok.no_truncation()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
-                                   cls_token="[CLS]", sep_token="[SEP]", model_max_length=512)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        model_max_length=512,
+    )
     fast.save_pretrained(hf)
-    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     BertModel(config).save_pretrained(hf)
     transformer = models.Transformer(str(hf), max_seq_length=max_seq_length)
     mods = [transformer, models.Pooling(32, pooling_mode=pooling)]
@@ -49,11 +66,19 @@ def build_st_model(folder: Path, pooling: str = "mean", normalize: bool = True,
 def to_old_layout(folder: Path, max_seq_length: int, pooling: str, normalize: bool) -> Path:
     """Rewrite a 5.7+ folder's configs the way sentence-transformers < 5.7 wrote them."""
     kinds = ["Transformer", "Pooling"] + (["Normalize"] if normalize else [])
-    modules = [{"idx": i, "name": str(i), "path": "" if k == "Transformer" else f"{i}_{k}",
-                "type": OLD_TYPES[k]} for i, k in enumerate(kinds)]
+    modules = [
+        {
+            "idx": i,
+            "name": str(i),
+            "path": "" if k == "Transformer" else f"{i}_{k}",
+            "type": OLD_TYPES[k],
+        }
+        for i, k in enumerate(kinds)
+    ]
     (folder / "modules.json").write_text(json.dumps(modules))
     (folder / "sentence_bert_config.json").write_text(
-        json.dumps({"max_seq_length": max_seq_length, "do_lower_case": False}))
+        json.dumps({"max_seq_length": max_seq_length, "do_lower_case": False})
+    )
     pool = {
         "word_embedding_dimension": 32,
         "pooling_mode_cls_token": pooling == "cls",

@@ -15,8 +15,12 @@ from embedrt.export import PARITY_SENTENCES, ParityError, export_model, read_sou
 from embedrt.export import artifact as artifact_module
 from embedrt.export.parity import check_fp32
 
-CASES = [("mean", True, "5.7+"), ("cls", False, "5.7+"), ("max", True, "pre-5.7"),
-         ("mean", False, "pre-5.7")]
+CASES = [
+    ("mean", True, "5.7+"),
+    ("cls", False, "5.7+"),
+    ("max", True, "pre-5.7"),
+    ("mean", False, "pre-5.7"),
+]
 
 
 @pytest.mark.parametrize("pooling, normalize, layout", CASES)
@@ -26,7 +30,11 @@ def test_export_matches_sentence_transformers(tmp_path, pooling, normalize, layo
         to_old_layout(src, 24, pooling, normalize)
     source = read_source(src)
     assert (source.layout, source.pooling, source.normalize, source.max_seq_length) == (
-        layout, pooling, normalize, 24)
+        layout,
+        pooling,
+        normalize,
+        24,
+    )
 
     manifest = export_model(src, tmp_path / "out", variants=())
     parity = manifest.variants[0].quality["parity_vs_sentence_transformers"]
@@ -78,8 +86,9 @@ def test_refuses_to_overwrite_foreign_directory(tmp_path, st_mean):
 def test_dense_module_refused(tmp_path, st_mean):
     src = shutil.copytree(st_mean, tmp_path / "dense")
     modules = json.loads((src / "modules.json").read_text())
-    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense",
-                       "type": "sentence_transformers.models.Dense"})
+    modules.insert(
+        2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}
+    )
     (src / "modules.json").write_text(json.dumps(modules))
     with pytest.raises(ConfigError, match="Transformer -> Pooling -> Dense -> Normalize"):
         export_model(src, tmp_path / "out")

@@ -31,9 +31,16 @@ def st_model():
 
 def test_source_is_the_pinned_model():
     source = read_source("all-MiniLM-L6-v2")
-    assert source.weights_sha256 == "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+    assert (
+        source.weights_sha256 == "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+    )
     assert (source.layout, source.max_seq_length, source.pooling, source.normalize, source.dim) == (
-        "pre-5.7", 256, "mean", True, 384)
+        "pre-5.7",
+        256,
+        "mean",
+        True,
+        384,
+    )
 
 
 def test_manifest_records_parity(minilm):
@@ -121,8 +128,12 @@ def test_real_text_vector_independent_of_batch(minilm, variant):
         assert compare(alone, together).min_cosine >= 0.99999, (variant, batch_size)
 
 
-@pytest.mark.parametrize("variant,fusable,norms", [("model_int8.onnx", 6, 13), ("model_opt.onnx", 12, 12)])
-def test_cpu_sessions_leave_out_the_skip_layer_norm_fusion(minilm, tmp_path, variant, fusable, norms):
+@pytest.mark.parametrize(
+    "variant,fusable,norms", [("model_int8.onnx", 6, 13), ("model_opt.onnx", 12, 12)]
+)
+def test_cpu_sessions_leave_out_the_skip_layer_norm_fusion(
+    minilm, tmp_path, variant, fusable, norms
+):
     # ONNX Runtime's CPU SkipLayerNormalization took 6x the time of the Add + LayerNormalization
     # it replaces in the int8 graph (embedrt/session.py): embedrt's CPU sessions keep the pair.
     # The opt file is written without that fusion too: ONNX Runtime makes it at load, as a
@@ -135,8 +146,12 @@ def test_cpu_sessions_leave_out_the_skip_layer_norm_fusion(minilm, tmp_path, var
     def fused_graph(use_ours: bool) -> list[str]:
         so, extra = ort_session_options(SessionOptions(threads=1), "cpu")
         so.optimized_model_filepath = str(tmp_path / f"{use_ours}.onnx")
-        ort.InferenceSession(str(minilm / variant), so, providers=["CPUExecutionProvider"],
-                             **(extra if use_ours else {}))
+        ort.InferenceSession(
+            str(minilm / variant),
+            so,
+            providers=["CPUExecutionProvider"],
+            **(extra if use_ours else {}),
+        )
         return [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
 
     default, ours = fused_graph(False), fused_graph(True)

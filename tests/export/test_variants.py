@@ -60,7 +60,9 @@ def test_int8_is_batch_invariant_or_refused_with_numbers(tiny_variants):
     assert "QLinearMatMul" not in ops and "DequantizeLinear" not in ops  # no uint8 round trip left
     assert all(len(n.input) == 7 for n in graph.node if n.op_type == "MatMulIntegerToFloat")
     used = {name for n in graph.node for name in n.input}
-    assert [i.name for i in graph.initializer if i.name not in used] == []  # nothing left to warn about
+    assert [
+        i.name for i in graph.initializer if i.name not in used
+    ] == []  # nothing left to warn about
 
 
 @pytest.mark.parametrize("variant", ["fp32", "opt", "int8", "fp16"])
@@ -70,7 +72,7 @@ def test_every_variant_gives_a_text_the_same_vector_in_any_batch(tiny_variants, 
     enc = Encoder.load(tiny_variants, device="cpu", variant=variant)
     alone = np.stack([enc.encode(t) for t in TEXTS])
     for batch_size in (2, 3, 64):
-        mixed = enc.encode(TEXTS[::-1] + TEXTS, batch_size=batch_size)[len(TEXTS):]
+        mixed = enc.encode(TEXTS[::-1] + TEXTS, batch_size=batch_size)[len(TEXTS) :]
         cos = (alone * mixed).sum(1) / np.linalg.norm(alone, axis=1) / np.linalg.norm(mixed, axis=1)
         assert cos.min() >= 0.99999, (variant, batch_size, cos)
 
@@ -108,10 +110,18 @@ def test_fp16_structure(tiny_variants):
 
 def test_optimizer_that_fuses_nothing_fails(tiny_artifact, tmp_path):
     with pytest.raises(ConfigError, match="fused less than a 6-layer BERT"):
-        check_fusions({"SkipLayerNormalization": 12, "BiasGelu": 6}, Geometry(6, 12, 384), attention=True)
-    with pytest.raises(ConfigError, match="LayerNormalization 1 < 12"):  # the residual norms, unfused
-        check_fusions({"Attention": 6, "BiasGelu": 6, "LayerNormalization": 1}, Geometry(6, 12, 384),
-                      attention=True, skip_layer_norm=False)
+        check_fusions(
+            {"SkipLayerNormalization": 12, "BiasGelu": 6}, Geometry(6, 12, 384), attention=True
+        )
+    with pytest.raises(
+        ConfigError, match="LayerNormalization 1 < 12"
+    ):  # the residual norms, unfused
+        check_fusions(
+            {"Attention": 6, "BiasGelu": 6, "LayerNormalization": 1},
+            Geometry(6, 12, 384),
+            attention=True,
+            skip_layer_norm=False,
+        )
     # The tiny hand-built graph is not a BERT: the optimizer finds nothing to fuse.
     with pytest.raises(ConfigError, match="Attention 0 < 1"):
         optimize(tiny_artifact / "model.onnx", tmp_path / "opt.onnx", Geometry(1, 1, 16))

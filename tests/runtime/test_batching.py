@@ -1,5 +1,7 @@
 """Batch planning: pure logic, no model."""
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -37,9 +39,11 @@ def brute_force_cost(lengths, plan):
     best = float("inf")
     for mask in range(1 << (n - 1)):
         cuts = [0] + [i + 1 for i in range(n - 1) if mask >> i & 1] + [n]
-        runs = list(zip(cuts, cuts[1:]))
-        if any(e - s > plan.max_rows or (e - s > 1 and (e - s) * lengths[s] > plan.max_tokens)
-               for s, e in runs):
+        runs = list(pairwise(cuts))
+        if any(
+            e - s > plan.max_rows or (e - s > 1 and (e - s) * lengths[s] > plan.max_tokens)
+            for s, e in runs
+        ):
             continue
         best = min(best, sum(plan.run_cost + (e - s) * lengths[s] for s, e in runs))
     return best
@@ -52,7 +56,7 @@ def test_cuts_cover_every_row_within_limits_at_least_cost(seed):
     plan = BatchPlan(max_tokens=150, max_rows=4, run_cost=int(rng.choice([0, 8, 32, 1000])))
     runs = cut_sorted(lengths, plan)
     assert runs[0][0] == 0 and runs[-1][1] == len(lengths)
-    assert all(a[1] == b[0] for a, b in zip(runs, runs[1:]))
+    assert all(a[1] == b[0] for a, b in pairwise(runs))
     assert all(0 < e - s <= 4 and ((e - s) * lengths[s] <= 150 or e - s == 1) for s, e in runs)
     cost = sum(plan.run_cost + (e - s) * lengths[s] for s, e in runs)
     assert cost == brute_force_cost(lengths, plan)
@@ -85,7 +89,9 @@ def test_pad_multiple_rounds_width_up():
 
 
 def test_equal_lengths_keep_input_order():
-    batches = plan_batches(np.array([3, 3, 3, 3]), BatchPlan(max_tokens=100, max_rows=2, run_cost=1))
+    batches = plan_batches(
+        np.array([3, 3, 3, 3]), BatchPlan(max_tokens=100, max_rows=2, run_cost=1)
+    )
     assert [b.tolist() for b in batches] == [[0, 1], [2, 3]]
 
 

@@ -8,8 +8,13 @@ import pytest
 
 
 def run(*args, check=True):
-    return subprocess.run([sys.executable, "-m", "embedrt.cli", *args], capture_output=True,
-                          text=True, check=check, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "embedrt.cli", *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=120,
+    )
 
 
 def test_info_json(tiny_artifact):
@@ -26,7 +31,9 @@ def test_info_text(tiny_artifact):
 
 
 def test_similarity_table(tiny_artifact):
-    out = run("similarity", str(tiny_artifact), "the man plays guitar", "a dog", "the man plays guitar").stdout
+    out = run(
+        "similarity", str(tiny_artifact), "the man plays guitar", "a dog", "the man plays guitar"
+    ).stdout
     rows = [line for line in out.splitlines() if line.startswith(("the man", "a dog"))]
     assert len(rows) == 3
     first = [float(x) for x in rows[0].split()[-3:]]
@@ -41,8 +48,19 @@ def test_errors_exit_2_with_message(tmp_path, tiny_artifact):
 
 
 def test_bench_grid(tiny_artifact, tmp_path):
-    out = run("bench", "-m", str(tiny_artifact), "--batch-sizes", "1,4", "--seq-lens", "8,16,64",
-              "--runs", "3", "--json", str(tmp_path / "b.json")).stdout
+    out = run(
+        "bench",
+        "-m",
+        str(tiny_artifact),
+        "--batch-sizes",
+        "1,4",
+        "--seq-lens",
+        "8,16,64",
+        "--runs",
+        "3",
+        "--json",
+        str(tmp_path / "b.json"),
+    ).stdout
     cells = json.loads((tmp_path / "b.json").read_text())["cells"]
     # 64 exceeds the tiny model's max_seq_length (32) and is skipped, not silently truncated
     assert [(c["batch_size"], c["seq_len"]) for c in cells] == [(1, 8), (4, 8), (1, 16), (4, 16)]
@@ -54,9 +72,13 @@ def test_bench_grid(tiny_artifact, tmp_path):
 
 
 def test_streams_option_reaches_the_encoder_and_is_checked(tiny_artifact):
-    info = json.loads(run("info", str(tiny_artifact), "--json", "--threads", "2", "--streams", "2").stdout)
+    info = json.loads(
+        run("info", str(tiny_artifact), "--json", "--threads", "2", "--streams", "2").stdout
+    )
     assert info["loaded"]["streams"] == 2
-    info = json.loads(run("info", str(tiny_artifact), "--json", "--threads", "2", "--streams", "1").stdout)
+    info = json.loads(
+        run("info", str(tiny_artifact), "--json", "--threads", "2", "--streams", "1").stdout
+    )
     assert info["loaded"]["streams"] == 1
     bad = run("info", str(tiny_artifact), "--threads", "1", "--streams", "2", check=False)
     assert bad.returncode == 2 and "streams must be an integer from 1 to 1" in bad.stderr

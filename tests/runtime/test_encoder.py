@@ -143,7 +143,9 @@ def test_missing_precision_variant_is_config_error(tiny_artifact):
 def test_bad_batch_options(tiny_encoder, tiny_artifact):
     with pytest.raises(ConfigError, match="batch_size must be an integer from 1 to 65,536, got 0"):
         tiny_encoder.encode(TEXTS, batch_size=0)
-    with pytest.raises(ConfigError, match="batch_tokens must be an integer from 1 to 1,048,576, got 0"):
+    with pytest.raises(
+        ConfigError, match="batch_tokens must be an integer from 1 to 1,048,576, got 0"
+    ):
         Encoder.load(tiny_artifact, device="cpu", batch_tokens=0)
 
 
@@ -178,7 +180,9 @@ def test_runner_run_is_one_padded_run_of_exactly_its_rows(tiny_encoder):
     rows = tiny_encoder.tokenize(TEXTS)
     stats = EncodeStats()
     got = tiny_encoder.runner.run(rows, stats)
-    np.testing.assert_allclose(got, tiny_encoder.encode(TEXTS), atol=1e-6)  # padding changes nothing
+    np.testing.assert_allclose(
+        got, tiny_encoder.encode(TEXTS), atol=1e-6
+    )  # padding changes nothing
     longest = max(map(len, rows))
     assert (stats.rows, stats.batches, stats.padded_tokens) == (len(rows), 1, len(rows) * longest)
     assert stats.tokens == sum(map(len, rows))
@@ -204,4 +208,6 @@ def test_count_tokens_without_truncation(tiny_encoder):
     long_text = " ".join(["dog"] * 100)
     assert tiny_encoder.count_tokens([long_text, "a dog"]).tolist() == [32, 4]
     assert tiny_encoder.count_tokens([long_text, "a dog"], truncate=False).tolist() == [102, 4]
-    assert tiny_encoder.count_tokens(long_text).tolist() == [32]  # the shared tokenizer still truncates
+    assert tiny_encoder.count_tokens(long_text).tolist() == [
+        32
+    ]  # the shared tokenizer still truncates

@@ -16,14 +16,33 @@ SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "gpu.py"
 
 def test_gpu_proof_dry_run_on_tiny_artifact(tiny_artifact, tmp_path):
     corpus = tmp_path / "corpus.jsonl"
-    texts = ["the man plays guitar", "a woman cooks food in the kitchen", "", "quick brown fox " * 20]
+    texts = [
+        "the man plays guitar",
+        "a woman cooks food in the kitchen",
+        "",
+        "quick brown fox " * 20,
+    ]
     corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts * 3))
     out = tmp_path / "out"
     env = {**os.environ, "OUT": str(out)}
     run = subprocess.run(
-        [sys.executable, str(SCRIPT), "dry-run", "--artifact", str(tiny_artifact), "--corpus", str(corpus),
-         "--work", str(tmp_path / "work"), "--threads", "1"],
-        capture_output=True, text=True, timeout=120, env=env,
+        [
+            sys.executable,
+            str(SCRIPT),
+            "dry-run",
+            "--artifact",
+            str(tiny_artifact),
+            "--corpus",
+            str(corpus),
+            "--work",
+            str(tmp_path / "work"),
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     report = json.loads((out / "gpu_proof.json").read_text())
@@ -45,14 +64,23 @@ def test_gpu_proof_dry_run_on_tiny_artifact(tiny_artifact, tmp_path):
     assert all(g["pass"] for g in report["gates"])
     table = (out / "gpu_proof.txt").read_text()
     assert "DRY RUN" in table and "embedrt fp32 cpu" in table
-    assert run.stdout.rstrip().endswith(table.rstrip().splitlines()[-1])  # the table is printed last
+    assert run.stdout.rstrip().endswith(
+        table.rstrip().splitlines()[-1]
+    )  # the table is printed last
 
 
 def _row(name, device, precision, providers, placement, cos=0.99999, tput=(1000.0,), p50=0.8):
-    return {"name": name, "engine": name.split()[0].replace("torch", "sentence-transformers"), "device": device,
-            "precision": precision, "active_providers": providers, "placement": placement,
-            "parity_vs_cpu_fp32": {"min_cosine": cos},
-            "throughput": {"32": {"texts_per_s": tput[0]}}, "latency_single_ms": {"p50": p50, "p99": 2 * p50}}
+    return {
+        "name": name,
+        "engine": name.split()[0].replace("torch", "sentence-transformers"),
+        "device": device,
+        "precision": precision,
+        "active_providers": providers,
+        "placement": placement,
+        "parity_vs_cpu_fp32": {"min_cosine": cos},
+        "throughput": {"32": {"texts_per_s": tput[0]}},
+        "latency_single_ms": {"p50": p50, "p99": 2 * p50},
+    }
 
 
 def test_gpu_checks_gate_placement_parity_and_targets():
@@ -63,10 +91,14 @@ def test_gpu_checks_gate_placement_parity_and_targets():
     gpu = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gpu)
     cuda = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    good = {"CUDAExecutionProvider": {"nodes": 40, "ops": {"Attention": 6}},
-            "CPUExecutionProvider": {"nodes": 3, "ops": {"Shape": 2, "Gather": 1}}}
-    bad = {"CUDAExecutionProvider": {"nodes": 10, "ops": {"Add": 10}},
-           "CPUExecutionProvider": {"nodes": 30, "ops": {"MatMul": 24, "Softmax": 6}}}
+    good = {
+        "CUDAExecutionProvider": {"nodes": 40, "ops": {"Attention": 6}},
+        "CPUExecutionProvider": {"nodes": 3, "ops": {"Shape": 2, "Gather": 1}},
+    }
+    bad = {
+        "CUDAExecutionProvider": {"nodes": 10, "ops": {"Add": 10}},
+        "CPUExecutionProvider": {"nodes": 30, "ops": {"MatMul": 24, "Softmax": 6}},
+    }
     rows = [
         _row("embedrt fp32 cuda", "cuda", "fp32", cuda, good),
         _row("embedrt fp16 cuda", "cuda", "fp16", cuda, bad, cos=0.9990, tput=(3000.0,), p50=0.7),
@@ -78,10 +110,24 @@ def test_gpu_checks_gate_placement_parity_and_targets():
     assert verdict["embedrt fp16 cuda min cosine vs CPU fp32"] is False  # 0.9990 < 0.9995
     assert verdict["torch fp16 cuda min cosine vs CPU fp32"] is True
     assert verdict["embedrt fp32 cuda nodes on CUDAExecutionProvider, heavy ops on the CPU"] is True
-    assert verdict["embedrt fp16 cuda nodes on CUDAExecutionProvider, heavy ops on the CPU"] is False
+    assert (
+        verdict["embedrt fp16 cuda nodes on CUDAExecutionProvider, heavy ops on the CPU"] is False
+    )
     assert targets["fp16_speedup_vs_torch_fp16_bs32"] == {"got": 3.0, "target": 2.0, "met": True}
     assert targets["fp16_single_p50_ms"]["met"] is True
-    text = gpu.table({"rows": rows, "config": {"batch_sizes": [32]}, "dry_run": False, "skipped": [],
-                      "environment": {"gpu": "H100", "onnxruntime_package": "onnxruntime-gpu", "onnxruntime": "1.31.1"},
-                      "gates": gates, "targets": targets})
+    text = gpu.table(
+        {
+            "rows": rows,
+            "config": {"batch_sizes": [32]},
+            "dry_run": False,
+            "skipped": [],
+            "environment": {
+                "gpu": "H100",
+                "onnxruntime_package": "onnxruntime-gpu",
+                "onnxruntime": "1.31.1",
+            },
+            "gates": gates,
+            "targets": targets,
+        }
+    )
     assert "FAIL" in text and "MET" in text and "embedrt fp16 cuda" in text

@@ -70,7 +70,9 @@ def test_missing_model_names_the_file(tiny_copy):
 
 def test_invalid_onnx_with_matching_hash_is_a_load_error(tiny_copy):
     (tiny_copy / "model.onnx").write_bytes(b"this is not a protobuf")
-    _edit(tiny_copy, lambda d: d["variants"][0].update(sha256=sha256_file(tiny_copy / "model.onnx")))
+    _edit(
+        tiny_copy, lambda d: d["variants"][0].update(sha256=sha256_file(tiny_copy / "model.onnx"))
+    )
     with pytest.raises(ModelLoadError, match="ONNX Runtime cannot load 'model.onnx'"):
         Encoder.load(tiny_copy, device="cpu")
 

@@ -22,7 +22,10 @@ def test_import_and_encode_leave_heavy_modules_out(tiny_artifact):
     assert importlib.util.find_spec("torch") is not None  # installed, so the check means something
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT.format(heavy=HEAVY), str(tiny_artifact)],
-        capture_output=True, text=True, check=True, timeout=120,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     result = json.loads(out.stdout)
     assert result["shape"] == [2, 16]

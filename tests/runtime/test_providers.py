@@ -48,8 +48,14 @@ def test_unknown_device_is_config_error():
 
 def test_tensorrt_options_keyed_by_variant_hash(tmp_path):
     sha = "ab" * 32
-    providers = provider_list("tensorrt", variant_sha256=sha, inputs=INPUTS, cache_dir=tmp_path,
-                              profile=PROFILE, fp16=True)
+    providers = provider_list(
+        "tensorrt",
+        variant_sha256=sha,
+        inputs=INPUTS,
+        cache_dir=tmp_path,
+        profile=PROFILE,
+        fp16=True,
+    )
     assert [p for p, _ in providers] == [TENSORRT, CUDA, CPU]
     trt = providers[0][1]
     assert trt["trt_fp16_enable"] is True
@@ -59,15 +65,26 @@ def test_tensorrt_options_keyed_by_variant_hash(tmp_path):
     assert trt["trt_profile_min_shapes"] == "input_ids:1x1,attention_mask:1x1"
     assert trt["trt_profile_opt_shapes"] == "input_ids:32x64,attention_mask:32x64"
     assert trt["trt_profile_max_shapes"] == "input_ids:2048x256,attention_mask:2048x256"
-    for other_sha, fp16, profile in (("cd" * 32, True, PROFILE), (sha, False, PROFILE),
-                                     (sha, True, TensorRTProfile(64, 256, 32, 64))):
-        other = provider_list("tensorrt", variant_sha256=other_sha, inputs=INPUTS, cache_dir=tmp_path,
-                              profile=profile, fp16=fp16)
+    for other_sha, fp16, profile in (
+        ("cd" * 32, True, PROFILE),
+        (sha, False, PROFILE),
+        (sha, True, TensorRTProfile(64, 256, 32, 64)),
+    ):
+        other = provider_list(
+            "tensorrt",
+            variant_sha256=other_sha,
+            inputs=INPUTS,
+            cache_dir=tmp_path,
+            profile=profile,
+            fp16=fp16,
+        )
         assert other[0][1]["trt_engine_cache_path"] != trt["trt_engine_cache_path"]
 
 
 def test_cuda_and_cpu_lists(tmp_path):
-    kw = dict(variant_sha256="0" * 64, inputs=INPUTS, cache_dir=tmp_path, profile=PROFILE, fp16=False)
+    kw = dict(
+        variant_sha256="0" * 64, inputs=INPUTS, cache_dir=tmp_path, profile=PROFILE, fp16=False
+    )
     assert [p for p, _ in provider_list("cuda", **kw)] == [CUDA, CPU]
     assert provider_list("cpu", **kw) == [(CPU, {})]
 

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from embedrt import ConfigError, EncodeStats, Encoder, ModelLoadError
+from embedrt import ConfigError, Encoder, EncodeStats, ModelLoadError
 from embedrt.serve.config import BatchingConfig
 from embedrt.serve.scheduler import Scheduler
 from embedrt.streams import MAX_AUTO_STREAMS, Streams, stream_count
@@ -31,7 +31,9 @@ def test_stream_count_auto_explicit_and_invalid():
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ConfigError, match="streams must be"):
             stream_count(bad, 4)
-    with pytest.raises(ConfigError, match="streams must be an integer from 1 to 2, got 3 .each stream needs"):
+    with pytest.raises(
+        ConfigError, match="streams must be an integer from 1 to 2, got 3 .each stream needs"
+    ):
         stream_count(3, 2)
 
 
@@ -100,7 +102,9 @@ def test_an_error_in_one_call_reaches_the_caller_and_the_rest_is_dropped(tiny_ar
 def test_encode_inside_a_stream_runs_there_without_deadlock(tiny_artifact):
     enc = Encoder.load(tiny_artifact, device="cpu", threads=2, streams=2)
     want = enc.encode(TEXTS[:40], batch_size=4)
-    nested = [enc.runner.on_stream(lambda run: enc.encode(TEXTS[:40], batch_size=4)) for _ in range(4)]
+    nested = [
+        enc.runner.on_stream(lambda run: enc.encode(TEXTS[:40], batch_size=4)) for _ in range(4)
+    ]
     for future in nested:
         np.testing.assert_allclose(future.result(60), want, atol=1e-6)
 
@@ -121,7 +125,7 @@ def test_scheduler_rounds_on_two_streams_answer_each_caller_its_own_rows(tiny_ar
     config = BatchingConfig(max_wait_ms=60_000, max_batch_tokens=budget, batch_size=4)
     sched = Scheduler(enc.runner, config)
     sched.start()
-    groups = [TEXTS[i:i + 3] for i in range(0, 60, 3)]  # 20 callers, 60 rows, >= 15 runs
+    groups = [TEXTS[i : i + 3] for i in range(0, 60, 3)]  # 20 callers, 60 rows, >= 15 runs
 
     async def main():
         jobs = [sched.submit(lambda g=g: enc.tokenize(g)) for g in groups]
@@ -129,7 +133,7 @@ def test_scheduler_rounds_on_two_streams_answer_each_caller_its_own_rows(tiny_ar
 
     results = asyncio.run(main())
     sched.close()
-    for texts, got in zip(groups, results):
+    for texts, got in zip(groups, results, strict=True):
         np.testing.assert_allclose(got, enc.encode(texts), atol=1e-6)
 
 

@@ -14,8 +14,13 @@ from embedrt.export.train.trainer import train_model
 
 def toy_pairs(inverted=False):
     rows = toy_rows(inverted)
-    return make_pairs([r["sentence_0"] for r in rows], [r["sentence_1"] for r in rows],
-                      [r["label"] for r in rows], {"source": "toy"}, "toy")
+    return make_pairs(
+        [r["sentence_0"] for r in rows],
+        [r["sentence_1"] for r in rows],
+        [r["label"] for r in rows],
+        {"source": "toy"},
+        "toy",
+    )
 
 
 def test_verdicts_on_numbers():
@@ -30,7 +35,10 @@ def test_verdicts_on_numbers():
 
 def test_few_pairs_or_constant_labels_never_stop_training():
     # Perfectly inverted but only 4 pairs: p = 1/24, not "clearly".
-    assert judge_orientation(np.array([0.9, 0.8, 0.7, 0.6]), np.array([0.0, 0.3, 0.6, 1.0])).verdict == "unclear"
+    assert (
+        judge_orientation(np.array([0.9, 0.8, 0.7, 0.6]), np.array([0.0, 0.3, 0.6, 1.0])).verdict
+        == "unclear"
+    )
     o = judge_orientation(np.array([0.9, 0.8, 0.7]), np.array([1.0, 1.0, 1.0]))
     assert o.verdict == "unclear" and np.isnan(o.spearman) and o.as_dict()["spearman"] is None
     with pytest.raises(ValueError, match="equal-length"):
@@ -44,8 +52,14 @@ def tiny_base(tmp_path_factory):
 
 def _train(base, out, pairs, labels):
     toy = EvalSet("toy", pairs.sentence_0[:20], pairs.sentence_1[:20], pairs.labels[:20])
-    return train_model(pairs, out, Recipe(base=str(base), max_steps=2), labels=labels,
-                       eval_sets=[toy], log=lambda _: None)
+    return train_model(
+        pairs,
+        out,
+        Recipe(base=str(base), max_steps=2),
+        labels=labels,
+        eval_sets=[toy],
+        log=lambda _: None,
+    )
 
 
 def test_inverted_labels_stop_training_with_the_way_out(tmp_path, tiny_base):

@@ -20,9 +20,15 @@ ROWS = [
 def write(path, rows, fmt=None):
     fmt = fmt or path.suffix[1:]
     if fmt == "jsonl":
-        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        path.write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+        )
     elif fmt == "csv":
-        keys = list(dict.fromkeys(k for r in rows for k in r)) or ["sentence_0", "sentence_1", "label"]
+        keys = list(dict.fromkeys(k for r in rows for k in r)) or [
+            "sentence_0",
+            "sentence_1",
+            "label",
+        ]
         with open(path, "w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, keys)
             w.writeheader()
@@ -43,13 +49,22 @@ def test_formats_read_alike(tmp_path, suffix):
 
 def test_blank_lines_skipped_and_line_numbers_kept(tmp_path):
     path = tmp_path / "p.jsonl"
-    path.write_text(json.dumps(ROWS[0]) + "\n\n" + json.dumps(ROWS[1]) + "\n" + '{"sentence_0": "x"}\n')
+    path.write_text(
+        json.dumps(ROWS[0]) + "\n\n" + json.dumps(ROWS[1]) + "\n" + '{"sentence_0": "x"}\n'
+    )
     with pytest.raises(DataError, match=r"p\.jsonl:4: missing sentence_1, label"):
         read_pairs(path)
 
 
-BAD_LABELS = [(1.5, "outside"), (-0.1, "outside"), (math.inf, "outside"), ("high", "not a number"),
-              (True, "must be a number"), (None, "must be a number"), ([0.5], "must be a number")]
+BAD_LABELS = [
+    (1.5, "outside"),
+    (-0.1, "outside"),
+    (math.inf, "outside"),
+    ("high", "not a number"),
+    (True, "must be a number"),
+    (None, "must be a number"),
+    ([0.5], "must be a number"),
+]
 
 
 @pytest.mark.parametrize("label, message", BAD_LABELS)
@@ -62,16 +77,21 @@ def test_bad_label_names_the_row(tmp_path, label, message):
 
 
 def test_csv_label_errors_name_the_line(tmp_path):
-    path = write(tmp_path / "p.csv", ROWS + [{"sentence_0": "a", "sentence_1": "b", "label": "3.5"}])
+    path = write(
+        tmp_path / "p.csv", ROWS + [{"sentence_0": "a", "sentence_1": "b", "label": "3.5"}]
+    )
     with pytest.raises(DataError, match=r"p\.csv:5: label '3.5' is outside \[0, 1\].*divide by 5"):
         read_pairs(path)
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("sentence_0", 17, "sentence_0 must be a string, got int"),
-    ("sentence_1", "   ", "sentence_1 is empty"),
-    ("sentence_1", None, "sentence_1 is missing"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("sentence_0", 17, "sentence_0 must be a string, got int"),
+        ("sentence_1", "   ", "sentence_1 is empty"),
+        ("sentence_1", None, "sentence_1 is missing"),
+    ],
+)
 def test_bad_sentence_names_the_row(tmp_path, field, value, message):
     rows = [dict(r) for r in ROWS]
     rows[1][field] = value
@@ -81,7 +101,9 @@ def test_bad_sentence_names_the_row(tmp_path, field, value, message):
 
 def test_missing_columns(tmp_path):
     rows = [{"sentence_0": r["sentence_0"], "sentence_1": r["sentence_1"]} for r in ROWS]
-    with pytest.raises(DataError, match=r"p\.csv:1: header lacks label \(has: sentence_0, sentence_1\)"):
+    with pytest.raises(
+        DataError, match=r"p\.csv:1: header lacks label \(has: sentence_0, sentence_1\)"
+    ):
         read_pairs(write(tmp_path / "p.csv", rows))
     with pytest.raises(DataError, match=r"p\.parquet: missing column\(s\) label"):
         read_pairs(write(tmp_path / "p.parquet", rows))

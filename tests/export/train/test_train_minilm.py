@@ -41,6 +41,9 @@ def test_recipe_with_meaning_labels(tmp_path, cache):
     assert after["sts-b dev"]["spearman"] > 0.83  # training on correct labels keeps it good
     # The card's metric (held-out pairs, class-id labels): negative for a good model, before and after.
     assert before["snli test, class-id labels"]["spearman"] < -0.3
-    assert after["snli test, class-id labels"]["spearman"] < before["snli test, class-id labels"]["spearman"]
+    assert (
+        after["snli test, class-id labels"]["spearman"]
+        < before["snli test, class-id labels"]["spearman"]
+    )
     assert r["metrics"]["train_mse"]["after"] < r["metrics"]["train_mse"]["before"]
     assert json.loads((tmp_path / "ft" / "training.json").read_text())["key"] == r["key"]

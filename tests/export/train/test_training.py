@@ -39,15 +39,24 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def toy_eval():
     rows = toy_rows()[::5]
-    return EvalSet("toy", tuple(r["sentence_0"] for r in rows), tuple(r["sentence_1"] for r in rows),
-                   tuple(r["label"] for r in rows))
+    return EvalSet(
+        "toy",
+        tuple(r["sentence_0"] for r in rows),
+        tuple(r["sentence_1"] for r in rows),
+        tuple(r["label"] for r in rows),
+    )
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, base, data, toy_eval):
     out = tmp_path_factory.mktemp("runs") / "ft"
-    return train_model(read_pairs(data), out, Recipe(base=str(base), **TINY), eval_sets=[toy_eval],
-                       log=lambda _: None)
+    return train_model(
+        read_pairs(data),
+        out,
+        Recipe(base=str(base), **TINY),
+        eval_sets=[toy_eval],
+        log=lambda _: None,
+    )
 
 
 def test_loss_goes_down(trained):
@@ -59,8 +68,13 @@ def test_loss_goes_down(trained):
 
 
 def test_same_data_and_seed_give_the_same_model(tmp_path, base, data, toy_eval, trained):
-    again = train_model(read_pairs(data), tmp_path / "again", Recipe(base=str(base), **TINY),
-                        eval_sets=[toy_eval], log=lambda _: None)
+    again = train_model(
+        read_pairs(data),
+        tmp_path / "again",
+        Recipe(base=str(base), **TINY),
+        eval_sets=[toy_eval],
+        log=lambda _: None,
+    )
     assert again.record["training"]["losses"] == trained.record["training"]["losses"]
     assert again.record["metrics"] == trained.record["metrics"]
     a, b = load_file(trained.out / "model.safetensors"), load_file(again.out / "model.safetensors")
@@ -82,9 +96,20 @@ def test_card_records_recipe_data_metrics_versions(trained, data):
     card = (trained.out / "README.md").read_text()
     record = json.loads((trained.out / "training.json").read_text())
     assert record == trained.record
-    for fact in ("CosineSimilarityLoss (MSE)", "batch 8", "learning rate 0.001", "linear schedule",
-                 "seed 42", "12 steps", record["data"]["sha256"], record["base"]["weights_sha256"],
-                 "| toy | 20 |", "sentence-transformers 6.", "torch 2.", "verdict **similarity**"):
+    for fact in (
+        "CosineSimilarityLoss (MSE)",
+        "batch 8",
+        "learning rate 0.001",
+        "linear schedule",
+        "seed 42",
+        "12 steps",
+        record["data"]["sha256"],
+        record["base"]["weights_sha256"],
+        "| toy | 20 |",
+        "sentence-transformers 6.",
+        "torch 2.",
+        "verdict **similarity**",
+    ):
         assert fact in card, fact
     assert record["data"]["path"] == str(data.resolve()) and record["data"]["rows"] == 100
 
@@ -98,11 +123,22 @@ def test_unchanged_run_is_skipped_changed_run_is_not(tmp_path, base, data, toy_e
     again = train_model(read_pairs(data), out, recipe, eval_sets=[toy_eval], log=logs.append)
     assert again.skipped and again.record == first.record and "up to date" in logs[0]
     assert (out / "training.json").stat().st_mtime_ns == stamp
-    changed = train_model(read_pairs(data), out, Recipe(base=str(base), batch_size=8, max_steps=2, seed=7),
-                          eval_sets=[toy_eval], log=lambda _: None)
+    changed = train_model(
+        read_pairs(data),
+        out,
+        Recipe(base=str(base), batch_size=8, max_steps=2, seed=7),
+        eval_sets=[toy_eval],
+        log=lambda _: None,
+    )
     assert not changed.skipped and changed.record["key"] != first.record["key"]
-    forced = train_model(read_pairs(data), out, Recipe(base=str(base), batch_size=8, max_steps=2, seed=7),
-                         eval_sets=[toy_eval], force=True, log=lambda _: None)
+    forced = train_model(
+        read_pairs(data),
+        out,
+        Recipe(base=str(base), batch_size=8, max_steps=2, seed=7),
+        eval_sets=[toy_eval],
+        force=True,
+        log=lambda _: None,
+    )
     assert not forced.skipped
     assert [p.name for p in tmp_path.iterdir()] == ["ft"], "no partial or old folders left behind"
 
@@ -116,12 +152,18 @@ def test_refuses_to_replace_a_foreign_folder(tmp_path, base, data):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "embedrt.cli", "train", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "embedrt.cli", "train", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_cli_trains_and_evaluates_on_stsb_dev(tmp_path, base, data):
-    res = cli("--data", data, "--out", tmp_path / "ft", "--base", base, "--max-steps", 3, "--lr", 1e-3)
+    res = cli(
+        "--data", data, "--out", tmp_path / "ft", "--base", base, "--max-steps", 3, "--lr", 1e-3
+    )
     assert res.returncode == 0, res.stderr
     assert "trained 3 steps" in res.stdout and "before sts-b dev: Spearman" in res.stdout
     record = json.loads((tmp_path / "ft" / "training.json").read_text())
@@ -143,7 +185,14 @@ def test_cli_errors_exit_2_naming_the_problem(tmp_path, base):
 
 def test_recipe_defaults_are_the_cards_and_bad_values_are_refused():
     r = Recipe()
-    assert (r.base, r.batch_size, r.epochs, r.learning_rate, r.schedule, r.warmup_steps, r.seed) == (
-        "all-MiniLM-L6-v2", 16, 1, 5e-5, "linear", 0, 42)
+    assert (
+        r.base,
+        r.batch_size,
+        r.epochs,
+        r.learning_rate,
+        r.schedule,
+        r.warmup_steps,
+        r.seed,
+    ) == ("all-MiniLM-L6-v2", 16, 1, 5e-5, "linear", 0, 42)
     with pytest.raises(ConfigError, match="batch_size 0, learning_rate -1"):
         Recipe(batch_size=0, learning_rate=-1)

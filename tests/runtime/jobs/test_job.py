@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from test_readers import write
 
 from embedrt import Encoder
 from embedrt.errors import ConfigError, InputError
@@ -18,21 +19,22 @@ from embedrt.jobs.job import JobConfig, job_identity, run_job
 from embedrt.jobs.ledger import Ledger
 from embedrt.jobs.readers import InputSpec
 
-from test_readers import write
-
 WORDS = "the a man woman dog cat plays guitar music kitchen cooks food quick brown fox".split()
 
 
 def make_rows(n, seed=0):
     rng = random.Random(seed)
-    return [{"id": f"r{i}", "text": f"{i} " + " ".join(rng.choices(WORDS, k=rng.randint(1, 40)))}
-            for i in range(n)]
+    return [
+        {"id": f"r{i}", "text": f"{i} " + " ".join(rng.choices(WORDS, k=rng.randint(1, 40)))}
+        for i in range(n)
+    ]
 
 
 def read_output(path):
     if path.suffix == ".npy":
         return np.load(path), None, None
     import pyarrow.parquet as pq
+
     t = pq.read_table(path)
     col = t["embedding"].combine_chunks()
     emb = col.flatten().to_numpy().reshape(len(col), col.type.list_size)
@@ -66,7 +68,7 @@ def test_job_equals_encode_within_each_shard(tmp_path, tiny_encoder):
     path = write(tmp_path / "in.jsonl", rows, "jsonl")
     job(tiny_encoder, path, tmp_path / "out.npy", shard_rows=40)
     texts = [r["text"] for r in rows]
-    expected = np.concatenate([tiny_encoder.encode(texts[i:i + 40]) for i in range(0, 100, 40)])
+    expected = np.concatenate([tiny_encoder.encode(texts[i : i + 40]) for i in range(0, 100, 40)])
     assert np.load(tmp_path / "out.npy").tobytes() == expected.tobytes()
 
 
@@ -82,16 +84,22 @@ def test_very_long_lines(tmp_path, tiny_encoder):
     long = "guitar music " * 80_000  # 1 MB on one line, past csv's 128 KiB field limit
     path = write(tmp_path / "in.csv", [{"id": 1, "text": long}, {"id": 2, "text": "short"}], "csv")
     job(tiny_encoder, path, tmp_path / "out.npy")
-    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), tiny_encoder.encode([long, "short"]), atol=1e-6)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "out.npy"), tiny_encoder.encode([long, "short"]), atol=1e-6
+    )
 
 
-BAD = (b'{"text": "first fine"}\n{"body": "x"}\n{"text": 3}\n{"text": "caf\xe9"}\n\n'
-       b'{"text": "last fine"}\n')
+BAD = (
+    b'{"text": "first fine"}\n{"body": "x"}\n{"text": 3}\n{"text": "caf\xe9"}\n\n'
+    b'{"text": "last fine"}\n'
+)
 
 
 def test_bad_row_fails_naming_the_line_and_writes_nothing(tmp_path, tiny_encoder):
     (tmp_path / "in.jsonl").write_bytes(BAD)
-    with pytest.raises(InputError, match=r"in.jsonl line 2: missing text field 'text'.*--on-error skip"):
+    with pytest.raises(
+        InputError, match=r"in.jsonl line 2: missing text field 'text'.*--on-error skip"
+    ):
         job(tiny_encoder, tmp_path / "in.jsonl", tmp_path / "out.npy")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
 
@@ -102,7 +110,9 @@ def test_bad_rows_skipped_and_listed(tmp_path, tiny_encoder):
     emb, ids, _ = read_output(tmp_path / "out.parquet")
     assert ids == [1, 6] and summary.skipped == 4
     np.testing.assert_allclose(emb, tiny_encoder.encode(["first fine", "last fine"]), atol=1e-6)
-    side = [json.loads(x) for x in (tmp_path / "out.parquet.skipped.jsonl").read_text().splitlines()]
+    side = [
+        json.loads(x) for x in (tmp_path / "out.parquet.skipped.jsonl").read_text().splitlines()
+    ]
     assert [s["line"] for s in side] == [2, 3, 4, 5]
     assert [s["reason"].split(" ")[0] for s in side] == ["missing", "text", "invalid", "empty"]
 
@@ -111,15 +121,21 @@ def test_bad_rows_skipped_and_listed(tmp_path, tiny_encoder):
 def test_an_id_that_is_not_utf8_is_a_bad_row(tmp_path, tiny_encoder, dst):
     # Before the reader checked ids, the parquet writer died on it with a bare UnicodeEncodeError
     # and left OUTPUT.parts behind.
-    (tmp_path / "in.jsonl").write_text('{"id": "a", "text": "x"}\n{"id": "b\\ud800", "text": "y"}\n')
+    (tmp_path / "in.jsonl").write_text(
+        '{"id": "a", "text": "x"}\n{"id": "b\\ud800", "text": "y"}\n'
+    )
     with pytest.raises(InputError, match=r"in.jsonl line 2: id field 'id' is invalid UTF-8"):
         job(tiny_encoder, tmp_path / "in.jsonl", tmp_path / dst, id_field="id")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
-    summary = job(tiny_encoder, tmp_path / "in.jsonl", tmp_path / dst, id_field="id", on_error="skip")
+    summary = job(
+        tiny_encoder, tmp_path / "in.jsonl", tmp_path / dst, id_field="id", on_error="skip"
+    )
     assert summary.rows == 1 and summary.skipped == 1
     side = (tmp_path / f"{dst}.skipped.jsonl").read_text()
-    assert json.loads(side) == {"line": 2, "reason": "id field 'id' is invalid UTF-8 (a lone surrogate "
-                                "or undecodable bytes)"}
+    assert json.loads(side) == {
+        "line": 2,
+        "reason": "id field 'id' is invalid UTF-8 (a lone surrogate or undecodable bytes)",
+    }
 
 
 def test_existing_output_is_kept_unless_overwrite(tmp_path, tiny_encoder):
@@ -141,7 +157,10 @@ def test_identity_hashes_content_and_model(tmp_path, tiny_encoder):
     data = path.read_bytes()
     path.write_bytes(data.replace(b"the", b"THE", 1))  # same size, same mtime: content differs
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert job_identity(InputSpec.of(path), tiny_encoder, JobConfig(), "npy")["input"] != ident["input"]
+    assert (
+        job_identity(InputSpec.of(path), tiny_encoder, JobConfig(), "npy")["input"]
+        != ident["input"]
+    )
 
 
 def test_identity_holds_the_encoders_batching_limits(tmp_path, tiny_encoder):
@@ -149,11 +168,22 @@ def test_identity_holds_the_encoders_batching_limits(tmp_path, tiny_encoder):
     path = write(tmp_path / "in.txt", make_rows(20), "txt")
     small = Encoder.load(tiny_encoder.info.path, device="cpu", batch_tokens=64)
     ident = job_identity(InputSpec.of(path), tiny_encoder, JobConfig(batch_size=8), "npy")
-    assert ident["batching"] == {"max_tokens": tiny_encoder.runner.plan.max_tokens, "max_rows": 8,
-                                 "pad_multiple": 1, "run_cost": tiny_encoder.runner.plan.run_cost}
-    assert job_identity(InputSpec.of(path), small, JobConfig(batch_size=8), "npy")["batching"]["max_tokens"] == 64
+    assert ident["batching"] == {
+        "max_tokens": tiny_encoder.runner.plan.max_tokens,
+        "max_rows": 8,
+        "pad_multiple": 1,
+        "run_cost": tiny_encoder.runner.plan.run_cost,
+    }
+    assert (
+        job_identity(InputSpec.of(path), small, JobConfig(batch_size=8), "npy")["batching"][
+            "max_tokens"
+        ]
+        == 64
+    )
     Ledger.open(tmp_path / "out.npy.parts", ident, resume=False).close()  # an interrupted run
-    with pytest.raises(ConfigError, match=r"an option changed \(batching.max_tokens was 16384, now 64\)"):
+    with pytest.raises(
+        ConfigError, match=r"an option changed \(batching.max_tokens was 16384, now 64\)"
+    ):
         job(small, path, tmp_path / "out.npy", batch_size=8, resume=True)
     summary = job(tiny_encoder, path, tmp_path / "out.npy", batch_size=8, resume=True)
     assert summary.rows == 20 and 0 < summary.padding_efficiency <= 1
@@ -162,15 +192,23 @@ def test_identity_holds_the_encoders_batching_limits(tmp_path, tiny_encoder):
 def test_progress_log_lines_and_summary(tmp_path, tiny_encoder):
     path = write(tmp_path / "in.txt", make_rows(200), "txt")
     log = io.StringIO()
-    summary = run_job(path, tmp_path / "out.npy", tiny_encoder,
-                      JobConfig(progress="auto", log_interval_s=0, shard_rows=50), stream=log)
+    summary = run_job(
+        path,
+        tmp_path / "out.npy",
+        tiny_encoder,
+        JobConfig(progress="auto", log_interval_s=0, shard_rows=50),
+        stream=log,
+    )
     lines = log.getvalue().splitlines()  # StringIO is not a terminal: log lines, not a bar
-    assert lines and lines[-1].startswith("embed: 200/200 rows (100.0%)") and "tokens/s" in lines[-1]
+    assert (
+        lines and lines[-1].startswith("embed: 200/200 rows (100.0%)") and "tokens/s" in lines[-1]
+    )
     assert "\r" not in log.getvalue()
     text = summary.describe()
     assert "embedded 200 rows" in text and "rows/s" in text and "padding efficiency" in text
-    assert 0 < summary.padding_efficiency <= 1 and summary.tokens == sum(tiny_encoder.count_tokens(
-        [r["text"] for r in make_rows(200)]))
+    assert 0 < summary.padding_efficiency <= 1 and summary.tokens == sum(
+        tiny_encoder.count_tokens([r["text"] for r in make_rows(200)])
+    )
 
 
 def test_progress_bar_on_request(tmp_path, tiny_encoder):
@@ -193,8 +231,9 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path, tiny_encoder, dst):
 
     out = tmp_path / dst
     ledger = tmp_path / f"{dst}.parts" / "ledger.json"
-    proc = subprocess.Popen(cli(src, "-m", tiny_encoder.info.path, "-o", out, *opts),
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cli(src, "-m", tiny_encoder.info.path, "-o", out, *opts), stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:  # wait for a few committed shards
         try:
@@ -209,19 +248,31 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path, tiny_encoder, dst):
     done = len(json.loads(ledger.read_text())["shards"])
     assert 3 <= done < 60 and not out.exists()  # killed mid-run, nothing final yet
 
-    again = subprocess.run(cli(src, "-m", tiny_encoder.info.path, "-o", out, *opts),
-                           capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        cli(src, "-m", tiny_encoder.info.path, "-o", out, *opts),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 2 and "pass --resume" in again.stderr
 
     original = src.read_bytes()
     src.write_bytes(original.replace(b'"r7"', b'"r8"', 1))  # same size, one id changed
-    changed = subprocess.run(cli(src, "-m", tiny_encoder.info.path, "-o", out, "--resume", *opts),
-                             capture_output=True, text=True, timeout=120)
+    changed = subprocess.run(
+        cli(src, "-m", tiny_encoder.info.path, "-o", out, "--resume", *opts),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert changed.returncode == 2 and "the input changed" in changed.stderr
 
     src.write_bytes(original)
-    resumed = subprocess.run(cli(src, "-m", tiny_encoder.info.path, "-o", out, "--resume", *opts),
-                             capture_output=True, text=True, timeout=120)
+    resumed = subprocess.run(
+        cli(src, "-m", tiny_encoder.info.path, "-o", out, "--resume", *opts),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"{done * 100:,} resumed" in resumed.stderr
     assert out.read_bytes() == reference.read_bytes()
@@ -230,8 +281,12 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path, tiny_encoder, dst):
 
 def test_cli_bad_row_exit_2(tmp_path, tiny_encoder):
     (tmp_path / "in.jsonl").write_bytes(BAD)
-    res = subprocess.run(cli(tmp_path / "in.jsonl", "-m", tiny_encoder.info.path, "-o",
-                             tmp_path / "out.npy"), capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        cli(tmp_path / "in.jsonl", "-m", tiny_encoder.info.path, "-o", tmp_path / "out.npy"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2 and "line 2: missing text field" in res.stderr
     assert not (tmp_path / "out.npy").exists()
 
@@ -249,7 +304,11 @@ print(sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers", 
 
 def test_text_to_npy_job_needs_only_the_lean_runtime(tmp_path, tiny_artifact):
     src = write(tmp_path / "in.jsonl.gz", make_rows(50), "jsonl")
-    res = subprocess.run([sys.executable, "-c", LEAN, str(tiny_artifact), str(src), str(tmp_path / "o.npy")],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", LEAN, str(tiny_artifact), str(src), str(tmp_path / "o.npy")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"  # no heavy stack; pyarrow and tqdm only where needed

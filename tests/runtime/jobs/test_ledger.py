@@ -7,8 +7,11 @@ import pytest
 from embedrt.errors import ConfigError
 from embedrt.jobs.ledger import Ledger
 
-IDENTITY = {"input": {"size": 10, "sha256": "a" * 64}, "model": {"variant_sha256": "b" * 64},
-            "options": {"shard_rows": 100}}
+IDENTITY = {
+    "input": {"size": 10, "sha256": "a" * 64},
+    "model": {"variant_sha256": "b" * 64},
+    "options": {"shard_rows": 100},
+}
 
 
 def commit(ledger, index, data=b"x" * 10):
@@ -40,11 +43,14 @@ def test_existing_job_needs_resume(tmp_path):
         Ledger.open(tmp_path / "p", IDENTITY, resume=False)
 
 
-@pytest.mark.parametrize("section,key,message", [
-    ("input", "sha256", "the input changed"),
-    ("model", "variant_sha256", "the model changed"),
-    ("options", "shard_rows", "an option changed"),
-])
+@pytest.mark.parametrize(
+    "section,key,message",
+    [
+        ("input", "sha256", "the input changed"),
+        ("model", "variant_sha256", "the model changed"),
+        ("options", "shard_rows", "an option changed"),
+    ],
+)
 def test_changed_identity_is_refused(tmp_path, section, key, message):
     Ledger.open(tmp_path / "p", IDENTITY, resume=False).close()
     changed = json.loads(json.dumps(IDENTITY))

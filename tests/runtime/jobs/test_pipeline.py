@@ -30,7 +30,9 @@ def test_source_runs_at_most_a_bounded_distance_ahead():
 
     def slow_sink(i):
         if i == 0:
-            assert filled.wait(30), f"the reader stopped at {len(read)} items, before filling the queues"
+            assert filled.wait(30), (
+                f"the reader stopped at {len(read)} items, before filling the queues"
+            )
             time.sleep(0.2)  # room for a reader that ignores the bound to run on
             ahead.append(len(read))
 
@@ -42,8 +44,7 @@ def test_a_failing_stage_stops_the_others_and_raises():
     seen = []
 
     def source():
-        for i in range(10**9):  # would never end if the failure did not stop it
-            yield i
+        yield from range(10**9)
 
     def boom(x):
         if x == 5:

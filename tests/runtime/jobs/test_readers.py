@@ -9,8 +9,11 @@ import pytest
 from embedrt.errors import InputError
 from embedrt.jobs.readers import InputSpec, iter_records
 
-ROWS = [{"id": "a1", "text": "the man plays guitar"}, {"id": "b2", "text": 'she said "hi",\tthen left'},
-        {"id": "c3", "text": "ünïcödé – 東京"}]
+ROWS = [
+    {"id": "a1", "text": "the man plays guitar"},
+    {"id": "b2", "text": 'she said "hi",\tthen left'},
+    {"id": "c3", "text": "ünïcödé – 東京"},
+]
 
 
 def write(path, rows, fmt):
@@ -19,6 +22,7 @@ def write(path, rows, fmt):
     if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
+
         pq.write_table(pa.Table.from_pylist(rows), path)
         return path
     with opener(path, "wt", encoding="utf-8", newline="") as f:
@@ -40,8 +44,20 @@ def records(path, **kw):
     return list(iter_records(InputSpec.of(path, **kw)))
 
 
-@pytest.mark.parametrize("name", ["in.txt", "in.jsonl", "in.csv", "in.tsv", "in.parquet",
-                                  "in.txt.gz", "in.jsonl.gz", "in.csv.gz", "in.tsv.gz"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "in.txt",
+        "in.jsonl",
+        "in.csv",
+        "in.tsv",
+        "in.parquet",
+        "in.txt.gz",
+        "in.jsonl.gz",
+        "in.csv.gz",
+        "in.tsv.gz",
+    ],
+)
 def test_each_format_reads_texts_ids_and_positions(tmp_path, name):
     fmt = name.split(".")[1]
     rows = [dict(r, text=r["text"].replace("\t", " ")) for r in ROWS] if fmt == "tsv" else ROWS
@@ -60,7 +76,9 @@ def test_ids_default_to_line_numbers(tmp_path):
 
 
 def test_csv_quoted_newlines_keep_the_start_line(tmp_path):
-    path = write(tmp_path / "in.csv", [{"id": 1, "text": "two\nlines"}, {"id": 2, "text": "after"}], "csv")
+    path = write(
+        tmp_path / "in.csv", [{"id": 1, "text": "two\nlines"}, {"id": 2, "text": "after"}], "csv"
+    )
     recs = records(path)
     assert [(r.line, r.text) for r in recs] == [(2, "two\nlines"), (4, "after")]
 
@@ -73,19 +91,24 @@ def test_tsv_quotes_are_literal(tmp_path):
 
 def test_bad_rows_name_line_and_reason(tmp_path):
     path = tmp_path / "in.jsonl"
-    path.write_bytes(b"\n".join([
-        b'{"text": "fine"}',
-        b'{"body": "no text field"}',
-        b'{"text": 42}',
-        b'{"text": "bad \xff byte"}',
-        b"",
-        b"   ",
-        b'{"text": "lone \\ud800 surrogate"}',
-        b"not json",
-        b"[1, 2]",
-        b'{"text": null}',
-        b'{"text": "  "}',
-    ]) + b"\n")
+    path.write_bytes(
+        b"\n".join(
+            [
+                b'{"text": "fine"}',
+                b'{"body": "no text field"}',
+                b'{"text": 42}',
+                b'{"text": "bad \xff byte"}',
+                b"",
+                b"   ",
+                b'{"text": "lone \\ud800 surrogate"}',
+                b"not json",
+                b"[1, 2]",
+                b'{"text": null}',
+                b'{"text": "  "}',
+            ]
+        )
+        + b"\n"
+    )
     reasons = {r.line: r.error for r in records(path)}
     assert reasons[1] is None
     assert "missing text field 'text'" in reasons[2] and "body" in reasons[2]
@@ -103,13 +126,19 @@ def test_bad_ids_and_csv_rows(tmp_path):
     path = tmp_path / "in.jsonl"
     path.write_text('{"text": "x"}\n{"text": "x", "id": 1.5}\n{"text": "x", "id": 7}\n')
     reasons = [r.error for r in records(path, id_field="id")]
-    assert reasons[0] == "missing id field 'id'" and "is number" in reasons[1] and reasons[2] is None
+    assert (
+        reasons[0] == "missing id field 'id'" and "is number" in reasons[1] and reasons[2] is None
+    )
     assert records(path, id_field="id")[2].id == "7"
     path = tmp_path / "in.csv"
     path.write_bytes(b"id,text\n1,ok\n2\n\n3,bad \xfe\n")
     recs = records(path)
-    assert [r.error for r in recs] == [None, "has 1 fields, the header has 2", "empty line",
-                                       "invalid UTF-8 (a lone surrogate or undecodable bytes)"]
+    assert [r.error for r in recs] == [
+        None,
+        "has 1 fields, the header has 2",
+        "empty line",
+        "invalid UTF-8 (a lone surrogate or undecodable bytes)",
+    ]
     assert [r.line for r in recs] == [2, 3, 4, 5]
 
 
@@ -120,17 +149,28 @@ def test_ids_that_are_not_utf8_are_bad_rows(tmp_path):
     path.write_text('{"id": "a", "text": "x"}\n{"id": "b\\ud800", "text": "x"}\n')
     recs = records(path, id_field="id")
     assert [(r.line, r.error) for r in recs] == [
-        (1, None), (2, "id field 'id' is invalid UTF-8 (a lone surrogate or undecodable bytes)")]
+        (1, None),
+        (2, "id field 'id' is invalid UTF-8 (a lone surrogate or undecodable bytes)"),
+    ]
     path = tmp_path / "in.csv"
     path.write_bytes(b"id,text\nok,x\nbad \xfe,x\n")
-    assert [(r.line, r.error is None) for r in records(path, id_field="id")] == [(2, True), (3, False)]
+    assert [(r.line, r.error is None) for r in records(path, id_field="id")] == [
+        (2, True),
+        (3, False),
+    ]
     assert "id field 'id' is invalid UTF-8" in records(path, id_field="id")[1].error
 
 
 def test_json_past_the_parser_limits_is_a_bad_row(tmp_path):
     path = tmp_path / "in.jsonl"
-    path.write_text('{"text": "fine"}\n{"text": "x", "n": ' + "9" * 5000 + "}\n"
-                    + "[" * 100_000 + "]" * 100_000 + '\n{"text": "fine"}\n')
+    path.write_text(
+        '{"text": "fine"}\n{"text": "x", "n": '
+        + "9" * 5000
+        + "}\n"
+        + "[" * 100_000
+        + "]" * 100_000
+        + '\n{"text": "fine"}\n'
+    )
     recs = records(path)
     assert [r.line for r in recs] == [1, 2, 3, 4] and recs[0].error is recs[3].error is None
     assert recs[1].error.startswith("invalid JSON: Exceeds the limit") and "digits" in recs[1].error
@@ -159,13 +199,18 @@ def test_reading_csv_leaves_the_process_wide_field_limit_alone(tmp_path):
 def test_parquet_nulls_are_bad_rows(tmp_path):
     path = write(tmp_path / "in.parquet", [{"text": "x"}, {"text": None}, {"text": ""}], "parquet")
     assert [(r.line, r.error) for r in records(path)] == [
-        (1, None), (2, "text field 'text' is null, expected a string"), (3, "empty text")]
+        (1, None),
+        (2, "text field 'text' is null, expected a string"),
+        (3, "empty text"),
+    ]
 
 
 def test_long_lines_are_read_whole(tmp_path):
     long = "guitar " * 300_000  # 2.1 MB: past csv's default 128 KiB field limit
     for fmt in ("txt", "csv", "jsonl"):
-        path = write(tmp_path / f"in.{fmt}", [{"id": 1, "text": long}, {"id": 2, "text": "short"}], fmt)
+        path = write(
+            tmp_path / f"in.{fmt}", [{"id": 1, "text": long}, {"id": 2, "text": "short"}], fmt
+        )
         assert [r.text for r in records(path)] == [long, "short"]
 
 
@@ -187,7 +232,9 @@ def test_whole_file_errors(tmp_path):
     # Two good lines, then a gzip member whose deflate block type is invalid: zlib.error.
     bad_member = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + b"\x07" + bytes(20)
     path.write_bytes(gzip.compress(b'{"text": "a"}\n{"text": "b"}\n') + bad_member)
-    with pytest.raises(InputError, match=r"in.jsonl.gz: cannot read past line 2: error: .*invalid block"):
+    with pytest.raises(
+        InputError, match=r"in.jsonl.gz: cannot read past line 2: error: .*invalid block"
+    ):
         records(path)
 
 

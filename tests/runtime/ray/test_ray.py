@@ -12,12 +12,12 @@ ray = pytest.importorskip("ray", reason="needs the 'ray' extra")
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
+from test_job import make_rows, read_output  # noqa: E402
+
 from embedrt.errors import ConfigError, InputError, ModelLoadError  # noqa: E402
 from embedrt.jobs.job import JobConfig, run_job  # noqa: E402
 from embedrt.ray import EmbedBatch  # noqa: E402
 from embedrt.ray.job import RayJobConfig, run_ray_job  # noqa: E402
-
-from test_job import make_rows, read_output  # noqa: E402
 
 # Ray's own modules warn about their deprecated settings whenever a DataContext is made.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -43,20 +43,29 @@ def embeddings(column):
 @pytest.mark.parametrize("fmt", ["pyarrow", "pandas", "numpy"])
 def test_embed_batch_in_each_format_matches_encode_in_order(tiny_encoder, fmt):
     ds = ray.data.from_items(ROWS).map_batches(
-        EmbedBatch, fn_constructor_kwargs={"model": str(tiny_encoder.info.path), "text_column": "text"},
-        concurrency=2, batch_format=fmt, batch_size=40)
+        EmbedBatch,
+        fn_constructor_kwargs={"model": str(tiny_encoder.info.path), "text_column": "text"},
+        concurrency=2,
+        batch_format=fmt,
+        batch_size=40,
+    )
     out = ds.take_all()
     assert [r["id"] for r in out] == [r["id"] for r in ROWS]  # order kept, text kept
     assert [r["text"] for r in out] == TEXTS
     # each Ray batch is its own encode call, so the last bits may differ from one big call
-    np.testing.assert_allclose(embeddings([r["embedding"] for r in out]), tiny_encoder.encode(TEXTS), atol=1e-6)
+    np.testing.assert_allclose(
+        embeddings([r["embedding"] for r in out]), tiny_encoder.encode(TEXTS), atol=1e-6
+    )
     assert [r["tokens"] for r in out] == list(tiny_encoder.count_tokens(TEXTS))
 
 
 def test_arrow_batches_get_the_local_jobs_parquet_type(tiny_encoder):
     ds = ray.data.from_items(ROWS[:20]).map_batches(
-        EmbedBatch, fn_constructor_kwargs={"model": str(tiny_encoder.info.path)},
-        concurrency=1, batch_format="pyarrow")
+        EmbedBatch,
+        fn_constructor_kwargs={"model": str(tiny_encoder.info.path)},
+        concurrency=1,
+        batch_format="pyarrow",
+    )
     schema = ray.get(ds.to_arrow_refs())[0].schema
     assert schema.field("embedding").type == pa.list_(pa.float32(), 16)
     assert schema.field("tokens").type == pa.int32()
@@ -126,8 +135,12 @@ def test_directory_input_numbers_rows_across_files(tmp_path, tiny_encoder):
     np.testing.assert_allclose(emb, tiny_encoder.encode(TEXTS), atol=1e-6)
 
 
-BAD = [{"id": "a", "text": "first fine"}, {"id": "b", "text": None}, {"id": "c", "text": " "},
-       {"id": "d", "text": "last fine"}]
+BAD = [
+    {"id": "a", "text": "first fine"},
+    {"id": "b", "text": None},
+    {"id": "c", "text": " "},
+    {"id": "d", "text": "last fine"},
+]
 
 
 def test_bad_row_fails_naming_the_row_like_the_local_job(tmp_path, tiny_encoder):
@@ -147,7 +160,9 @@ def test_bad_row_fails_naming_the_row_like_the_local_job(tmp_path, tiny_encoder)
 
 def test_bad_rows_skipped_and_listed_like_the_local_job(tmp_path, tiny_encoder):
     src = write_parquet(tmp_path / "in.parquet", BAD)
-    run_job(src, tmp_path / "local.parquet", tiny_encoder, JobConfig(progress="none", on_error="skip"))
+    run_job(
+        src, tmp_path / "local.parquet", tiny_encoder, JobConfig(progress="none", on_error="skip")
+    )
     summary = ray_job(tiny_encoder, src, tmp_path / "out.parquet", on_error="skip")
     emb, ids, _ = read_output(tmp_path / "out.parquet")
     assert ids == [1, 4] and summary.rows == 2 and summary.skipped == 2
@@ -173,7 +188,9 @@ def test_corrupted_model_in_an_actor_is_named(tmp_path, tiny_copy, tiny_encoder)
     data = bytearray((tiny_copy / "model.onnx").read_bytes())
     data[-1] ^= 1
     (tiny_copy / "model.onnx").write_bytes(bytes(data))
-    with pytest.raises(ModelLoadError, match="actor failed to start: artifact file 'model.onnx' is corrupted"):
+    with pytest.raises(
+        ModelLoadError, match="actor failed to start: artifact file 'model.onnx' is corrupted"
+    ):
         run_ray_job(src, tmp_path / "out", tiny_copy, RayJobConfig(actors=1, progress=False))
     assert not (tmp_path / "out").exists()
 
@@ -199,15 +216,33 @@ def test_wrong_input_and_existing_output_are_refused(tmp_path, tiny_encoder):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "embedrt.cli", "embed", *map(str, args)],
-                          capture_output=True, text=True, timeout=240)
+    return subprocess.run(
+        [sys.executable, "-m", "embedrt.cli", "embed", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
 
 
 def test_cli_joins_the_cluster_by_address(tmp_path, tiny_encoder, cluster):
     src = write_parquet(tmp_path / "in.parquet", ROWS)
     out = tmp_path / "out.parquet"
-    res = cli(src, "-m", tiny_encoder.info.path, "-o", out, "--ray", "--ray-address", cluster,
-              "--actors", "2", "--ray-batch-rows", "60", "--progress", "none")
+    res = cli(
+        src,
+        "-m",
+        tiny_encoder.info.path,
+        "-o",
+        out,
+        "--ray",
+        "--ray-address",
+        cluster,
+        "--actors",
+        "2",
+        "--ray-batch-rows",
+        "60",
+        "--progress",
+        "none",
+    )
     assert res.returncode == 0, res.stderr
     assert "embedded 240 rows on Ray (2 actors)" in res.stderr
     emb, ids, _ = read_output(out)
@@ -215,17 +250,25 @@ def test_cli_joins_the_cluster_by_address(tmp_path, tiny_encoder, cluster):
     np.testing.assert_allclose(emb, tiny_encoder.encode(TEXTS), atol=1e-6)
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--ray"], "exists; pass --overwrite"), (["--actors", "2"], "add --ray"),
-    (["--ray", "--resume"], "not resumable"), (["--ray", "--format", "npy"], "not resumable"),
-    (["--ray", "--streams", "2"], "one stream per CPU"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--ray"], "exists; pass --overwrite"),
+        (["--actors", "2"], "add --ray"),
+        (["--ray", "--resume"], "not resumable"),
+        (["--ray", "--format", "npy"], "not resumable"),
+        (["--ray", "--streams", "2"], "one stream per CPU"),
+    ],
+)
 def test_cli_refusals_exit_2(tmp_path, tiny_encoder, capsys, extra, message):
     from embedrt.cli import main
 
     src = write_parquet(tmp_path / "in.parquet", ROWS[:5])
     (tmp_path / "out").mkdir()
-    assert main(["embed", str(src), "-m", tiny_encoder.info.path, "-o", str(tmp_path / "out"), *extra]) == 2
+    assert (
+        main(["embed", str(src), "-m", tiny_encoder.info.path, "-o", str(tmp_path / "out"), *extra])
+        == 2
+    )
     assert message in capsys.readouterr().err
 
 
@@ -241,14 +284,20 @@ except ImportError as e:
 
 
 def test_without_ray_the_error_names_the_extra(tiny_artifact):
-    res = subprocess.run([sys.executable, "-c", NO_RAY, str(tiny_artifact)], capture_output=True,
-                         text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", NO_RAY, str(tiny_artifact)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     assert "pip install 'embedrt[ray]'" in res.stdout
 
 
 def test_importing_embedrt_ray_imports_neither_ray_nor_the_heavy_stack():
-    code = ("import sys, embedrt.ray, embedrt.ray.job; print(sorted({m.split('.')[0] for m in sys.modules}"
-            " & {'ray', 'torch', 'transformers', 'onnx', 'sentence_transformers', 'pyarrow'}))")
+    code = (
+        "import sys, embedrt.ray, embedrt.ray.job; print(sorted({m.split('.')[0] for m in sys.modules}"
+        " & {'ray', 'torch', 'transformers', 'onnx', 'sentence_transformers', 'pyarrow'}))"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "[]", res.stderr

@@ -8,8 +8,17 @@ import numpy as np
 import pytest
 
 from embedrt.errors import ConfigError, InputError
-from embedrt.serve.protocol import (Limits, TooLargeError, decode_json, openai_body, openai_error,
-                              parse_openai, parse_tei, tei_body, tei_error)
+from embedrt.serve.protocol import (
+    Limits,
+    TooLargeError,
+    decode_json,
+    openai_body,
+    openai_error,
+    parse_openai,
+    parse_tei,
+    tei_body,
+    tei_error,
+)
 
 LIMITS = Limits(max_inputs=4, max_body_bytes=1000)
 
@@ -18,23 +27,31 @@ def test_openai_accepts_string_or_list_and_defaults():
     one = parse_openai({"input": "a dog", "model": "m"}, LIMITS, dim=16)
     assert one.texts == ["a dog"] and one.model == "m" and one.encoding_format == "float"
     assert one.truncate is True
-    many = parse_openai({"input": ["a", ""], "encoding_format": "base64", "dimensions": 16}, LIMITS, 16)
+    many = parse_openai(
+        {"input": ["a", ""], "encoding_format": "base64", "dimensions": 16}, LIMITS, 16
+    )
     assert many.texts == ["a", ""] and many.encoding_format == "base64"
 
 
-@pytest.mark.parametrize("doc, fragment", [
-    ([1, 2], "must be a JSON object, got array"),
-    ({}, "'input' is required"),
-    ({"input": 3}, "'input' must be a string or a list of strings, got number"),
-    ({"input": None}, "got null"),
-    ({"input": []}, "must not be an empty list"),
-    ({"input": ["ok", 7]}, "'input[1]' is number, expected a string (token-id input"),
-    ({"input": [[1, 2]]}, "'input[0]' is array"),
-    ({"input": "x", "model": 5}, "'model' must be a string"),
-    ({"input": "x", "encoding_format": "int8"}, "'encoding_format' must be one of float, base64"),
-    ({"input": "x", "dimensions": 8}, "'dimensions' must be 16"),
-    ({"input": "x", "truncate": "yes"}, "'truncate' must be true or false, got string"),
-])
+@pytest.mark.parametrize(
+    "doc, fragment",
+    [
+        ([1, 2], "must be a JSON object, got array"),
+        ({}, "'input' is required"),
+        ({"input": 3}, "'input' must be a string or a list of strings, got number"),
+        ({"input": None}, "got null"),
+        ({"input": []}, "must not be an empty list"),
+        ({"input": ["ok", 7]}, "'input[1]' is number, expected a string (token-id input"),
+        ({"input": [[1, 2]]}, "'input[0]' is array"),
+        ({"input": "x", "model": 5}, "'model' must be a string"),
+        (
+            {"input": "x", "encoding_format": "int8"},
+            "'encoding_format' must be one of float, base64",
+        ),
+        ({"input": "x", "dimensions": 8}, "'dimensions' must be 16"),
+        ({"input": "x", "truncate": "yes"}, "'truncate' must be true or false, got string"),
+    ],
+)
 def test_openai_rejects_with_a_message_naming_the_field(doc, fragment):
     with pytest.raises(InputError) as e:
         parse_openai(doc, LIMITS, dim=16)
@@ -94,11 +111,14 @@ def test_tei_body_is_a_list_of_vectors():
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-@pytest.mark.parametrize("render", [
-    tei_body,
-    functools.partial(openai_body, model="m", tokens=1, encoding_format="float"),
-    functools.partial(openai_body, model="m", tokens=1, encoding_format="base64"),
-])
+@pytest.mark.parametrize(
+    "render",
+    [
+        tei_body,
+        functools.partial(openai_body, model="m", tokens=1, encoding_format="float"),
+        functools.partial(openai_body, model="m", tokens=1, encoding_format="base64"),
+    ],
+)
 def test_a_non_finite_output_is_an_error_not_null(bad, render):
     # JSON has no NaN: a broken model must become a 500, never a vector of nulls
     vecs = np.ones((2, 3), np.float32)
@@ -114,13 +134,19 @@ def test_a_lone_surrogate_in_a_text_is_a_422_naming_it():
         parse_openai(doc, Limits(), 16)
     with pytest.raises(InputError, match="'inputs' is not valid Unicode"):
         parse_tei(decode_json(b'{"inputs": "\\udfff"}'), Limits())
-    assert parse_tei(decode_json(b'{"inputs": "\\ud83d\\ude00 paired"}'), Limits()).texts == ["\U0001f600 paired"]
+    assert parse_tei(decode_json(b'{"inputs": "\\ud83d\\ude00 paired"}'), Limits()).texts == [
+        "\U0001f600 paired"
+    ]
 
 
 def test_error_shapes():
     err = json.loads(openai_error(429, "slow down"))["error"]
-    assert err == {"message": "slow down", "type": "rate_limit_error", "param": None,
-                   "code": "rate_limit_exceeded"}
+    assert err == {
+        "message": "slow down",
+        "type": "rate_limit_error",
+        "param": None,
+        "code": "rate_limit_exceeded",
+    }
     assert json.loads(openai_error(500, "x"))["error"]["type"] == "server_error"
     assert json.loads(tei_error(422, "bad")) == {"error": "bad", "error_type": "Validation"}
 

@@ -88,6 +88,7 @@ class GatedRunner:
     def on_stream(self, work):
         def gated(run):
             return work(lambda rows: (self._gate(), run(rows))[1])
+
         return self._runner.on_stream(gated)
 
     def _gate(self):
@@ -124,7 +125,7 @@ def test_concurrent_requests_coalesce_and_each_gets_its_own_rows(tiny_encoder):
 
     results = asyncio.run(main())
     sched.close()
-    for texts, got in zip(TEXTS, results):
+    for texts, got in zip(TEXTS, results, strict=True):
         np.testing.assert_allclose(got, tiny_encoder.encode(texts), atol=1e-6)
     total = sum(map(len, TEXTS))
     assert [b[0] for b in rec.batches] == [total]  # one round for all five callers
@@ -216,7 +217,7 @@ def test_without_batching_each_request_runs_alone(tiny_encoder):
 
     results = asyncio.run(main())
     sched.close()
-    for texts, got in zip(TEXTS, results):
+    for texts, got in zip(TEXTS, results, strict=True):
         np.testing.assert_allclose(got, tiny_encoder.encode(texts), atol=1e-6)
     assert sorted(b[0] for b in rec.batches) == sorted(map(len, TEXTS))
 
@@ -270,9 +271,14 @@ def test_a_request_whose_tokenization_fails_fails_alone(tiny_encoder):
         raise InputError("'input[0]' is too long")
 
     async def main():
-        jobs = [submit(sched, tiny_encoder, ["a dog"]), sched.submit(refuse),
-                submit(sched, tiny_encoder, ["a dog"])]
-        return await asyncio.wait_for(asyncio.gather(*(j.future for j in jobs), return_exceptions=True), 30)
+        jobs = [
+            submit(sched, tiny_encoder, ["a dog"]),
+            sched.submit(refuse),
+            submit(sched, tiny_encoder, ["a dog"]),
+        ]
+        return await asyncio.wait_for(
+            asyncio.gather(*(j.future for j in jobs), return_exceptions=True), 30
+        )
 
     first, refused, last = asyncio.run(main())
     sched.close()
@@ -421,7 +427,14 @@ def test_a_stream_that_cannot_start_its_next_run_leaves_it_to_the_worker(two_str
     rec = FailsOnStreams()
     sched = Scheduler(two_streams.runner, BatchingConfig(max_wait_ms=0, batch_size=1), rec)
     sched.start()
-    texts = ["a dog", "the cat sat", "the man plays a guitar", "a woman is slicing an onion", "x y", "z"]
+    texts = [
+        "a dog",
+        "the cat sat",
+        "the man plays a guitar",
+        "a woman is slicing an onion",
+        "x y",
+        "z",
+    ]
 
     async def main():
         return await asyncio.wait_for(submit(sched, two_streams, texts).future, 30)
@@ -433,7 +446,9 @@ def test_a_stream_that_cannot_start_its_next_run_leaves_it_to_the_worker(two_str
     assert "could not take its next run" in caplog.text
 
 
-def test_a_round_that_cannot_be_planned_fails_its_requests_instead_of_losing_them(tiny_encoder, monkeypatch, caplog):
+def test_a_round_that_cannot_be_planned_fails_its_requests_instead_of_losing_them(
+    tiny_encoder, monkeypatch, caplog
+):
     import embedrt.serve.scheduler as scheduler_module
 
     real, calls = scheduler_module.cut_round, []
@@ -448,8 +463,10 @@ def test_a_round_that_cannot_be_planned_fails_its_requests_instead_of_losing_the
     sched, _ = started(tiny_encoder.runner, max_wait_ms=0)
 
     async def main():
-        bad = await asyncio.wait_for(asyncio.gather(submit(sched, tiny_encoder, ["a dog"]).future,
-                                                    return_exceptions=True), 30)
+        bad = await asyncio.wait_for(
+            asyncio.gather(submit(sched, tiny_encoder, ["a dog"]).future, return_exceptions=True),
+            30,
+        )
         return bad[0], await asyncio.wait_for(embed(sched, tiny_encoder, ["the cat"]), 30)
 
     bad, good = asyncio.run(main())
@@ -482,11 +499,14 @@ def test_each_request_is_answered_on_its_own_event_loop(tiny_encoder, caplog):
     # another loop's thread raises there ("Non-thread-safe operation"), logged by asyncio, and
     # its waiter is only woken by its timeout.
     a, b = tiny_encoder.tokenize(["a dog"]), tiny_encoder.tokenize(["the man plays guitar"])
-    sched, rec = started(tiny_encoder.runner, max_wait_ms=60_000, max_batch_tokens=sum(map(len, a + b)))
+    sched, rec = started(
+        tiny_encoder.runner, max_wait_ms=60_000, max_batch_tokens=sum(map(len, a + b))
+    )
 
     def other_loop():
         async def main():
             return await asyncio.wait_for(sched.submit(lambda: b).future, 10)
+
         return asyncio.run(main(), debug=True)
 
     async def main():
@@ -503,12 +523,19 @@ def test_each_request_is_answered_on_its_own_event_loop(tiny_encoder, caplog):
     assert [r[0] for r in rec.batches] == [2]  # one round held both
 
 
-@pytest.mark.parametrize("field, value", [("max_batch_tokens", 0), ("max_queue", -1), ("max_batch_requests", 0),
-                                          ("batch_size", 1.5), ("max_wait_ms", -1)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("max_batch_tokens", 0),
+        ("max_queue", -1),
+        ("max_batch_requests", 0),
+        ("batch_size", 1.5),
+        ("max_wait_ms", -1),
+    ],
+)
 def test_config_is_validated(field, value):
     with pytest.raises(ConfigError, match=field):
         BatchingConfig(**{field: value})
-
 
 
 def test_requests_arriving_while_the_worker_tokenizes_start_the_round_without_waiting(tiny_encoder):
@@ -598,5 +625,5 @@ def test_max_batch_requests_caps_a_round_and_starts_it_without_waiting(tiny_enco
     results = asyncio.run(main())
     sched.close()
     assert [b[0] for b in rec.batches] == [2, 2]
-    for text, got in zip(("a dog", "the cat", "a man", "the fox"), results):
+    for text, got in zip(("a dog", "the cat", "a man", "the fox"), results, strict=True):
         np.testing.assert_allclose(got, tiny_encoder.encode([text]), atol=1e-6)

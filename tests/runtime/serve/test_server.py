@@ -8,10 +8,10 @@ import sys
 import httpx
 import numpy as np
 import pytest
+from fixtures.server_process import ServerProcess, post
 
 from embedrt.errors import ConfigError
 from embedrt.serve.config import ServerConfig
-from fixtures.server_process import ServerProcess, post
 
 KEY = "test-key-123"
 TEXTS = ["the man plays guitar", "a woman cooks food in the kitchen", "", "dog"]
@@ -22,9 +22,24 @@ LONG = "dog " * 80  # 82 tokens; the tiny model reads 32
 def server(tiny_artifact, tmp_path_factory):
     logdir = tmp_path_factory.mktemp("server")
     (logdir / "key").write_text(KEY + "\n")
-    srv = ServerProcess(tiny_artifact, logdir, "--api-key-file", str(logdir / "key"),
-                        "--max-inputs", "8", "--max-body-bytes", "2000", "--model-name", "tiny",
-                        "--max-batch-requests", "64", "--threads", "2", "--streams", "2")
+    srv = ServerProcess(
+        tiny_artifact,
+        logdir,
+        "--api-key-file",
+        str(logdir / "key"),
+        "--max-inputs",
+        "8",
+        "--max-body-bytes",
+        "2000",
+        "--model-name",
+        "tiny",
+        "--max-batch-requests",
+        "64",
+        "--threads",
+        "2",
+        "--streams",
+        "2",
+    )
     yield srv
     assert srv.stop() == 0
 
@@ -42,7 +57,9 @@ def openai_vectors(doc):
 
 @pytest.mark.parametrize("fmt", ["float", "base64"])
 def test_openai_embeddings_equal_encode(server, tiny_encoder, fmt):
-    r = post(server.url, "/v1/embeddings", {"input": TEXTS, "model": "x", "encoding_format": fmt}, KEY)
+    r = post(
+        server.url, "/v1/embeddings", {"input": TEXTS, "model": "x", "encoding_format": fmt}, KEY
+    )
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
     doc = r.json()
     assert doc["object"] == "list" and doc["model"] == "tiny"
@@ -67,14 +84,17 @@ def test_official_openai_client_works_unchanged(server, tiny_encoder):
         client.embeddings.create(model="tiny", input=[])
     assert "must not be an empty list" in e.value.message
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=server.url + "/v1", api_key="wrong", max_retries=0).embeddings.create(
-            model="tiny", input="dog")
+        openai.OpenAI(
+            base_url=server.url + "/v1", api_key="wrong", max_retries=0
+        ).embeddings.create(model="tiny", input="dog")
 
 
 def test_tei_embed_equals_encode(server, tiny_encoder):
     r = post(server.url, "/embed", {"inputs": TEXTS}, KEY)
     assert r.status_code == 200
-    np.testing.assert_allclose(np.array(r.json(), np.float32), tiny_encoder.encode(TEXTS), atol=1e-6)
+    np.testing.assert_allclose(
+        np.array(r.json(), np.float32), tiny_encoder.encode(TEXTS), atol=1e-6
+    )
     one = post(server.url, "/embed", {"inputs": "dog", "truncate": True}, KEY).json()
     assert len(one) == 1 and len(one[0]) == 16
 
@@ -82,29 +102,39 @@ def test_tei_embed_equals_encode(server, tiny_encoder):
 def test_over_long_text_is_truncated_unless_truncate_is_false(server, tiny_encoder):
     r = post(server.url, "/embed", {"inputs": ["a", LONG]}, KEY)
     assert r.status_code == 200
-    np.testing.assert_allclose(np.array(r.json(), np.float32), tiny_encoder.encode(["a", LONG]), atol=1e-6)
+    np.testing.assert_allclose(
+        np.array(r.json(), np.float32), tiny_encoder.encode(["a", LONG]), atol=1e-6
+    )
     r = post(server.url, "/embed", {"inputs": ["a", LONG], "truncate": False}, KEY)
     assert r.status_code == 413
-    assert r.json() == {"error": "'inputs[1]' has 82 tokens; this model reads at most 32: shorten it, "
-                        "or send \"truncate\": true to cut it", "error_type": "Validation"}
+    assert r.json() == {
+        "error": "'inputs[1]' has 82 tokens; this model reads at most 32: shorten it, "
+        'or send "truncate": true to cut it',
+        "error_type": "Validation",
+    }
     r = post(server.url, "/v1/embeddings", {"input": LONG, "truncate": False}, KEY)
     assert r.status_code == 413 and "'input[0]' has 82 tokens" in r.json()["error"]["message"]
     exactly = " ".join(["dog"] * 30)  # 32 tokens: at the limit, not over it
-    assert post(server.url, "/embed", {"inputs": exactly, "truncate": False}, KEY).status_code == 200
+    assert (
+        post(server.url, "/embed", {"inputs": exactly, "truncate": False}, KEY).status_code == 200
+    )
 
 
-@pytest.mark.parametrize("body, status, fragment", [
-    (b"{not json", 422, "not valid JSON"),
-    (b'["a"]', 422, "must be a JSON object"),
-    (b'{"model": "x"}', 422, "'input' is required"),
-    (b'{"input": 42}', 422, "got number"),
-    (b'{"input": ["a", null]}', 422, "'input[1]' is null"),
-    (b'{"input": ["a", "b \\ud800"]}', 422, "'input[1]' is not valid Unicode"),
-    (b'{"input": "a", "encoding_format": "int8"}', 422, "'encoding_format'"),
-    (b'{"input": "a", "dimensions": 3}', 422, "'dimensions' must be 16"),
-    (json.dumps({"input": ["a"] * 9}).encode(), 413, "9 items; at most 8"),
-    (json.dumps({"input": "x" * 3000}).encode(), 413, "at most 2000 are accepted"),
-])
+@pytest.mark.parametrize(
+    "body, status, fragment",
+    [
+        (b"{not json", 422, "not valid JSON"),
+        (b'["a"]', 422, "must be a JSON object"),
+        (b'{"model": "x"}', 422, "'input' is required"),
+        (b'{"input": 42}', 422, "got number"),
+        (b'{"input": ["a", null]}', 422, "'input[1]' is null"),
+        (b'{"input": ["a", "b \\ud800"]}', 422, "'input[1]' is not valid Unicode"),
+        (b'{"input": "a", "encoding_format": "int8"}', 422, "'encoding_format'"),
+        (b'{"input": "a", "dimensions": 3}', 422, "'dimensions' must be 16"),
+        (json.dumps({"input": ["a"] * 9}).encode(), 413, "9 items; at most 8"),
+        (json.dumps({"input": "x" * 3000}).encode(), 413, "at most 2000 are accepted"),
+    ],
+)
 def test_openai_errors(server, body, status, fragment):
     r = post(server.url, "/v1/embeddings", body, KEY)
     assert r.status_code == status
@@ -127,8 +157,16 @@ def test_tei_errors_take_tei_shape(server):
     assert r.status_code == 401 and r.json()["error_type"] == "Unauthorized"
 
 
-@pytest.mark.parametrize("method, path", [("POST", "/v1/embeddings"), ("POST", "/embed"),
-                                          ("GET", "/info"), ("GET", "/metrics"), ("GET", "/v1/models")])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("POST", "/v1/embeddings"),
+        ("POST", "/embed"),
+        ("GET", "/info"),
+        ("GET", "/metrics"),
+        ("GET", "/v1/models"),
+    ],
+)
 def test_every_route_but_health_needs_the_key(server, method, path):
     for headers in ({}, auth("wrong"), {"Authorization": KEY}):
         r = httpx.request(method, server.url + path, headers=headers, content=b'{"input": "a"}')
@@ -177,8 +215,12 @@ def test_metrics_count_requests_batches_and_padding(server):
 
 def test_cli_errors_exit_2(tmp_path, tiny_artifact):
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "embedrt.cli", "serve", *args],
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "embedrt.cli", "serve", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     res = run("-m", str(tmp_path / "missing"))
     assert res.returncode == 2 and "does not exist" in res.stderr
@@ -197,16 +239,30 @@ def test_serve_imports_without_its_extra_and_starting_the_server_names_it(tiny_a
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
-    for module, named in (("starlette", "starlette"), ("orjson", "orjson"), ("uvicorn", "uvicorn"),
-                          ("prometheus_client", "prometheus-client")):
-        script = (f"import sys; sys.modules['{module}'] = None\n"
-                  "from embedrt.serve import ServerConfig, serve\n"
-                  "print('imported', flush=True)\n"
-                  "serve(sys.argv[1], ServerConfig(port=0))\n")
-        out = subprocess.run([sys.executable, "-c", script, str(tiny_artifact)], capture_output=True,
-                             text=True, timeout=60)
+    for module, named in (
+        ("starlette", "starlette"),
+        ("orjson", "orjson"),
+        ("uvicorn", "uvicorn"),
+        ("prometheus_client", "prometheus-client"),
+    ):
+        script = (
+            f"import sys; sys.modules['{module}'] = None\n"
+            "from embedrt.serve import ServerConfig, serve\n"
+            "print('imported', flush=True)\n"
+            "serve(sys.argv[1], ServerConfig(port=0))\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", script, str(tiny_artifact)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.stdout.strip() == "imported", out.stderr
-        assert out.returncode != 0 and "pip install 'embedrt[serve]'" in out.stderr and named in out.stderr
+        assert (
+            out.returncode != 0
+            and "pip install 'embedrt[serve]'" in out.stderr
+            and named in out.stderr
+        )
 
 
 def test_in_process_lifespan_starts_and_stops_the_worker(tiny_encoder):
@@ -230,7 +286,9 @@ def test_in_process_lifespan_starts_and_stops_the_worker(tiny_encoder):
     assert embed.json()["error_type"] == "Unhealthy"
     with TestClient(service.app) as client:
         r = client.post("/embed", json={"inputs": ["dog", "the cat"]})
-        np.testing.assert_allclose(np.array(r.json(), np.float32), tiny_encoder.encode(["dog", "the cat"]), atol=1e-6)
+        np.testing.assert_allclose(
+            np.array(r.json(), np.float32), tiny_encoder.encode(["dog", "the cat"]), atol=1e-6
+        )
     assert not service.scheduler.alive
 
 
@@ -254,10 +312,11 @@ def test_shutdown_lets_cancelled_requests_clean_up_and_is_bounded(tiny_artifact)
     leave the event loop free for their cleanup, and stop waiting for a stuck worker."""
     import asyncio
 
+    from test_scheduler import GatedRunner
+
     from embedrt import Encoder
     from embedrt.serve.app import EmbeddingService
     from embedrt.serve.config import ServerConfig
-    from test_scheduler import GatedRunner
 
     # One stream: the held run keeps the next request queued (with two, it would run beside it).
     encoder = Encoder.load(tiny_artifact, device="cpu", threads=2, streams=1)

@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
+from fixtures.server_process import ServerProcess, post
 
 from embedrt import Encoder
-from fixtures.server_process import ServerProcess, post
 
 WORDS = "the a man woman dog cat plays guitar music kitchen cooks food quick brown fox lazy".split()
 
@@ -44,12 +44,17 @@ def concurrently(n, fn):
 def test_concurrent_clients_get_their_own_results(tiny_artifact, tiny_encoder, tmp_path):
     srv = ServerProcess(tiny_artifact, tmp_path, "--max-wait-ms", "20")
     try:
+
         def client(c):
             out = []
             with httpx.Client(base_url=srv.url, timeout=60) as http:
                 for k in range(6):
                     texts = [sentence(1000 * c + 10 * k + j) for j in range(1 + (c + k) % 4)]
-                    path, body = ("/embed", {"inputs": texts}) if k % 2 else ("/v1/embeddings", {"input": texts})
+                    path, body = (
+                        ("/embed", {"inputs": texts})
+                        if k % 2
+                        else ("/v1/embeddings", {"input": texts})
+                    )
                     r = http.post(path, json=body)
                     assert r.status_code == 200, r.text
                     doc = r.json()
@@ -71,8 +76,9 @@ def test_concurrent_clients_get_their_own_results(tiny_artifact, tiny_encoder, t
 def slow_queue(tiny_artifact, tmp_path_factory):
     """Tiny queue (4) and a 3 s wait: requests in flight together share one round, and a client
     that leaves is seen gone before its round, even with the clients slowed by a loaded machine."""
-    srv = ServerProcess(tiny_artifact, tmp_path_factory.mktemp("slow"), "--max-queue", "4",
-                        "--max-wait-ms", "3000")
+    srv = ServerProcess(
+        tiny_artifact, tmp_path_factory.mktemp("slow"), "--max-queue", "4", "--max-wait-ms", "3000"
+    )
     yield srv
     assert srv.stop() == 0
 
@@ -81,8 +87,10 @@ def test_requests_waiting_together_form_one_batch(slow_queue, tiny_encoder):
     before = slow_queue.metrics()
     texts = [[sentence(i), sentence(i + 50)] for i in range(4)]
     rs = concurrently(4, lambda i: post(slow_queue.url, "/embed", {"inputs": texts[i]}))
-    for t, r in zip(texts, rs):
-        np.testing.assert_allclose(np.array(r.json(), np.float32), tiny_encoder.encode(t), atol=1e-6)
+    for t, r in zip(texts, rs, strict=True):
+        np.testing.assert_allclose(
+            np.array(r.json(), np.float32), tiny_encoder.encode(t), atol=1e-6
+        )
     after = slow_queue.metrics()
     assert after[("embedrt_batch_size_count", ())] - before[("embedrt_batch_size_count", ())] == 1
     assert after[("embedrt_batch_size_sum", ())] - before[("embedrt_batch_size_sum", ())] == 8
@@ -93,8 +101,10 @@ def test_a_disconnected_client_is_dropped_before_inference(slow_queue):
     host, port = slow_queue.url.removeprefix("http://").split(":")
     body = json.dumps({"inputs": ["the dog"]}).encode()
     with socket.create_connection((host, int(port))) as s:
-        s.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        s.sendall(
+            b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
         assert wait_for(slow_queue, "embedrt_queue_depth", 1)  # admitted, waiting for its round
     key = ("embedrt_dropped_requests_total", ())
     assert wait_for(slow_queue, key[0], before.get(key, 0) + 1)
@@ -123,13 +133,17 @@ def test_sigterm_drains_every_accepted_request(tiny_artifact, tiny_encoder, tmp_
     # 5 s for the 8 requests to be accepted together, however loaded the machine
     srv = ServerProcess(tiny_artifact, tmp_path, "--max-wait-ms", "5000")
     with ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(post, srv.url, "/embed", {"inputs": [sentence(i)]}) for i in range(8)]
+        futures = [
+            pool.submit(post, srv.url, "/embed", {"inputs": [sentence(i)]}) for i in range(8)
+        ]
         assert wait_for(srv, "embedrt_queue_depth", 8)
         srv.terminate()  # all 8 are accepted and waiting for their round
         rs = [f.result() for f in futures]
     for i, r in enumerate(rs):
         assert r.status_code == 200
-        np.testing.assert_allclose(np.array(r.json()[0], np.float32), tiny_encoder.encode(sentence(i)), atol=1e-6)
+        np.testing.assert_allclose(
+            np.array(r.json()[0], np.float32), tiny_encoder.encode(sentence(i)), atol=1e-6
+        )
     assert srv.proc.wait(30) == 0
     assert "Application shutdown complete" in srv.log()
     with pytest.raises(httpx.ConnectError):
@@ -147,14 +161,21 @@ def test_an_unexpected_error_is_a_generic_500_and_spares_batch_mates(tiny_copy, 
         inputs = [["the dog"], ["dog " * 80]]
         good, bad = concurrently(2, lambda i: post(srv.url, "/v1/embeddings", {"input": inputs[i]}))
         assert good.status_code == 200
-        np.testing.assert_allclose(good.json()["data"][0]["embedding"],
-                                   Encoder.load(tiny_copy, device="cpu").encode("the dog"), atol=1e-6)
+        np.testing.assert_allclose(
+            good.json()["data"][0]["embedding"],
+            Encoder.load(tiny_copy, device="cpu").encode("the dog"),
+            atol=1e-6,
+        )
         assert bad.status_code == 500
         err = bad.json()["error"]
         ref = err["message"].split("reference ")[1].split()[0]
         # a generic message, nothing of the exception's text: that stays in the server's log
-        assert err == {"message": f"internal server error (reference {ref} in the server log)",
-                       "type": "server_error", "param": None, "code": None}
+        assert err == {
+            "message": f"internal server error (reference {ref} in the server log)",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
         log = srv.log()
         assert f"error {ref} on /v1/embeddings: " in log and "Traceback" in log
         tei = post(srv.url, "/embed", {"inputs": "dog " * 80})
