@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,7 @@ def write_manifest(directory: Path, manifest: Manifest) -> Path:
     return path
 
 
-def load_manifest(directory: str | Path) -> Manifest:
+def load_manifest(directory: str | os.PathLike[str]) -> Manifest:
     """Read and validate embedrt.json of an artifact directory (hashes are checked on use)."""
     directory = Path(directory)
     path = directory / MANIFEST_NAME

@@ -39,7 +39,7 @@ from .ledger import Ledger, sync_dir
 from .pipeline import run_stages
 from .progress import MODES as PROGRESS
 from .progress import Progress
-from .readers import InputSpec, iter_records
+from .readers import InputSpec, RowId, iter_records
 from .writers import ShardWriter, output_writer
 
 # A shard is held whole in memory (its texts, tokens and vectors) and is the unit a kill loses.
@@ -136,7 +136,7 @@ class _Chunk:
     """One shard's rows as they move through the pipeline."""
 
     index: int
-    ids: list[Any]
+    ids: list[RowId]
     texts: list[str] | None
     rows: list[list[int]] | None = None
     embeddings: np.ndarray | None = None
@@ -280,7 +280,7 @@ def _scan(spec: InputSpec, config: JobConfig, skipped_tmp: Path) -> tuple[int, i
 def _chunks(spec: InputSpec, shard_rows: int, first_shard: int) -> Iterator[_Chunk]:
     """Good rows grouped into shards, starting at shard first_shard (the rest are done)."""
     skip, index = first_shard * shard_rows, first_shard
-    ids: list[Any] = []
+    ids: list[RowId] = []
     texts: list[str] = []
     for rec in iter_records(spec):
         if rec.error is not None:
@@ -288,6 +288,7 @@ def _chunks(spec: InputSpec, shard_rows: int, first_shard: int) -> Iterator[_Chu
         if skip:
             skip -= 1
             continue
+        assert rec.text is not None  # a record without error has its text
         ids.append(rec.id)
         texts.append(rec.text)
         if len(texts) == shard_rows:

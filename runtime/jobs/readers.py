@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from ..errors import InputError, json_type, missing_extra
 from ..tokenizer import utf8_encodable
@@ -87,12 +87,15 @@ class InputSpec:
         return "row" if self.fmt == "parquet" else "line"
 
 
+RowId = int | str  # a row's id in the output: its line (or parquet row) number, or its id field
+
+
 @dataclass(frozen=True)
 class Record:
     """One input row. A bad row has error set (why) and text None."""
 
     line: int
-    id: int | str
+    id: RowId
     text: str | None
     error: str | None = None
 
@@ -103,7 +106,7 @@ def iter_records(spec: InputSpec) -> Iterator[Record]:
         yield from _parquet(spec)
         return
     with open(spec.path, "rb") as raw:
-        f: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if spec.gz else raw
+        f = cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb")) if spec.gz else raw
         line = 0
         try:
             if spec.fmt in ("txt", "jsonl"):
@@ -244,10 +247,11 @@ def _parquet(spec: InputSpec) -> Iterator[Record]:
     for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns):
         data = batch.to_pydict()
         texts = data[spec.text_field]
-        ids = data[spec.id_field] if spec.id_field is not None else None
+        id_field = spec.id_field
+        ids = data[id_field] if id_field is not None else None
         for i, text in enumerate(texts):
             row += 1
-            fields = {spec.text_field: text}
-            if ids is not None:
-                fields[spec.id_field] = ids[i]
+            fields: dict[str, Any] = {spec.text_field: text}
+            if id_field is not None and ids is not None:
+                fields[id_field] = ids[i]
             yield fields_record(spec, row, fields)

@@ -15,11 +15,12 @@ from __future__ import annotations
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Protocol
 
 import numpy as np
 
 from ..errors import ConfigError, missing_extra
+from .readers import RowId
 
 FORMATS = ("npy", "parquet")
 
@@ -32,7 +33,7 @@ class ShardWriter(Protocol):
     suffix: str
 
     def write_shard(
-        self, f: IO[bytes], ids: Sequence[Any], embeddings: np.ndarray, tokens: np.ndarray
+        self, f: IO[bytes], ids: Sequence[RowId], embeddings: np.ndarray, tokens: np.ndarray
     ) -> None: ...
 
     def assemble(self, shards: Sequence[Path], dest: IO[bytes], rows: int) -> None: ...
@@ -64,7 +65,7 @@ class NpyWriter:
         self.dim = dim
 
     def write_shard(
-        self, f: IO[bytes], ids: Sequence[Any], embeddings: np.ndarray, tokens: np.ndarray
+        self, f: IO[bytes], ids: Sequence[RowId], embeddings: np.ndarray, tokens: np.ndarray
     ) -> None:
         np.lib.format.write_array(
             f, np.ascontiguousarray(embeddings, dtype=np.float32), allow_pickle=False
@@ -129,7 +130,7 @@ class ParquetWriter:
         )
 
     def write_shard(
-        self, f: IO[bytes], ids: Sequence[Any], embeddings: np.ndarray, tokens: np.ndarray
+        self, f: IO[bytes], ids: Sequence[RowId], embeddings: np.ndarray, tokens: np.ndarray
     ) -> None:
         pa = self._pa
         flat = pa.array(np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1))

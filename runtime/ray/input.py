@@ -163,7 +163,9 @@ def read_rows(
             )
             for i, text in enumerate(texts):
                 file_row = frag["file_first"] + start + i + 1
-                fields = {text_field: text} if ids is None else {text_field: text, id_field: ids[i]}
+                fields: dict[str, Any] = {text_field: text}
+                if id_field is not None and ids is not None:
+                    fields[id_field] = ids[i]
                 rec = fields_record(spec, file_row, fields)
                 row = frag["first_row"] + start + i + 1
                 if mode == "embed" and rec.error is None:

@@ -41,7 +41,7 @@ from ..errors import ConfigError, EmbedrtError, InputError
 from ..jobs.job import ON_ERROR
 from ..manifest import load_manifest
 from .batch import EmbedBatch, require_ray
-from .input import list_source, read_rows, resolve_path
+from .input import Source, list_source, read_rows, resolve_path
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ def _looks_like_output(fs: Any, path: str) -> bool:
     return all(f.type == pafs.FileType.Directory or f.path.endswith(".parquet") for f in found)
 
 
-def _scan(frags: Any, source: Any, config: RayJobConfig, side: Path) -> int:
+def _scan(frags: Any, source: Source, config: RayJobConfig, side: Path) -> int:
     """Bad rows: raise at the first (fail) or write them to side (skip); returns how many."""
     bad = frags.map_batches(
         read_rows,
@@ -244,8 +244,8 @@ def _scan(frags: Any, source: Any, config: RayJobConfig, side: Path) -> int:
 
 
 def _embed(
-    frags: Any,
-    source: Any,
+    frags: Any,  # ray.data.Dataset of the input's row groups
+    source: Source,
     config: RayJobConfig,
     actors: int,
     model: str,

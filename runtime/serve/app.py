@@ -26,6 +26,7 @@ import hmac
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -63,11 +64,13 @@ try:
     from starlette.requests import ClientDisconnect, Request
     from starlette.responses import Response
     from starlette.routing import Route
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 except ImportError:
     raise missing_extra("starlette", "serve") from None
 
 from .metrics import CONTENT_TYPE, ServerMetrics  # noqa: E402  (after the extra's check)
 
+Handler = Callable[[Request], Awaitable[Response]]
 log = logging.getLogger("embedrt.service")
 JSON = "application/json"
 CLIENT_GONE = 499  # nginx's "client closed request": what the metrics count a dropped request as
@@ -216,14 +219,14 @@ class EmbeddingService:
                     )
         return rows
 
-    async def _render(self, vecs: np.ndarray, fn: Any, *args: Any) -> bytes:
+    async def _render(self, vecs: np.ndarray, fn: Callable[..., bytes], *args: object) -> bytes:
         if vecs.size <= INLINE_FLOATS:
             return fn(*args)
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     # ---- auth, errors, counting, lifespan ----
 
-    def _endpoint(self, fn: Any, auth: bool = True) -> Any:
+    def _endpoint(self, fn: Handler, auth: bool = True) -> Handler:
         async def endpoint(request: Request) -> Response:
             try:
                 if auth and self.config.api_key is not None:
@@ -239,7 +242,8 @@ class EmbeddingService:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise AuthError("missing API key: send the header 'Authorization: Bearer <key>'")
-        if not hmac.compare_digest(token.strip().encode(), self.config.api_key.encode()):
+        key = self.config.api_key or ""  # called only when the server has a key
+        if not hmac.compare_digest(token.strip().encode(), key.encode()):
             raise AuthError("invalid API key")
 
     def _error(self, e: Exception, path: str) -> Response:
@@ -270,16 +274,16 @@ class EmbeddingService:
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         return self._error(exc, request.url.path)
 
-    def _count(self, app: Any) -> Any:
+    def _count(self, app: ASGIApp) -> ASGIApp:
         """ASGI middleware: every HTTP answer counted by route and status, with its latency."""
         metrics, routes = self.metrics, self._routes
 
-        async def counted(scope: dict, receive: Any, send: Any) -> None:
+        async def counted(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] != "http":
                 return await app(scope, receive, send)
             start, status = time.perf_counter(), [CLIENT_GONE]
 
-            async def send_status(message: dict) -> None:
+            async def send_status(message: Message) -> None:
                 if message["type"] == "http.response.start":
                     status[0] = message["status"]
                 await send(message)
@@ -293,7 +297,7 @@ class EmbeddingService:
         return counted
 
     @contextlib.asynccontextmanager
-    async def _lifespan(self, app: Any):
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         self._pool = ThreadPoolExecutor(self.config.io_threads, thread_name_prefix="embedrt-io")
         self.scheduler.start()
         try:

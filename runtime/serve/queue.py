@@ -18,7 +18,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -26,19 +25,22 @@ from ..batching import BatchPlan, plan_batches
 
 log = logging.getLogger("embedrt.scheduler")
 
+# What a caller's future is settled with: the future, its value, or the error it gets instead.
+Answer = tuple["asyncio.Future[np.ndarray]", "np.ndarray | None", "BaseException | None"]
+
 
 @dataclass(eq=False)
 class Request:
     """One caller's texts on their way through the queue. `future` resolves to float32
     [rows, dim] in row order, or to the error that stopped the request."""
 
-    future: asyncio.Future
+    future: asyncio.Future[np.ndarray]
     loop: asyncio.AbstractEventLoop
     prepare: Callable[[], list[list[int]]]
     admitted: float = field(default_factory=time.perf_counter)
     rows: list[list[int]] = field(default_factory=list)
-    lengths: np.ndarray | None = None
-    out: np.ndarray | None = None
+    lengths: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # tokens per row
+    out: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))  # the vectors
     taken: int = 0  # rows taken into rounds so far
     done: int = 0  # rows with embeddings
     cancelled: bool = False
@@ -179,7 +181,7 @@ def deliver(
             alone = run.of(request)
             deliver(alone, retry(alone), retry)
         return
-    finished: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any, None]]] = {}
+    finished: dict[asyncio.AbstractEventLoop, list[Answer]] = {}
     for vec, (request, i) in zip(result, run.where, strict=True):
         if request.failed:
             continue
@@ -198,9 +200,7 @@ def fail(request: Request, err: BaseException) -> None:
         resolve(request.loop, [(request.future, None, err)])
 
 
-def resolve(
-    loop: asyncio.AbstractEventLoop, items: list[tuple[asyncio.Future, Any, BaseException | None]]
-) -> None:
+def resolve(loop: asyncio.AbstractEventLoop, items: list[Answer]) -> None:
     """Hand results to their futures on the loop's own thread, one wake-up for all of them."""
 
     def settle() -> None:
@@ -209,8 +209,10 @@ def resolve(
                 continue
             if err is not None:
                 fut.set_exception(err)
-            else:
+            elif value is not None:
                 fut.set_result(value)
+            else:  # a bug: an answer must carry vectors or an error
+                fut.set_exception(RuntimeError("no vectors and no error for this request"))
 
     try:
         loop.call_soon_threadsafe(settle)

@@ -24,6 +24,7 @@ spent on it. Knows nothing of HTTP.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -31,7 +32,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -244,7 +245,7 @@ class Scheduler:
         """Tokenize newly arrived requests (outside the lock) and queue them for rounds. A request whose
         tokenization raises (a text too long, a panic in the tokenizer library, which Python sees
         as a BaseException) fails alone."""
-        answers: list[tuple[Request, Any, BaseException | None]] = []
+        answers: list[tuple[Request, np.ndarray | None, BaseException | None]] = []
         cpu0 = time.thread_time()
         for request in requests:
             if request.cancelled:
@@ -342,7 +343,10 @@ class Scheduler:
             if solo:
                 self._solo.submit(self._runs, run, self.runner.run, False)
             else:
-                self.runner.on_stream(lambda on_stream, run=run: self._runs(run, on_stream, True))
+                self.runner.on_stream(functools.partial(self._stream_runs, run))
+
+    def _stream_runs(self, first: Run, execute: RunFn) -> None:
+        self._runs(first, execute, chain=True)
 
     def _runs(self, first: Run, execute: RunFn, chain: bool) -> None:
         """On a stream's thread (or the solo one): the run, its result handed to the worker, and

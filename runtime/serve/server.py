@@ -9,6 +9,7 @@ ONNX Runtime session and one inference worker, which the event loop feeds (app.p
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import socket
 from pathlib import Path
@@ -78,7 +79,7 @@ def serve(
             lifespan="on",
             access_log=config.access_log,
             log_level="info",
-            timeout_graceful_shutdown=config.graceful_timeout_s,
+            timeout_graceful_shutdown=math.ceil(config.graceful_timeout_s),  # whole seconds
         )
     )
     # uvicorn re-raises the signal that stopped it once it is done; with the default SIGTERM
