@@ -6,8 +6,9 @@ Each field says its unit and why its default is what it is; the CLI takes its de
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from ..batching import BatchPlan
 from ..config import check_int, check_number
 from ..errors import ConfigError
 from ..tokenizer import utf8_encodable
@@ -50,6 +51,14 @@ class BatchingConfig:
     run_cost: int | None = None
     batching: bool = True
     max_batch_requests: int | None = None
+
+    def plan(self, device: BatchPlan) -> BatchPlan:
+        """The plan of each round's runs: this config's limits, the device's pad multiple, and
+        its run cost unless run_cost is set."""
+        cost = device.run_cost if self.run_cost is None else self.run_cost
+        return replace(
+            device, max_tokens=self.max_batch_tokens, max_rows=self.batch_size, run_cost=cost
+        )
 
     def __post_init__(self) -> None:
         for name in ("max_batch_tokens", "max_queue", "batch_size"):

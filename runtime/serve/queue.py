@@ -50,6 +50,20 @@ class Request:
     # has tokenized them): the usage figure of the answer.
     tokens: int = 0
 
+    def tokenize(self, dim: int) -> BaseException | None:
+        """On the worker: its token rows from `prepare`, and room for their vectors; the error
+        that stopped it, if any (a text too long, or a panic in the tokenizer library, which
+        Python sees as a BaseException), and then it is failed."""
+        try:
+            rows = self.prepare()
+            self.lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+            self.out = np.empty((len(rows), dim), dtype=np.float32)
+        except BaseException as e:
+            self.failed = True
+            return e
+        self.rows, self.tokens = rows, int(self.lengths.sum())
+        return None
+
 
 class ReadyRequests:
     """Tokenized requests with rows left to take, FIFO, and their tokens. The scheduler holds its

@@ -24,77 +24,22 @@ spent on it. Knows nothing of HTTP.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
-from typing import Protocol
 
 import numpy as np
 
-from ..batching import BatchPlan
 from ..errors import OverloadedError, UnavailableError
-from ..runner import Rows, RunFn
+from .backend import BatchRunner, NoObserver, RunExecutor, SchedulerObserver
 from .config import BatchingConfig
 from .queue import ReadyRequests, Request, Round, Run, cut_round, deliver, fail, resolve
 
 log = logging.getLogger("embedrt.scheduler")
 
-__all__ = ["BatchRunner", "NoObserver", "Request", "Scheduler", "SchedulerObserver"]
-
-
-class BatchRunner(Protocol):
-    """What the scheduler needs of a model: embedrt's Runner (Encoder.runner) is one."""
-
-    @property
-    def plan(self) -> BatchPlan: ...  # the device's pad multiple and run cost
-
-    @property
-    def width(self) -> int: ...  # runs at once (streams)
-
-    @property
-    def dim(self) -> int: ...
-
-    def run(self, rows: Rows) -> np.ndarray: ...  # alone, on every thread
-
-    def on_stream(self, work: Callable[[RunFn], None]) -> Future[None]: ...
-
-
-class SchedulerObserver(Protocol):
-    """Where the scheduler reports what it does (the server's metrics)."""
-
-    def batch(self, rows: int, tokens: int, padded: int, seconds: float) -> None: ...
-
-    def queue_wait(self, seconds: float) -> None: ...
-
-    def dropped(self) -> None: ...
-
-    # CPU seconds of the thread that did the work (time.thread_time), called from it: work =
-    # "inference" (a run, on its stream or solo thread) or "tokenization" (on the worker). Not
-    # counted: ONNX Runtime's pool threads, which only a run on all threads uses (see run), and
-    # the tokenizer's own threads, which only a request of many texts uses.
-    def cpu(self, work: str, seconds: float) -> None: ...
-
-    # A run started: on one stream's thread, or alone on all the runner's threads.
-    def run(self, all_threads: bool) -> None: ...
-
-
-class NoObserver:
-    """A SchedulerObserver that ignores everything."""
-
-    def batch(self, rows: int, tokens: int, padded: int, seconds: float) -> None: ...
-
-    def queue_wait(self, seconds: float) -> None: ...
-
-    def dropped(self) -> None: ...
-
-    def cpu(self, work: str, seconds: float) -> None: ...
-
-    def run(self, all_threads: bool) -> None: ...
+__all__ = ["BatchRunner", "NoObserver", "Request", "Scheduler", "SchedulerObserver"]  # for callers
 
 
 class Scheduler:
@@ -106,13 +51,7 @@ class Scheduler:
         self.runner = runner
         self.config = config
         self._observer: SchedulerObserver = observer or NoObserver()
-        base = runner.plan  # the device's pad multiple and run cost
-        self._plan = replace(
-            base,
-            max_tokens=config.max_batch_tokens,
-            max_rows=config.batch_size,
-            run_cost=base.run_cost if config.run_cost is None else config.run_cost,
-        )
+        self._plan = config.plan(runner.plan)  # with the device's pad multiple and run cost
         self._width = max(1, runner.width)  # runs at once
         self._cond = threading.Condition()
         self._arrived: deque[Request] = deque()  # submitted, not tokenized yet
@@ -125,8 +64,7 @@ class Scheduler:
         self._pending = 0
         self._closing = False
         self._thread = threading.Thread(target=self._work, name="embedrt-inference", daemon=True)
-        # Runs alone on the cores (and every run without streams: a GPU, streams=1).
-        self._solo = ThreadPoolExecutor(1, thread_name_prefix="embedrt-run")
+        self._executor = RunExecutor(runner, self._observer, self._run_ended)
 
     # ---- caller side (event loop thread) ----
 
@@ -166,8 +104,9 @@ class Scheduler:
             request.cancelled = True
 
     def close(self, timeout: float | None = None) -> None:
-        """Stop admitting, let the worker finish every queued request, and join it. Requests still queued
-        when timeout (seconds) runs out fail with UnavailableError; runs in flight still end."""
+        """Stop admitting, let the worker finish every queued request, and join it. Requests
+        still queued when timeout (seconds) runs out fail with UnavailableError; runs in flight
+        still end."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
@@ -184,12 +123,12 @@ class Scheduler:
             with self._cond:
                 self._closing = True
             self._fail_queued("the embedding worker stopped", running=True)
-            self._solo.shutdown(wait=False)
+            self._executor.shutdown()
 
     def _fail_queued(self, why: str, running: bool = False) -> None:
-        """Empty the queue, answering each request UnavailableError (its part in flight is lost, and
-        a request the worker is still tokenizing is not queued after all); with running, also the
-        requests of runs in flight, whose results nobody will deliver."""
+        """Empty the queue, answering each request UnavailableError (its part in flight is lost,
+        and a request the worker is still tokenizing is not queued after all); with running, also
+        the requests of runs in flight, whose results nobody will deliver."""
         with self._cond:
             runs = [*self._planned, *(self._running if running else ())]
             left = [
@@ -242,25 +181,15 @@ class Scheduler:
         return self._ready.oldest().admitted + self.config.max_wait_ms / 1000 - time.perf_counter()
 
     def _prepare(self, requests: list[Request]) -> None:
-        """Tokenize newly arrived requests (outside the lock) and queue them for rounds. A request whose
-        tokenization raises (a text too long, a panic in the tokenizer library, which Python sees
-        as a BaseException) fails alone."""
+        """Tokenize newly arrived requests (outside the lock) and queue them for rounds. A request
+        whose tokenization raises fails alone (Request.tokenize)."""
         answers: list[tuple[Request, np.ndarray | None, BaseException | None]] = []
         cpu0 = time.thread_time()
         for request in requests:
-            if request.cancelled:
-                continue
-            try:
-                rows = request.prepare()
-                lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-                out = np.empty((len(rows), self.runner.dim), dtype=np.float32)
-            except BaseException as e:
-                request.failed = True
-                answers.append((request, None, e))
-                continue
-            request.rows, request.lengths, request.out = rows, lengths, out
-            if not rows:  # nothing to run
-                answers.append((request, out, None))
+            if not request.cancelled and (
+                (err := request.tokenize(self.runner.dim)) or not request.rows
+            ):
+                answers.append((request, None if err else request.out, err))  # failed, or empty
         self._observer.cpu("tokenization", time.thread_time() - cpu0)
         dropped = 0
         with self._cond:
@@ -269,7 +198,6 @@ class Scheduler:
                     dropped += request.cancelled and not request.failed and not request.released
                     self._release(request)
                 else:
-                    request.tokens = int(request.lengths.sum())
                     self._ready.add(request)
             self._preparing = []
         for _ in range(dropped):
@@ -296,8 +224,8 @@ class Scheduler:
         return parts
 
     def _new_round(self) -> None:
-        """Take the next round and queue its runs (none when every ready request's caller has left).
-        Holds the lock. Planning it cannot lose its requests: should it raise (a bug), they fail
+        """Take the next round and queue its runs (none when every ready request's caller has
+        left). Holds the lock. Planning it cannot lose its requests: should it raise (a bug), they fail
         with the error."""
         parts = self._take()
         if not parts:
@@ -319,9 +247,8 @@ class Scheduler:
 
     def _start_runs(self) -> None:
         """Start runs while a stream is free: the last round's, else a new round's if one is due.
-        A run alone on the cores goes to the solo thread, where it runs on every thread (lower
-        latency than one stream's share); the others go to the streams. Neither blocks the worker, so requests keep
-        being tokenized and a stream that frees takes the next run at once."""
+        A run that would be alone on the cores runs on all of them; the others go to the streams
+        (backend.RunExecutor). Neither blocks the worker."""
         while True:
             with self._cond:
                 if len(self._running) >= self._width:
@@ -339,34 +266,16 @@ class Scheduler:
                 solo = self._width == 1 or (
                     len(self._running) == 1 and not self._planned and not self._ready
                 )
-            self._observer.run(all_threads=solo)
-            if solo:
-                self._solo.submit(self._runs, run, self.runner.run, False)
-            else:
-                self.runner.on_stream(functools.partial(self._stream_runs, run))
+            self._executor.start(run, solo)
 
-    def _stream_runs(self, first: Run, execute: RunFn) -> None:
-        self._runs(first, execute, chain=True)
-
-    def _runs(self, first: Run, execute: RunFn, chain: bool) -> None:
-        """On a stream's thread (or the solo one): the run, its result handed to the worker, and
-        with chain, the runs _chained gives this stream after it, as long as there are any."""
-        run: Run | None = first
-        while run is not None:
-            try:
-                result = self._attempt(run, execute)
-            except (
-                BaseException
-            ) as e:  # not an inference error (those are returned): never lose a caller
-                log.exception("an inference run failed")
-                result = (
-                    e if isinstance(e, Exception) else RuntimeError(f"inference interrupted: {e!r}")
-                )
-            with self._cond:
-                self._running.discard(run)
-                self._finished.append((run, result))
-                self._cond.notify()
-                run = self._chained() if chain else None
+    def _run_ended(self, run: Run, result: np.ndarray | Exception, chain: bool) -> Run | None:
+        """On the thread that ran it: hand the result to the worker; with chain (a stream), the
+        next run for that stream to take at once, or None."""
+        with self._cond:
+            self._running.discard(run)
+            self._finished.append((run, result))
+            self._cond.notify()
+            return self._chained() if chain else None
 
     def _chained(self) -> Run | None:
         """The next run for a stream that just freed, now counted as running: the last round's
@@ -391,20 +300,10 @@ class Scheduler:
         self._running.add(run)
         return run
 
-    def _attempt(self, run: Run, execute: RunFn) -> np.ndarray | Exception:
-        """One inference run: its vectors, or the Exception it raised."""
-        cpu0 = time.thread_time()
-        try:
-            return execute(run.rows)
-        except Exception as err:
-            return err
-        finally:
-            self._observer.cpu("inference", time.thread_time() - cpu0)
-
     def _complete(self, run: Run, result: np.ndarray | Exception) -> None:
         """On the worker: deliver an ended run and account for its round."""
         try:
-            deliver(run, result, lambda alone: self._attempt(alone, self.runner.run))
+            deliver(run, result, self._executor.attempt)
         except BaseException as e:
             log.exception("delivering a run failed")
             for request in run.requests():
