@@ -55,7 +55,7 @@ def worker(args: argparse.Namespace) -> None:
     """One measurement in this fresh process; prints one JSON line."""
     from embedrt import Encoder
     from embedrt.batching import BatchPlan, padding_efficiency, plan_batches
-    from embedrt.jobs.job import JobConfig, run_job
+    from embedrt.jobs import JobConfig, run_job
 
     enc = Encoder.load(args.artifact, device="cpu", threads=args.threads, spinning=args.spinning)
     result: dict = {"mode": args.worker, "spinning": args.spinning}
@@ -167,7 +167,7 @@ def main() -> None:
             from fixtures.tiny_model import build_artifact
 
             rss_artifact = str(build_artifact(Path(tmp) / "tiny"))
-        from embedrt.jobs.job import JobConfig  # the memory runs use the job's defaults (the CLI's)
+        from embedrt.jobs import JobConfig  # the memory runs use the job's defaults (the CLI's)
 
         rss_args = argparse.Namespace(
             **{**vars(args), "artifact": rss_artifact, "shard_rows": JobConfig.shard_rows}

@@ -13,14 +13,14 @@ from collections.abc import Callable, Sequence
 
 from . import commands
 from .batching import BatchPlan
-from .encoder import PRECISIONS
 from .errors import EmbedrtError
-from .jobs.job import ON_ERROR, JobConfig
+from .jobs.config import ON_ERROR, JobConfig
 from .jobs.progress import MODES as PROGRESS
 from .jobs.writers import FORMATS
 from .providers import DEVICES
-from .ray.job import RayJobConfig
+from .ray.config import RayJobConfig
 from .serve.config import BatchingConfig, Limits, ServerConfig
+from .variants import PRECISIONS
 
 DESCRIPTION = """\
 Run a fine-tuned sentence-transformers model without torch: export it to one ONNX graph

@@ -10,7 +10,7 @@ by token length, pads each batch to its own longest row, runs it, and restores i
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,16 +19,16 @@ import numpy as np
 
 from .batching import GPU_PAD_MULTIPLE, GPU_RUN_COST, BatchPlan, plan_batches
 from .config import check_choice, check_int
-from .errors import ConfigError, InputError, ProviderError
-from .manifest import Manifest, Variant, load_manifest, verified_path
-from .providers import TensorRTProfile, auto_devices, provider_list, provider_name, resolve_device
+from .errors import ConfigError, ProviderError
+from .manifest import Manifest, load_manifest, verified_path
+from .providers import TensorRTProfile, auto_devices, provider_list, resolve_device
 from .runner import EncodeStats, Rows, Runner
 from .session import Session, SessionOptions, available_providers, default_threads
 from .streams import Streams, stream_count
-from .tokenizer import TextTokenizer, utf8_encodable
+from .tokenizer import TextTokenizer, as_text_list
+from .variants import PRECISIONS, choose_variant, manifest_variant
 from .vectors import cosine_similarity
 
-PRECISIONS = ("auto", "fp32", "fp16", "int8")
 DEFAULT_TRT_CACHE = Path.home() / ".cache" / "embedrt" / "tensorrt"
 log = logging.getLogger("embedrt")
 
@@ -275,66 +275,3 @@ class Encoder:
             "active_providers": list(self.info.active_providers),
             "available_providers": available_providers(),
         }
-
-
-def as_text_list(texts: Any) -> list[str]:
-    """texts as a list of str; InputError naming the first bad element's index and type."""
-    if isinstance(texts, str):
-        return [texts]
-    if isinstance(texts, (bytes, bytearray)):
-        raise InputError(
-            "texts must be str, got bytes: decode it first (e.g. data.decode('utf-8'))"
-        )
-    if texts is None or isinstance(texts, Mapping) or not isinstance(texts, Iterable):
-        raise InputError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
-    items = list(texts)
-    for i, t in enumerate(items):
-        if not isinstance(t, str):
-            raise InputError(f"texts[{i}] is {type(t).__name__}, expected str")
-        if not utf8_encodable(t):
-            raise InputError(
-                f"texts[{i}] holds a lone surrogate (an unpaired \\ud800-\\udfff): "
-                "not text any tokenizer can read"
-            )
-    return items
-
-
-def manifest_variant(manifest: Manifest, name: str) -> Variant:
-    try:
-        return manifest.variant(name)
-    except KeyError:
-        have = ", ".join(v.name for v in manifest.variants)
-        raise ConfigError(f"this artifact has no variant {name!r}; it has: {have}") from None
-
-
-def choose_variant(manifest: Manifest, device: str, precision: str) -> Variant:
-    """The variant for a device and precision (see DESIGN.md: auto = fp16 on GPU, fp32/int8 on CPU).
-
-    Variants are listed best first in the manifest; the first that matches wins. TensorRT takes
-    the portable fp32 graph and builds its own fp16 engine.
-    """
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    if device == "tensorrt":
-        if precision == "int8":
-            raise ConfigError("precision 'int8' is for the CPU; TensorRT runs fp16 or fp32")
-        wanted = ["fp32"]
-    elif precision != "auto":
-        wanted = [precision]
-    elif device == "cpu":
-        wanted = ["int8", "fp32"]
-    else:
-        wanted = ["fp16", "fp32"]
-    provider = provider_name(device)
-    for p in wanted:
-        matches = [v for v in manifest.variants if v.precision == p]
-        if p == "int8" and precision == "auto":  # only an int8 that passed its quality gate
-            matches = [v for v in matches if v.quality.get("gate") == "passed"]
-        fitting = [v for v in matches if not v.providers or provider in v.providers]
-        if fitting or matches:
-            return (fitting or matches)[0]
-    have = ", ".join(sorted({v.precision for v in manifest.variants}))
-    raise ConfigError(
-        f"this artifact has no {precision} variant for device {device!r}; it has: {have}. "
-        "Re-export with the variant, or pass precision='auto'."
-    )

@@ -1,4 +1,5 @@
-"""Tokenization: the artifact's tokenizer.json, truncating at max_seq_length, never padding.
+"""Tokenization: texts checked, then the artifact's tokenizer.json, truncating at
+max_seq_length, never padding.
 
 Padding happens per batch after length sorting (batching.py), so the tokenizer returns rows of
 their true length. Huge inputs are truncated by the tokenizer, not rejected.
@@ -6,12 +7,14 @@ their true length. Huge inputs are truncated by the tokenizer, not rejected.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tokenizers import Tokenizer
 
-from .errors import ModelLoadError
+from .errors import InputError, ModelLoadError
 
 # Texts per call into the tokenizer library. Its intermediate encodings (tokens, offsets,
 # overflow past max_seq_length) take kilobytes per text until the call returns, and the
@@ -88,3 +91,25 @@ def pad_rows(rows: list[list[int]], width: int, pad_id: int) -> tuple[np.ndarray
         ids[i, : len(row)] = row
     mask = (np.arange(width, dtype=np.int64)[None, :] < lengths[:, None]).astype(np.int64)
     return ids, mask
+
+
+def as_text_list(texts: Any) -> list[str]:
+    """texts as a list of str; InputError naming the first bad element's index and type."""
+    if isinstance(texts, str):
+        return [texts]
+    if isinstance(texts, (bytes, bytearray)):
+        raise InputError(
+            "texts must be str, got bytes: decode it first (e.g. data.decode('utf-8'))"
+        )
+    if texts is None or isinstance(texts, Mapping) or not isinstance(texts, Iterable):
+        raise InputError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
+    items = list(texts)
+    for i, t in enumerate(items):
+        if not isinstance(t, str):
+            raise InputError(f"texts[{i}] is {type(t).__name__}, expected str")
+        if not utf8_encodable(t):
+            raise InputError(
+                f"texts[{i}] holds a lone surrogate (an unpaired \\ud800-\\udfff): "
+                "not text any tokenizer can read"
+            )
+    return items

@@ -7,9 +7,10 @@ parquet and progress bars).
 
 readers.py (txt, jsonl, csv, tsv, parquet in) -> pipeline.py (stages in threads) -> writers.py
 (npy, parquet out), with ledger.py recording committed shards and progress.py reporting;
-job.py ties them together.
+config.py holds JobConfig and JobSummary; job.py ties them together.
 """
 
-from .job import ON_ERROR, JobConfig, JobSummary, job_identity, run_job
+from .config import ON_ERROR, JobConfig, JobSummary
+from .job import job_identity, run_job
 
 __all__ = ["ON_ERROR", "JobConfig", "JobSummary", "job_identity", "run_job"]

@@ -30,105 +30,18 @@ from typing import IO, Any
 import numpy as np
 
 from ..batching import BatchPlan, plan_batches
-from ..config import check_choice, check_int, check_number
-from ..encoder import MAX_BATCH_SIZE, Encoder
+from ..encoder import Encoder
 from ..errors import ConfigError, InputError
 from ..manifest import sha256_file
 from ..runner import EncodeStats
+from .config import JobConfig, JobSummary
 from .ledger import Ledger, sync_dir
 from .pipeline import run_stages
-from .progress import MODES as PROGRESS
 from .progress import Progress
 from .readers import InputSpec, RowId, iter_records
 from .writers import ShardWriter, output_writer
 
-# A shard is held whole in memory (its texts, tokens and vectors) and is the unit a kill loses.
-MAX_SHARD_ROWS = 1 << 20
-
-ON_ERROR = ("fail", "skip")  # what a job does at a bad row (the Ray job too)
-
 SKIPPED_TMP = "skipped.jsonl.tmp"
-
-
-@dataclass(frozen=True)
-class JobConfig:
-    """How a job reads, batches and writes.
-
-    text_field / id_field: input fields (id_field None: ids are line / parquet row numbers).
-    format: npy | parquet, None = from the output's suffix.
-    batch_size: rows per inference batch (encode's batch_size). The other batching limits (padded
-        tokens per batch, pad multiple, run cost) are the Encoder's (Encoder.load's batch_tokens),
-        so the encoder runs each planned batch unsplit; the job identity records them all.
-    shard_rows: rows per shard, the unit of atomic writes and of resume. Rows sort only within
-        a shard; MiniLM on STS-B pads with efficiency 0.990 at 8192 rows (0.986 at 4096, 0.960 at
-        1024, 0.996 sorting the whole input). 8192 rows are 12 MiB of 384-d embeddings: a few
-        shards in flight bound memory, and a kill loses at most a shard of work.
-    on_error: fail (stop at the first bad row, naming it) | skip (record it in skipped_path).
-    skipped_path: side file of skipped rows, JSON lines; None = OUTPUT.skipped.jsonl.
-    resume: continue the interrupted job of the same output. overwrite: replace an existing output.
-    progress: auto | bar | log | none. log_interval_s: seconds between log lines.
-    queue_depth: shards waiting between two stages. 1 already keeps every stage busy (a shard
-        takes seconds to infer, far longer than to read or tokenize) with the fewest in memory.
-    """
-
-    text_field: str = "text"
-    id_field: str | None = None
-    format: str | None = None
-    batch_size: int = 32
-    shard_rows: int = 8192
-    on_error: str = "fail"
-    skipped_path: Path | None = None
-    resume: bool = False
-    overwrite: bool = False
-    progress: str = "auto"
-    log_interval_s: float = 30.0
-    queue_depth: int = 1
-
-    def __post_init__(self) -> None:
-        check_int("batch_size", self.batch_size, most=MAX_BATCH_SIZE)
-        check_int("shard_rows", self.shard_rows, most=MAX_SHARD_ROWS)
-        check_int("queue_depth", self.queue_depth, most=64)
-        check_choice("on_error", self.on_error, ON_ERROR)
-        check_choice("progress", self.progress, PROGRESS)
-        check_number("log_interval_s", self.log_interval_s, 0, 24 * 3600)
-
-
-@dataclass(frozen=True)
-class JobSummary:
-    """What a job did. rows: output rows; embedded: rows computed by this run (resumed = rows
-    a previous run had committed); seconds: this run's wall time, scan and assembly included."""
-
-    output: Path
-    rows: int
-    embedded: int
-    resumed: int
-    skipped: int
-    tokens: int
-    seconds: float
-    padding_efficiency: float
-    dim: int
-    skipped_path: Path | None = None
-
-    @property
-    def rows_per_s(self) -> float:
-        return self.embedded / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.tokens / self.seconds if self.seconds > 0 else 0.0
-
-    def describe(self) -> str:
-        notes = []
-        if self.resumed:
-            notes.append(f"{self.resumed:,} resumed from shards")
-        if self.skipped_path is not None:
-            notes.append(f"{self.skipped:,} skipped, listed in {self.skipped_path}")
-        extra = f" ({'; '.join(notes)})" if notes else ""
-        return (
-            f"embedded {self.embedded:,} rows in {self.seconds:.1f} s{extra}: "
-            f"{self.rows_per_s:,.0f} rows/s, {self.tokens_per_s:,.0f} tokens/s, padding "
-            f"efficiency {self.padding_efficiency:.3f} -> {self.output} ({self.rows:,} x {self.dim} float32)"
-        )
 
 
 @dataclass
@@ -147,11 +60,12 @@ def run_job(
     input_path: str | Path,
     output: str | Path,
     encoder: Encoder,
-    config: JobConfig = JobConfig(),
+    config: JobConfig | None = None,
     *,
     stream: IO[str] | None = None,
 ) -> JobSummary:
     """Embed every row of input_path into output; see the module docstring for the steps."""
+    config = config or JobConfig()
     start = time.perf_counter()
     stream = stream if stream is not None else sys.stderr
     spec = InputSpec.of(input_path, config.text_field, config.id_field)

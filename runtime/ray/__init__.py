@@ -8,12 +8,14 @@
     run_ray_job("s3://bucket/texts/", "s3://bucket/out.parquet", "/shared/artifact", RayJobConfig())
 
 batch.py: the callable class for Dataset.map_batches (one Encoder per actor). input.py: the
-parquet input listed on the driver, rows numbered as the local job numbers them. job.py: the
-whole job (scan, embed, write). Importing this package needs no Ray; using it does, and says so.
+parquet input listed on the driver, rows numbered as the local job numbers them. config.py:
+what the job is told and reports. job.py: the whole job (scan, embed, write). Importing this
+package needs no Ray; using it does, and says so.
 """
 
 from .batch import ActorShare, EmbedBatch, require_ray
-from .job import RayJobConfig, RayJobSummary, run_ray_job
+from .config import RayJobConfig, RayJobSummary
+from .job import run_ray_job
 
 __all__ = [
     "ActorShare",

@@ -24,7 +24,6 @@ import contextlib
 import functools
 import hmac
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -64,16 +63,14 @@ try:
     from starlette.requests import ClientDisconnect, Request
     from starlette.responses import Response
     from starlette.routing import Route
-    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 except ImportError:
     raise missing_extra("starlette", "serve") from None
 
-from .metrics import CONTENT_TYPE, ServerMetrics  # noqa: E402  (after the extra's check)
+from .metrics import CLIENT_GONE, CONTENT_TYPE, ServerMetrics  # noqa: E402  (after the extra's check)
 
 Handler = Callable[[Request], Awaitable[Response]]
 log = logging.getLogger("embedrt.service")
 JSON = "application/json"
-CLIENT_GONE = 499  # nginx's "client closed request": what the metrics count a dropped request as
 INLINE_FLOATS = 1 << 15  # responses up to this many floats are rendered on the loop (~1.5 ms)
 INLINE_BYTES = 1 << 16  # bodies up to this size are JSON-decoded on the loop
 
@@ -100,7 +97,7 @@ class EmbeddingService:
         self._routes = {r.path for r in routes}
         handlers = {404: self._http_error, 405: self._http_error}
         starlette = Starlette(routes=routes, exception_handlers=handlers, lifespan=self._lifespan)
-        self.app = self._count(starlette)
+        self.app = self.metrics.counting(starlette, self._routes)
 
     # ---- routes ----
 
@@ -273,28 +270,6 @@ class EmbeddingService:
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         return self._error(exc, request.url.path)
-
-    def _count(self, app: ASGIApp) -> ASGIApp:
-        """ASGI middleware: every HTTP answer counted by route and status, with its latency."""
-        metrics, routes = self.metrics, self._routes
-
-        async def counted(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http":
-                return await app(scope, receive, send)
-            start, status = time.perf_counter(), [CLIENT_GONE]
-
-            async def send_status(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    status[0] = message["status"]
-                await send(message)
-
-            try:
-                await app(scope, receive, send_status)
-            finally:
-                route = scope["path"] if scope["path"] in routes else "other"
-                metrics.request(route, status[0], time.perf_counter() - start)
-
-        return counted
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:

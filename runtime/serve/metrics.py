@@ -20,6 +20,7 @@ process_cpu_seconds_total, process_*      the whole process (prometheus_client's
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from ..errors import missing_extra
@@ -34,8 +35,9 @@ try:
         generate_latest,
     )
     from prometheus_client.exposition import CONTENT_TYPE_LATEST
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 except ImportError:
-    raise missing_extra("prometheus-client", "serve") from None
+    raise missing_extra("prometheus-client and starlette", "serve") from None
 
 # Latency buckets from 1 ms to 30 s: a short sentence's inference on a GPU up to a full queue
 # of long texts on two CPU cores.
@@ -43,6 +45,7 @@ SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 1
 ROWS = tuple(float(2**k) for k in range(12))  # 1 .. 2048 rows
 TOKENS = tuple(float(2**k) for k in range(3, 18))  # 8 .. 131072 tokens
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+CLIENT_GONE = 499  # nginx's "client closed request": what a dropped request is counted as
 
 
 class ServerMetrics:
@@ -154,6 +157,27 @@ class ServerMetrics:
 
     def run(self, all_threads: bool) -> None:
         self._runs[all_threads].inc()
+
+    def counting(self, app: ASGIApp, routes: set[str]) -> ASGIApp:
+        """ASGI middleware: every HTTP answer counted by route and status, with its latency."""
+
+        async def counted(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                return await app(scope, receive, send)
+            start, status = time.perf_counter(), [CLIENT_GONE]
+
+            async def send_status(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    status[0] = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, send_status)
+            finally:
+                route = scope["path"] if scope["path"] in routes else "other"
+                self.request(route, status[0], time.perf_counter() - start)
+
+        return counted
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

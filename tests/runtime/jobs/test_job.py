@@ -15,7 +15,7 @@ from test_readers import write
 
 from embedrt import Encoder
 from embedrt.errors import ConfigError, InputError
-from embedrt.jobs.job import JobConfig, job_identity, run_job
+from embedrt.jobs import JobConfig, job_identity, run_job
 from embedrt.jobs.ledger import Ledger
 from embedrt.jobs.readers import InputSpec
 
@@ -294,7 +294,7 @@ def test_cli_bad_row_exit_2(tmp_path, tiny_encoder):
 LEAN = """
 import io, sys
 from embedrt import Encoder
-from embedrt.jobs.job import JobConfig, run_job
+from embedrt.jobs import JobConfig, run_job
 run_job(sys.argv[2], sys.argv[3], Encoder.load(sys.argv[1], device="cpu"), JobConfig(progress="log"),
         stream=io.StringIO())
 print(sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers", "onnx",

@@ -15,9 +15,12 @@ pq = pytest.importorskip("pyarrow.parquet")
 from test_job import make_rows, read_output  # noqa: E402
 
 from embedrt.errors import ConfigError, InputError, ModelLoadError  # noqa: E402
-from embedrt.jobs.job import JobConfig, run_job  # noqa: E402
-from embedrt.ray import EmbedBatch  # noqa: E402
-from embedrt.ray.job import RayJobConfig, run_ray_job  # noqa: E402
+from embedrt.jobs import JobConfig, run_job  # noqa: E402
+from embedrt.ray import (  # noqa: E402
+    EmbedBatch,  # noqa: E402
+    RayJobConfig,
+    run_ray_job,
+)
 
 # Ray's own modules warn about their deprecated settings whenever a DataContext is made.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
