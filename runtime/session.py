@@ -26,17 +26,10 @@ def import_onnxruntime() -> Any:
     return onnxruntime
 
 
-# ONNX Runtime's load-time fusions left out on the CPU, by measurement. SkipLayerNormFusion: on
-# the int8 graph ONNX Runtime 1.32 fuses six residual Add + LayerNormalization pairs into
-# SkipLayerNormalization, whose CPU kernel took 96 ms per node against 16 ms for the Add and
-# LayerNormalization it replaces (profiler, STS-B dev, batches of 32, 1 thread); without it the
-# int8 graph's runs took 0.88x the time (profiled) and Encoder.encode ran 1.12x the texts/s (2,000
-# short sentences, 12 interleaved rounds: 1232.6 vs 1102.4), with vectors within 2e-2 (int8
-# rounding, amplified) and the same quality (min cosine to fp32 0.97563, STS-B dev Spearman
-# 0.8648 vs 0.8649). In the opt graph (fp32, written without that fusion for this reason) it would
-# fuse 12 pairs; left out, 2 streams ran 1.05x the texts/s of the fully fused graph (512.7 vs
-# 486.3, raw sessions, short sentences, 5 interleaved rounds). The plain fp32 graph has no such
-# pair for it to fuse (a no-op there).
+# ONNX Runtime's load-time fusions left out on the CPU. SkipLayerNormFusion: its CPU kernel is
+# slower than the residual Add + LayerNormalization it replaces, on the int8 graph and the opt
+# graph alike, at the same quality (docs/decisions.md has the profile and the A/B runs). The
+# plain fp32 graph has no such pair (a no-op there).
 CPU_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
 _preloaded = False
@@ -72,13 +65,10 @@ class SessionOptions:
 
     threads: intra-op threads, None = every CPU this process may use. On a shared host, set it
         to the cores you give this process.
-    spinning: let idle ONNX Runtime threads spin-wait for work. Off by default: on an idle
-        2-core machine it made no difference on the long-tail corpus (240 vs 238 texts/s,
-        bench/results/tuning.md) and 2% on short sentences (1194.1 vs 1172.7 texts/s,
-        bench/results/serve_load.md), while with other work on the cores (a tokenizer, an event
-        loop, another process) turning it off won up to 1.68x (bench/results/embed_job.md,
-        measured while the machine was shared). Turn it on for a process that has its cores to
-        itself.
+    spinning: let idle ONNX Runtime threads spin-wait for work. Off by default: on idle cores
+        it gains little, and with other work on the cores (a tokenizer, an event loop, another
+        process) it costs much more (bench/results/tuning.md, embed_job.md, serve_load.md).
+        Turn it on for a process that has its cores to itself.
     """
 
     threads: int | None = None

@@ -71,7 +71,7 @@ from .metrics import CLIENT_GONE, CONTENT_TYPE, ServerMetrics  # noqa: E402  (af
 Handler = Callable[[Request], Awaitable[Response]]
 log = logging.getLogger("embedrt.service")
 JSON = "application/json"
-INLINE_FLOATS = 1 << 15  # responses up to this many floats are rendered on the loop (~1.5 ms)
+INLINE_FLOATS = 1 << 15  # responses up to this many floats are rendered on the loop (~ms)
 INLINE_BYTES = 1 << 16  # bodies up to this size are JSON-decoded on the loop
 
 
