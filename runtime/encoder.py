@@ -61,7 +61,7 @@ class _LoadOptions:
             self.threads,
             most=cpus,
             none=True,
-            why=f": this process may use {cpus} CPUs (None = all of them)",
+            why=f": this process may use {cpus} CPUs",
         )
         if not isinstance(self.spinning, bool):
             raise ConfigError(f"spinning must be True or False, got {self.spinning!r}")

@@ -71,6 +71,12 @@ def test_bench_grid(tiny_artifact, tmp_path):
     assert bad.returncode == 2 and "positive integers" in bad.stderr
 
 
+def test_threads_beyond_the_cpus_are_refused_with_the_range(tiny_artifact):
+    bad = run("similarity", str(tiny_artifact), "a dog", "--threads", "10000", check=False)
+    assert bad.returncode == 2
+    assert "threads must be an integer from 1 to" in bad.stderr and "got 10000" in bad.stderr
+
+
 def test_streams_option_reaches_the_encoder_and_is_checked(tiny_artifact):
     info = json.loads(
         run("info", str(tiny_artifact), "--json", "--threads", "2", "--streams", "2").stdout

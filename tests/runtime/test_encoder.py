@@ -1,5 +1,6 @@
 """Encoder properties on the tiny offline model (no torch)."""
 
+import os
 import threading
 
 import numpy as np
@@ -147,6 +148,48 @@ def test_bad_batch_options(tiny_encoder, tiny_artifact):
         ConfigError, match="batch_tokens must be an integer from 1 to 1,048,576, got 0"
     ):
         Encoder.load(tiny_artifact, device="cpu", batch_tokens=0)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        (
+            "threads",
+            10_000,
+            r"threads must be an integer from 1 to \d+ or None, got 10000: this process may use",
+        ),
+        ("threads", 0, "threads must be an integer from 1"),
+        ("threads", -1, "threads must be an integer from 1"),
+        ("threads", 1.5, "threads must be an integer"),
+        ("threads", "2", "threads must be an integer"),
+        ("threads", True, "threads must be an integer"),
+        ("streams", 0, "streams must be an integer from 1"),
+        ("streams", 10_000, "streams must be an integer from 1 to"),
+        ("batch_tokens", 1 << 30, "batch_tokens must be an integer from 1 to 1,048,576"),
+        ("batch_tokens", 2.0, "batch_tokens must be an integer"),
+        ("spinning", "on", "spinning must be True or False"),
+        ("variant", 3, "variant must be a variant's name"),
+    ],
+)
+def test_every_knob_out_of_range_is_a_config_error_naming_the_range(
+    tiny_artifact, option, value, message
+):
+    # Refused before anything is loaded: 10,000 ONNX Runtime threads would stall the machine.
+    with pytest.raises(ConfigError, match=message):
+        Encoder.load(tiny_artifact, device="cpu", **{option: value})
+
+
+def test_threads_up_to_the_cpus_of_this_process_are_taken(tiny_artifact):
+    cpus = len(os.sched_getaffinity(0))
+    assert Encoder.load(tiny_artifact, device="cpu", threads=cpus).info.active_providers
+    with pytest.raises(ConfigError, match=f"from 1 to {cpus} or None, got {cpus + 1}"):
+        Encoder.load(tiny_artifact, device="cpu", threads=cpus + 1)
+
+
+def test_batch_size_out_of_range_is_refused_by_encode(tiny_encoder):
+    for bad in (0, -3, 1 << 20, 2.5, "8", None):
+        with pytest.raises(ConfigError, match="batch_size must be an integer from 1 to 65,536"):
+            tiny_encoder.encode(TEXTS, batch_size=bad)
 
 
 def test_threads_and_small_token_budget(tiny_artifact, tiny_encoder):
