@@ -34,6 +34,7 @@ SUFFIXES = {
     ".tsv": "tsv",
     ".parquet": "parquet",
 }
+BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark, which Windows editors write first
 PARQUET_BATCH_ROWS = 4096  # rows converted to Python at once: bounded memory, amortized calls
 
 # csv refuses fields over 128 KiB by default; a long document is a valid text (truncated later).
@@ -123,6 +124,8 @@ def iter_records(spec: InputSpec) -> Iterator[Record]:
 
 
 def _line_record(spec: InputSpec, line: int, data: bytes) -> Record:
+    if line == 1 and data.startswith(BOM):  # a byte order mark is not text (csv drops it too)
+        data = data[len(BOM) :]
     data = data[:-1] if data.endswith(b"\n") else data
     data = data[:-1] if data.endswith(b"\r") else data  # CRLF files
     if not data.strip():
@@ -199,9 +202,9 @@ def _delimited(spec: InputSpec, f: IO[bytes]) -> Iterator[Record]:
     # order mark Excel writes, which would otherwise turn the header "id" into "\ufeffid".
     text = io.TextIOWrapper(f, encoding="utf-8-sig", errors="surrogateescape", newline="")
     if spec.fmt == "tsv":  # IANA TSV: no quoting, so a stray quote never merges rows
-        reader = csv.reader(text, delimiter="\t", quoting=csv.QUOTE_NONE)
-    else:
-        reader = csv.reader(text)
+        reader = csv.reader(text, delimiter="\t", quoting=csv.QUOTE_NONE, strict=True)
+    else:  # strict: a quote that never closes is an error, not the rest of the file in one field
+        reader = csv.reader(text, strict=True)
     header = next(reader, None)
     if header is None:
         return
@@ -212,7 +215,17 @@ def _delimited(spec: InputSpec, f: IO[bytes]) -> Iterator[Record]:
                 "name the right one with --text-field / --id-field"
             )
     start = reader.line_num + 1
-    for row in reader:
+    rows = iter(reader)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as e:  # broken quoting: the file cannot be read past this record
+            raise InputError(
+                f"{spec.path}: the record starting at line {start} is not valid CSV ({e}); "
+                "a quote that opens there may never close. Nothing was written; fix the file"
+            ) from None
         line, start = start, reader.line_num + 1
         if not row:
             yield Record(line, line, None, "empty line")

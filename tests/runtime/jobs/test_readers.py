@@ -243,3 +243,30 @@ def test_empty_files(tmp_path):
         path = tmp_path / name
         (gzip.open if name.endswith(".gz") else open)(path, "wb").close()
         assert records(path) == []
+
+
+def test_a_csv_quote_that_never_closes_fails_the_file_naming_its_line(tmp_path):
+    # Python's csv without strict mode reads to the end of the file inside the quote: rows 3..
+    # would vanish into row 2's text, and the job would report success.
+    lines = ["id,text"] + [f"{i},row {i}" for i in range(1, 11)] + ['11,"opens and never closes']
+    lines += [f"{i},row {i}" for i in range(12, 1000)]
+    path = tmp_path / "q.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"q.csv: the record starting at line 12 is not valid CSV"):
+        list(iter_records(InputSpec.of(path, id_field="id")))
+
+
+def test_a_csv_quote_followed_by_text_fails_the_file(tmp_path):
+    path = tmp_path / "q.csv"
+    path.write_text('id,text\n1,"fine"\n2,"closed"then more\n3,x\n', encoding="utf-8")
+    with pytest.raises(InputError, match="line 3 is not valid CSV"):
+        list(iter_records(InputSpec.of(path)))
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "txt"])
+def test_a_byte_order_mark_before_the_first_line_is_not_text(tmp_path, fmt):
+    path = write(tmp_path / f"in.{fmt}", ROWS, fmt)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    recs = list(iter_records(InputSpec.of(path)))
+    assert [r.error for r in recs] == [None, None, None]
+    assert recs[0].text == ROWS[0]["text"]
