@@ -79,6 +79,7 @@ def run_job(
         skipped_path = config.skipped_path or output.with_name(output.name + ".skipped.jsonl")
     if output.exists() and not config.overwrite and not (config.resume and parts.is_dir()):
         raise ConfigError(f"{output} exists; pass --overwrite to replace it")
+    check_paths(spec.path, output, parts, skipped_path)
 
     ledger = Ledger.open(
         parts, job_identity(spec, encoder, config, writer.name), resume=config.resume
@@ -136,6 +137,26 @@ def run_job(
         dim=encoder.dim,
         skipped_path=skipped_path,
     )
+
+
+def check_paths(source: Path, output: Path, parts: Path, skipped: Path | None) -> None:
+    """Before any work: nothing the job writes may be its input (it would be replaced or
+    deleted), the output may not be a directory, and every file's folder must exist."""
+    for what, path in (
+        ("output", output),
+        ("parts directory", parts),
+        ("skipped-rows file", skipped),
+    ):
+        if path is None:
+            continue
+        if path.exists() and path.resolve().samefile(source):
+            raise ConfigError(f"the {what} {str(path)!r} is the input file; name another one")
+        if not path.parent.is_dir():
+            raise ConfigError(f"the {what}'s folder {str(path.parent)!r} does not exist")
+    if output.is_dir():
+        raise ConfigError(
+            f"the output {str(output)!r} is a directory; name a .npy or .parquet file"
+        )
 
 
 def job_identity(spec: InputSpec, encoder: Encoder, config: JobConfig, fmt: str) -> dict[str, Any]:

@@ -62,6 +62,9 @@ def run_ray_job(
     skipped_path = None
     if config.on_error == "skip":
         skipped_path = config.skipped_path or os.fspath(output) + ".skipped.jsonl"
+    _check_apart(
+        resolve_path(input_path)[1], out_path, skipped_path and resolve_path(skipped_path)[1]
+    )
     replace = _check_output(out_fs, out_path, config.overwrite, output)
 
     own = not ray.is_initialized()
@@ -115,6 +118,20 @@ def run_ray_job(
         actors=actors,
         skipped_path=skipped_path,
     )
+
+
+def _check_apart(source: str, output: str, skipped: str | None) -> None:
+    """Nothing the job writes (or replaces) may be, hold, or sit inside its input."""
+    real = os.path.realpath if "://" not in source else (lambda p: p.rstrip("/"))
+    src = real(source)
+    for what, path in (("output", output), ("skipped-rows file", skipped)):
+        if path is None:
+            continue
+        dst = real(path)
+        if dst == src or dst.startswith(src + "/") or src.startswith(dst + "/"):
+            raise ConfigError(
+                f"the {what} {path!r} is or holds the input {source!r}; name another one"
+            )
 
 
 def _check_output(fs: Any, path: str, overwrite: bool, shown: Any) -> bool:

@@ -3,7 +3,6 @@
 import io
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -11,34 +10,13 @@ import time
 
 import numpy as np
 import pytest
-from test_readers import write
+from fixtures.rows import make_rows, read_output, write
 
 from embedrt import Encoder
 from embedrt.errors import ConfigError, InputError
 from embedrt.jobs import JobConfig, job_identity, run_job
 from embedrt.jobs.ledger import Ledger
 from embedrt.jobs.readers import InputSpec
-
-WORDS = "the a man woman dog cat plays guitar music kitchen cooks food quick brown fox".split()
-
-
-def make_rows(n, seed=0):
-    rng = random.Random(seed)
-    return [
-        {"id": f"r{i}", "text": f"{i} " + " ".join(rng.choices(WORDS, k=rng.randint(1, 40)))}
-        for i in range(n)
-    ]
-
-
-def read_output(path):
-    if path.suffix == ".npy":
-        return np.load(path), None, None
-    import pyarrow.parquet as pq
-
-    t = pq.read_table(path)
-    col = t["embedding"].combine_chunks()
-    emb = col.flatten().to_numpy().reshape(len(col), col.type.list_size)
-    return emb, t["id"].to_pylist(), t["tokens"].to_pylist()
 
 
 def job(tiny_encoder, src, out, **kw):
@@ -146,6 +124,43 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path, tiny_encoder):
     assert (tmp_path / "out.npy").read_bytes() == b"precious"
     job(tiny_encoder, path, tmp_path / "out.npy", overwrite=True)
     assert np.load(tmp_path / "out.npy").shape == (5, 16)
+
+
+@pytest.mark.parametrize(
+    ("src", "out"), [("in.parquet", "in.parquet"), ("in.txt", "in.txt"), ("in.jsonl", "link.npy")]
+)
+def test_an_output_that_is_the_input_is_refused_before_any_work(tmp_path, tiny_encoder, src, out):
+    path = write(tmp_path / src, make_rows(20), src.split(".")[1])
+    if out != src:  # another name for the same file
+        (tmp_path / out).symlink_to(path)
+    before = path.read_bytes()
+    with pytest.raises(ConfigError, match="is the input file"):
+        job(tiny_encoder, path, tmp_path / out, overwrite=True, format="npy")
+    assert path.read_bytes() == before
+
+
+def test_a_skipped_rows_file_that_is_the_input_is_refused(tmp_path, tiny_encoder):
+    path = write(tmp_path / "in.jsonl", make_rows(20), "jsonl")
+    with pytest.raises(ConfigError, match="skipped-rows file .* is the input file"):
+        job(tiny_encoder, path, tmp_path / "out.npy", on_error="skip", skipped_path=path)
+
+
+def test_paths_that_cannot_be_written_are_refused_before_any_work(tmp_path, tiny_encoder):
+    path = write(tmp_path / "in.jsonl", make_rows(20), "jsonl")
+    with pytest.raises(ConfigError, match="skipped-rows file's folder .* does not exist"):
+        job(
+            tiny_encoder,
+            path,
+            tmp_path / "out.npy",
+            on_error="skip",
+            skipped_path=tmp_path / "missing" / "skipped.jsonl",
+        )
+    (tmp_path / "out.npy").mkdir()
+    with pytest.raises(ConfigError, match="is a directory"):
+        job(tiny_encoder, path, tmp_path / "out.npy", overwrite=True)
+    with pytest.raises(ConfigError, match="output's folder .* does not exist"):
+        job(tiny_encoder, path, tmp_path / "nowhere" / "out.npy")
+    assert not (tmp_path / "out.npy.parts").exists()
 
 
 def test_identity_hashes_content_and_model(tmp_path, tiny_encoder):

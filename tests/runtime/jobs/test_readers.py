@@ -2,9 +2,9 @@
 
 import csv
 import gzip
-import json
 
 import pytest
+from fixtures.rows import write
 
 from embedrt.errors import InputError
 from embedrt.jobs.readers import InputSpec, iter_records
@@ -14,30 +14,6 @@ ROWS = [
     {"id": "b2", "text": 'she said "hi",\tthen left'},
     {"id": "c3", "text": "ünïcödé – 東京"},
 ]
-
-
-def write(path, rows, fmt):
-    """Write rows (dicts with id and text) as fmt; .gz paths are compressed."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    if fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.Table.from_pylist(rows), path)
-        return path
-    with opener(path, "wt", encoding="utf-8", newline="") as f:
-        if fmt == "txt":
-            f.writelines(r["text"] + "\n" for r in rows)
-        elif fmt == "jsonl":
-            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-        elif fmt == "csv":
-            w = csv.DictWriter(f, ["id", "text"])
-            w.writeheader()
-            w.writerows(rows)
-        elif fmt == "tsv":
-            f.write("id\ttext\n")
-            f.writelines(f"{r['id']}\t{r['text']}\n" for r in rows)
-    return path
 
 
 def records(path, **kw):

@@ -12,7 +12,7 @@ ray = pytest.importorskip("ray", reason="needs the 'ray' extra")
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
-from test_job import make_rows, read_output  # noqa: E402
+from fixtures.rows import make_rows, read_output  # noqa: E402
 
 from embedrt.errors import ConfigError, InputError, ModelLoadError  # noqa: E402
 from embedrt.jobs import JobConfig, run_job  # noqa: E402
@@ -216,6 +216,19 @@ def test_wrong_input_and_existing_output_are_refused(tmp_path, tiny_encoder):
     assert (tmp_path / "out" / "notes.txt").read_text() == "precious"
     with pytest.raises(ConfigError, match="batch_rows must be an integer from 1"):
         RayJobConfig(batch_rows=0)
+
+
+def test_an_output_that_is_or_holds_the_input_is_refused_before_ray_starts(tmp_path, tiny_encoder):
+    data = tmp_path / "data"
+    data.mkdir()
+    src = write_parquet(data / "in.parquet", ROWS[:10])
+    before = src.read_bytes()
+    for out in (data, tmp_path, data / "in.parquet"):  # the input's folder, its parent, itself
+        with pytest.raises(ConfigError, match="is or holds the input"):
+            ray_job(tiny_encoder, data if out != data / "in.parquet" else src, out, overwrite=True)
+    with pytest.raises(ConfigError, match="skipped-rows file .* is or holds the input"):
+        ray_job(tiny_encoder, src, tmp_path / "out", on_error="skip", skipped_path=str(src))
+    assert src.read_bytes() == before
 
 
 def cli(*args):

@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 import pytest
+from fixtures.gated import GatedRunner
 
 from embedrt import ConfigError, EmbedrtError, Encoder, OverloadedError
 from embedrt.errors import InputError, UnavailableError
@@ -58,46 +59,6 @@ def submit(sched, encoder, texts):
 
 async def embed(sched, encoder, texts):
     return await submit(sched, encoder, texts).future
-
-
-class GatedRunner:
-    """The encoder's runner, but inference run number `gated` (from 1) waits at a gate: a run
-    provably in flight. Alone or on a stream, every run passes the gate."""
-
-    def __init__(self, encoder, gated=1):
-        self._runner, self._gated, self.runs = encoder.runner, gated, 0
-        self.entered, self.release = threading.Event(), threading.Event()
-        self._count = threading.Lock()  # two streams may start a run at once
-
-    @property
-    def plan(self):
-        return self._runner.plan
-
-    @property
-    def width(self):
-        return self._runner.width
-
-    @property
-    def dim(self):
-        return self._runner.dim
-
-    def run(self, rows):
-        self._gate()
-        return self._runner.run(rows)
-
-    def on_stream(self, work):
-        def gated(run):
-            return work(lambda rows: (self._gate(), run(rows))[1])
-
-        return self._runner.on_stream(gated)
-
-    def _gate(self):
-        with self._count:
-            self.runs += 1
-            gate = self.runs == self._gated
-        if gate:
-            self.entered.set()
-            self.release.wait(60)
 
 
 class StuckTokenizing:

@@ -312,7 +312,7 @@ def test_shutdown_lets_cancelled_requests_clean_up_and_is_bounded(tiny_artifact)
     leave the event loop free for their cleanup, and stop waiting for a stuck worker."""
     import asyncio
 
-    from test_scheduler import GatedRunner
+    from fixtures.gated import GatedRunner
 
     from embedrt import Encoder
     from embedrt.serve.app import EmbeddingService
