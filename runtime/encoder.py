@@ -10,6 +10,7 @@ by token length, pads each batch to its own longest row, runs it, and restores i
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,8 +20,8 @@ import numpy as np
 
 from .batching import GPU_PAD_MULTIPLE, GPU_RUN_COST, BatchPlan, plan_batches
 from .config import check_choice, check_int
-from .errors import ConfigError, ProviderError
-from .manifest import Manifest, load_manifest, verified_path
+from .errors import ConfigError, ModelLoadError, ProviderError
+from .manifest import Manifest, load_manifest, verified_bytes
 from .providers import TensorRTProfile, auto_devices, provider_list, resolve_device
 from .runner import EncodeStats, Rows, Runner
 from .session import Session, SessionOptions, available_providers, default_threads
@@ -136,6 +137,10 @@ class Encoder:
             Path(cache_dir) if cache_dir else DEFAULT_TRT_CACHE,
             variant,
         )
+        if not isinstance(path, (str, os.PathLike)):
+            raise ConfigError(
+                f"path must be an artifact directory (str or path), got {type(path).__name__}"
+            )
         path = Path(path)
         manifest = load_manifest(path)
         available = available_providers()
@@ -160,9 +165,12 @@ class Encoder:
             if o.variant
             else choose_variant(manifest, device, o.precision)
         )
-        tok_path = verified_path(path, manifest.tokenizer)
-        model_path = verified_path(path, variant)
-        tokenizer = TextTokenizer.load(tok_path, manifest.max_seq_length, manifest.do_lower_case)
+        tokenizer = TextTokenizer.from_bytes(
+            verified_bytes(path, manifest.tokenizer),
+            manifest.tokenizer.file,
+            manifest.max_seq_length,
+            manifest.do_lower_case,
+        )
         gpu = device != "cpu"
         plan = (
             BatchPlan(max_tokens=o.batch_tokens)
@@ -187,21 +195,26 @@ class Encoder:
             ),
             fp16=fp16,
         )
-        session = Session(
-            model_path, device, providers, SessionOptions(o.threads, o.spinning), manifest.output
-        )
+
+        def session_with(options: SessionOptions) -> Session:  # each reads the verified bytes
+            return Session(
+                verified_bytes(path, variant),
+                variant.file,
+                device,
+                providers,
+                options,
+                manifest.output,
+                manifest.dim,
+            )
+
+        session = session_with(SessionOptions(o.threads, o.spinning))
         streams = None
         if device == "cpu":
             threads = o.threads or default_threads()
             count = stream_count(o.streams, threads)
             if count > 1:
                 per_stream = SessionOptions(threads // count, o.spinning)
-                streams = Streams(
-                    count,
-                    lambda: Session(  # checked again: made later, on first use
-                        verified_path(path, variant), device, providers, per_stream, manifest.output
-                    ),
-                )
+                streams = Streams(count, lambda: session_with(per_stream))  # made on first use
         info = EncoderInfo(
             path=str(path),
             device=device,
@@ -214,6 +227,7 @@ class Encoder:
             streams=streams.count if streams else 1,
         )
         runner = Runner(session, plan, manifest.dim, manifest.pad_token_id, streams)
+        _probe(runner, tokenizer, variant.file)
         return cls(manifest, tokenizer, runner, info)
 
     @property
@@ -275,3 +289,21 @@ class Encoder:
             "active_providers": list(self.info.active_providers),
             "available_providers": available_providers(),
         }
+
+
+def _probe(runner: Runner, tokenizer: TextTokenizer, name: str) -> None:
+    """Run one text of max_seq_length tokens: a manifest whose dim or max_seq_length the graph
+    cannot honour fails here, at load, as ModelLoadError, not at a user's first encode."""
+    rows = tokenizer.tokenize(["embedrt load check " * tokenizer.max_length])
+    try:
+        vecs = runner.run(rows)
+    except Exception as e:  # onnxruntime's own exception types
+        raise ModelLoadError(
+            f"{name!r} cannot encode a text of {len(rows[0])} tokens (the manifest's "
+            f"max_seq_length {tokenizer.max_length}): {type(e).__name__}: {str(e)[:300]}"
+        ) from None
+    if vecs.shape != (1, runner.dim) or not np.isfinite(vecs).all():
+        raise ModelLoadError(
+            f"{name!r} gives {vecs.shape} for one text, expected (1, {runner.dim})"
+            " finite floats: the manifest does not match the graph"
+        )

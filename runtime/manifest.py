@@ -20,6 +20,11 @@ MANIFEST_NAME = "embedrt.json"
 FORMAT_VERSION = 1
 PRECISIONS = ("fp32", "fp16", "int8")
 POOLINGS = ("mean", "cls", "max")
+# Bounds of a manifest's numbers: far beyond any real model, small enough that a tampered value
+# fails here, named, instead of as a numpy or ONNX Runtime error at the first encode.
+MAX_DIM = 1 << 16
+MAX_SEQ_LENGTH = 1 << 17
+MAX_MANIFEST_BYTES = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -109,9 +114,13 @@ def load_manifest(directory: str | os.PathLike[str]) -> Manifest:
             f"{path} is missing: {str(directory)!r} is not an embedrt artifact "
             "(create one with: embedrt export SRC_MODEL_DIR OUT_DIR)"
         )
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ModelLoadError(f"{path} is {path.stat().st_size:,} bytes; a manifest is a few KB")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except RecursionError:
+        raise ModelLoadError(f"{path} is not valid JSON: nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, a number of > 4300 digits
         raise ModelLoadError(f"{path} is not valid JSON: {e}") from None
     try:
         return _parse(raw, directory)
@@ -150,23 +159,40 @@ def _parse(raw: dict[str, Any], directory: Path) -> Manifest:
     pooling = raw["pooling"]
     if pooling not in POOLINGS:
         raise ValueError(f"pooling {pooling!r} not in {POOLINGS}")
+    inputs = tuple(raw.get("inputs", ("input_ids", "attention_mask")))
+    if inputs != ("input_ids", "attention_mask"):
+        raise ValueError(f"inputs {list(inputs)!r}: this embedrt feeds input_ids, attention_mask")
     return Manifest(
         source=dict(raw.get("source", {})),
-        dim=int(raw["dim"]),
-        max_seq_length=int(raw["max_seq_length"]),
+        dim=_count(raw, "dim", 1, MAX_DIM),
+        max_seq_length=_count(raw, "max_seq_length", 1, MAX_SEQ_LENGTH),
         pooling=pooling,
         normalize=bool(raw["normalize"]),
         do_lower_case=bool(raw.get("do_lower_case", False)),
         tokenizer=tokenizer,
         variants=tuple(variants),
-        inputs=tuple(raw.get("inputs", ("input_ids", "attention_mask"))),
-        output=str(raw.get("output", "sentence_embedding")),
-        opset=int(raw.get("opset", 17)),
-        pad_token_id=int(raw.get("pad_token_id", 0)),
+        inputs=inputs,
+        output=_name(raw.get("output", "sentence_embedding"), "output"),
+        opset=_count(raw, "opset", 1, 1000, default=17),
+        pad_token_id=_count(raw, "pad_token_id", 0, 1 << 31, default=0),
         tools=dict(raw.get("tools", {})),
         refused=dict(raw.get("refused", {})),
         format=fmt,
     )
+
+
+def _count(raw: dict[str, Any], key: str, least: int, most: int, default: int | None = None) -> int:
+    """An integer field in [least, most] (a bool, a float or a huge number is not one)."""
+    value = raw[key] if default is None else raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+        raise ValueError(f"{key} must be an integer from {least} to {most}, got {value!r}"[:200])
+    return value
+
+
+def _name(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{key} must be a non-empty string, got {value!r}"[:200])
+    return value
 
 
 def _inside(directory: Path, name: str) -> str:
@@ -178,6 +204,27 @@ def _inside(directory: Path, name: str) -> str:
     if Path(name).is_absolute() or not target.is_relative_to(root):
         raise ValueError(f"file {name!r} leaves the artifact directory; refusing to read it")
     return name
+
+
+def verified_bytes(directory: str | Path, entry: FileEntry | Variant) -> bytes:
+    """A manifest file's bytes, read once and checked against its sha256: what is loaded is
+    what was verified (a file swapped between a check and a second read cannot slip in)."""
+    path = Path(directory) / entry.file
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelLoadError(
+            f"artifact file {entry.file!r} is missing from {str(directory)!r}"
+        ) from None
+    except OSError as e:
+        raise ModelLoadError(f"artifact file {entry.file!r} cannot be read: {e.strerror}") from None
+    got = hashlib.sha256(data).hexdigest()
+    if got != entry.sha256:
+        raise ModelLoadError(
+            f"artifact file {entry.file!r} is corrupted: sha256 {got[:16]}... does not match "
+            f"the manifest's {entry.sha256[:16]}...; re-export or re-copy the artifact"
+        )
+    return data
 
 
 def verified_path(directory: str | Path, entry: FileEntry | Variant) -> Path:

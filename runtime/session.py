@@ -96,12 +96,15 @@ class Session:
 
     def __init__(
         self,
-        model_path: Path,
+        model: bytes,
+        name: str,
         device: str,
         providers: list[tuple[str, dict[str, Any]]],
         options: SessionOptions,
         output: str,
+        dim: int,
     ):
+        """model: the ONNX file's bytes (verified against the manifest), name: its file name."""
         ort = import_onnxruntime()
         if device != "cpu":
             _preload_gpu_libraries(ort)
@@ -118,7 +121,7 @@ class Session:
                         ) from None
         try:
             self._sess = ort.InferenceSession(
-                str(model_path),
+                model,
                 sess_options=so,
                 providers=[name for name, _ in providers],
                 provider_options=[opts for _, opts in providers],
@@ -126,8 +129,9 @@ class Session:
             )
         except Exception as e:  # onnxruntime raises its own non-exported exception types
             raise ModelLoadError(
-                f"ONNX Runtime cannot load {model_path.name!r}: {type(e).__name__}: {e}"
+                f"ONNX Runtime cannot load {name!r}: {type(e).__name__}: {e}"
             ) from None
+        _check_graph(self._sess, name, output, dim)
         self.active_providers: list[str] = list(self._sess.get_providers())
         check_active(device, self.active_providers)
         self.device = device
@@ -145,3 +149,26 @@ class Session:
         io.bind_output(self._output, "cuda")
         self._sess.run_with_iobinding(io)
         return io.copy_outputs_to_cpu()[0]
+
+
+def _check_graph(sess: Any, name: str, output: str, dim: int) -> None:
+    """The graph takes what the runner feeds and gives what the manifest says, or ModelLoadError
+    (a tampered manifest fails at load, named, not at the first encode)."""
+    inputs = sorted(i.name for i in sess.get_inputs())
+    if inputs != ["attention_mask", "input_ids"]:
+        raise ModelLoadError(
+            f"{name!r} takes inputs {inputs}; embedrt feeds input_ids and "
+            "attention_mask: re-export the artifact"
+        )
+    outputs = {o.name: o.shape for o in sess.get_outputs()}
+    if output not in outputs:
+        raise ModelLoadError(
+            f"{name!r} has no output {output!r} (it has {sorted(outputs)}); "
+            "the manifest does not match the graph"
+        )
+    width = outputs[output][-1] if outputs[output] else None
+    if isinstance(width, int) and width != dim:
+        raise ModelLoadError(
+            f"{name!r} outputs {width} floats per text; the manifest says dim "
+            f"{dim}: the manifest does not match the graph"
+        )

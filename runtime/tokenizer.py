@@ -38,10 +38,17 @@ class TextTokenizer:
 
     @classmethod
     def load(cls, path: str | Path, max_length: int, lowercase: bool = False) -> TextTokenizer:
+        return cls.from_bytes(Path(path).read_bytes(), str(path), max_length, lowercase)
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, name: str, max_length: int, lowercase: bool = False
+    ) -> TextTokenizer:
+        """A tokenizer.json's content (already verified against the manifest); name for errors."""
         try:
-            tok = Tokenizer.from_file(str(path))
+            tok = Tokenizer.from_str(data.decode("utf-8"))
         except Exception as e:  # tokenizers raises a bare Exception on malformed files
-            raise ModelLoadError(f"tokenizer file {str(path)!r} cannot be read: {e}") from None
+            raise ModelLoadError(f"tokenizer file {name!r} cannot be read: {e}") from None
         return cls(tok, max_length, lowercase)
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
@@ -96,6 +103,11 @@ def pad_rows(rows: list[list[int]], width: int, pad_id: int) -> tuple[np.ndarray
 def as_text_list(texts: Any) -> list[str]:
     """texts as a list of str; InputError naming the first bad element's index and type."""
     if isinstance(texts, str):
+        if not utf8_encodable(texts):
+            raise InputError(
+                "the text holds a lone surrogate (an unpaired \\ud800-\\udfff): "
+                "not text any tokenizer can read"
+            )
         return [texts]
     if isinstance(texts, (bytes, bytearray)):
         raise InputError(

@@ -1,13 +1,13 @@
 """Dynamic batching on the tiny model, in-process: coalescing, splitting, dropping, bounds."""
 
 import asyncio
-import json
 import logging
 import threading
 
 import numpy as np
 import pytest
 from fixtures.gated import GatedRunner
+from fixtures.tiny_model import poison
 
 from embedrt import ConfigError, EmbedrtError, Encoder, OverloadedError
 from embedrt.errors import InputError, UnavailableError
@@ -184,17 +184,15 @@ def test_without_batching_each_request_runs_alone(tiny_encoder):
 
 
 def test_a_failing_request_does_not_fail_its_batch_mates(tiny_copy, caplog):
-    # The graph has 64 positions; a manifest claiming 100 lets an 82-token row reach it and fail
-    # inside ONNX Runtime: a real, unexpected inference error.
-    manifest = json.loads((tiny_copy / "embedrt.json").read_text())
-    manifest["max_seq_length"] = 100
-    (tiny_copy / "embedrt.json").write_text(json.dumps(manifest))
+    # A word whose id is past the graph's embedding table fails inside ONNX Runtime: a real,
+    # unexpected inference error, for the one request that holds it.
+    word = poison(tiny_copy)
     enc = Encoder.load(tiny_copy, device="cpu")
     sched, _ = started(enc.runner, max_wait_ms=60_000)
-    good_text = "dog " * 60  # 62 tokens: close enough in length to share the bad row's run
+    good_text = "the dog plays music"  # as long as the bad row: they share a run
 
     async def main():
-        jobs = [submit(sched, enc, t) for t in ([good_text], ["dog " * 80])]
+        jobs = [submit(sched, enc, t) for t in ([good_text], [f"the {word} plays music"])]
         await asyncio.to_thread(sched.close)  # ends the round's wait: both jobs are in it
         return await asyncio.gather(*(j.future for j in jobs), return_exceptions=True)
 

@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 from fixtures.server_process import ServerProcess, post
+from fixtures.tiny_model import poison
 
 from embedrt import Encoder
 
@@ -151,14 +152,12 @@ def test_sigterm_drains_every_accepted_request(tiny_artifact, tiny_encoder, tmp_
 
 
 def test_an_unexpected_error_is_a_generic_500_and_spares_batch_mates(tiny_copy, tmp_path):
-    # A manifest claiming 100 tokens over a graph with 64 positions: ONNX Runtime fails inside
-    # the run for a long text (a real, unforeseen inference error), never for a short one.
-    manifest = json.loads((tiny_copy / "embedrt.json").read_text())
-    manifest["max_seq_length"] = 100
-    (tiny_copy / "embedrt.json").write_text(json.dumps(manifest))
+    # A word past the graph's embedding table: ONNX Runtime fails inside the run for a text
+    # that holds it (a real, unforeseen inference error), never for another.
+    word = poison(tiny_copy)
     srv = ServerProcess(tiny_copy, tmp_path, "--max-wait-ms", "500")
     try:
-        inputs = [["the dog"], ["dog " * 80]]
+        inputs = [["the dog"], [f"the {word}"]]
         good, bad = concurrently(2, lambda i: post(srv.url, "/v1/embeddings", {"input": inputs[i]}))
         assert good.status_code == 200
         np.testing.assert_allclose(
@@ -178,7 +177,7 @@ def test_an_unexpected_error_is_a_generic_500_and_spares_batch_mates(tiny_copy, 
         }
         log = srv.log()
         assert f"error {ref} on /v1/embeddings: " in log and "Traceback" in log
-        tei = post(srv.url, "/embed", {"inputs": "dog " * 80})
+        tei = post(srv.url, "/embed", {"inputs": f"a {word}"})
         assert tei.status_code == 500 and tei.json()["error_type"] == "Backend"
     finally:
         assert srv.stop() == 0
