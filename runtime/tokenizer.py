@@ -7,6 +7,7 @@ their true length. Huge inputs are truncated by the tokenizer, not rejected.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,13 @@ from .errors import InputError, ModelLoadError
 # allocator keeps that peak; 1024 texts bound it to a few MB and still give the library's
 # threads enough texts per call.
 CHUNK_TEXTS = 1024
+# A text longer than this many characters per token of max_length is cut before tokenizing
+# (TextTokenizer._head): a 4 MB text costs the tokenizer seconds only to be cut to 256 tokens.
+HEAD_CHARS_PER_TOKEN = 16
+# The cut keeps this many tokens past max_length, so that what the cut may change (the last
+# word's pieces, a trailing space's token) lies beyond the truncation point.
+HEAD_SLACK_TOKENS = 16
+_SPACE = re.compile(r"\s")
 
 
 class TextTokenizer:
@@ -55,6 +63,8 @@ class TextTokenizer:
         """Token ids of each text, in input order."""
         if self.lowercase:
             texts = [t.lower() for t in texts]
+        long = HEAD_CHARS_PER_TOKEN * self.max_length
+        texts = [t if len(t) <= long else self._head(t) for t in texts]
         rows: list[list[int]] = []
         for i in range(0, len(texts), CHUNK_TEXTS):
             rows += [
@@ -63,18 +73,39 @@ class TextTokenizer:
         return rows
 
     def untruncated_lengths(self, texts: list[str]) -> list[int]:
-        """Token counts without truncation, to tell a client its text would be cut.
+        """Token counts without truncation, to tell a client its text would be cut."""
+        if self.lowercase:
+            texts = [t.lower() for t in texts]
+        return self._lengths(texts)
 
-        Uses an in-memory copy of this (already verified) tokenizer with truncation off: the
-        truncation setting is shared state, so it is never toggled on the tokenizer in use.
-        """
+    def _head(self, text: str) -> str:
+        """text, or a prefix of it that the tokenizer turns into the same first max_length
+        tokens: one ending at whitespace that holds HEAD_SLACK_TOKENS tokens more than that.
+
+        Why that is the same: every tokenizer here normalizes characters locally and splits
+        words at whitespace before its model sees them (WordPiece, BPE and Unigram alike), so
+        the tokens of the words before a cut at whitespace do not depend on what follows;
+        only the last few tokens before the cut may, and the slack keeps them past the
+        truncation point. tests/runtime/test_tokenizer.py checks it on random texts."""
+        n = HEAD_CHARS_PER_TOKEN * self.max_length
+        while n < len(text):
+            space = _SPACE.search(text, n)
+            if space is None:  # no whitespace to cut at: the tokenizer gets it all
+                return text
+            head = text[: space.start()]
+            if self._lengths([head])[0] >= self.max_length + HEAD_SLACK_TOKENS:
+                return head
+            n = 4 * space.end()
+        return text
+
+    def _lengths(self, texts: list[str]) -> list[int]:
+        # An in-memory copy of this (already verified) tokenizer with truncation off: the
+        # truncation setting is shared state, so it is never toggled on the tokenizer in use.
         if self._untruncated is None:
             full = Tokenizer.from_str(self._tok.to_str())
             full.no_truncation()
             full.no_padding()
             self._untruncated = full
-        if self.lowercase:
-            texts = [t.lower() for t in texts]
         return [len(e.ids) for e in self._untruncated.encode_batch(texts, add_special_tokens=True)]
 
 

