@@ -270,7 +270,8 @@ class Encoder:
 
     def count_tokens(self, texts: str | Iterable[str], truncate: bool = True) -> np.ndarray:
         """Tokens per text, special tokens included (int64 [len(texts)]); with truncate=False
-        the count the text would have without max_seq_length (to tell whether it is cut)."""
+        the count the text would have without max_seq_length (to tell whether it is cut): for
+        a text many times longer, a lower bound already well past max_seq_length."""
         if not truncate:
             return np.array(
                 self._tokenizer.untruncated_lengths(as_text_list(texts)), dtype=np.int64

@@ -73,10 +73,13 @@ class TextTokenizer:
         return rows
 
     def untruncated_lengths(self, texts: list[str]) -> list[int]:
-        """Token counts without truncation, to tell a client its text would be cut."""
+        """Token counts without truncation, to tell a client its text would be cut. A text long
+        enough to be cut before tokenizing is counted from its head: at least max_length +
+        HEAD_SLACK_TOKENS, a lower bound (so a megabyte of text is counted in milliseconds)."""
         if self.lowercase:
             texts = [t.lower() for t in texts]
-        return self._lengths(texts)
+        long = HEAD_CHARS_PER_TOKEN * self.max_length
+        return self._lengths([t if len(t) <= long else self._head(t) for t in texts])
 
     def _head(self, text: str) -> str:
         """text, or a prefix of it that the tokenizer turns into the same first max_length

@@ -42,6 +42,7 @@ from ..errors import (
     UnavailableError,
     missing_extra,
 )
+from ..tokenizer import HEAD_SLACK_TOKENS
 from ..vectors import l2_normalize
 from .config import CLOSE_TIMEOUT_S, ServerConfig
 from .protocol import (
@@ -210,10 +211,17 @@ class EmbeddingService:
             counts = self.encoder.count_tokens([req.texts[i] for i in at_limit], truncate=False)
             for i, n in zip(at_limit, counts, strict=True):
                 if n > limit:
+                    many = f"at least {n}" if n >= limit + HEAD_SLACK_TOKENS else str(n)
                     raise TooLargeError(
-                        f"'{field_name}[{i}]' has {n} tokens; this model reads at most {limit}: "
-                        'shorten it, or send "truncate": true to cut it'
+                        f"'{field_name}[{i}]' has {many} tokens; this model reads at most "
+                        f'{limit}: shorten it, or send "truncate": true to cut it'
                     )
+        budget = self.config.limits.max_request_tokens
+        if budget is not None and (total := sum(map(len, rows))) > budget:
+            raise TooLargeError(
+                f"'{field_name}' holds {total} tokens; this server takes at most {budget} per "
+                "request: split it into smaller requests"
+            )
         return rows
 
     async def _render(self, vecs: np.ndarray, fn: Callable[..., bytes], *args: object) -> bytes:

@@ -42,6 +42,10 @@ class BatchingConfig:
     max_batch_requests: most requests per round, None = no limit (as in
         text-embeddings-inference, whose option this is). A smaller round answers its last
         caller sooner; a larger one sorts more texts together.
+    fair: a request larger than a round goes to the back of the line after each round it
+        takes part in, so a small request waits for about one round of a big one, never for
+        all of it. False: strict FIFO (text-embeddings-inference's order), the benchmark's
+        baseline (bench/results/serve_mixed.md).
     """
 
     max_batch_tokens: int = 16384
@@ -51,6 +55,7 @@ class BatchingConfig:
     run_cost: int | None = None
     batching: bool = True
     max_batch_requests: int | None = None
+    fair: bool = True
 
     def plan(self, device: BatchPlan) -> BatchPlan:
         """The plan of each round's runs: this config's limits, the device's pad multiple, and
@@ -76,14 +81,19 @@ class Limits:
         for it never see a 413 here that they would not see there.
     max_body_bytes: request body size. 4 MiB holds 2048 sentences with room to spare and keeps a
         hostile body from costing more than a few milliseconds of JSON parsing.
+    max_request_tokens: tokens of one request after truncation, special tokens included; more
+        is answered 413. None = no limit beyond max_inputs x max_seq_length. A server shared by
+        many clients can bound what one request asks of it.
     """
 
     max_inputs: int = 2048
     max_body_bytes: int = 4 << 20
+    max_request_tokens: int | None = None
 
     def __post_init__(self) -> None:
         check_int("max_inputs", self.max_inputs)
         check_int("max_body_bytes", self.max_body_bytes)
+        check_int("max_request_tokens", self.max_request_tokens, none=True)
 
 
 @dataclass(frozen=True)

@@ -76,11 +76,18 @@ class ReadyRequests:
     def __len__(self) -> int:
         return len(self._queue)
 
-    def add(self, request: Request) -> None:
-        self._queue.append(request)
+    def add(self, request: Request, fair: bool = True) -> None:
+        """Queue a tokenized request: last in line, or with fair, ahead of the requests already
+        partly taken (a big request's rest waits behind whoever arrives during its rounds)."""
+        at = len(self._queue)
+        while fair and at and self._queue[at - 1].taken:
+            at -= 1
+        self._queue.insert(at, request)
         self.tokens += request.tokens
 
     def oldest(self) -> Request:
+        """The request first in line (with fair rounds, not always the first admitted: a split
+        request's rest goes to the back)."""
         return self._queue[0]
 
     def clear(self) -> list[Request]:
@@ -89,11 +96,13 @@ class ReadyRequests:
         return requests
 
     def take(
-        self, budget: int, most: int | None, batching: bool
+        self, budget: int, most: int | None, batching: bool, fair: bool = True
     ) -> tuple[list[tuple[Request, int, int]], list[Request], int]:
-        """The next round: (request, first row, end row) parts in FIFO order, up to `budget` tokens
-        and `most` requests (one whole request without batching); the requests now out of the queue (wholly
-        taken, or cancelled), and how many of those were dropped before any of their rows ran."""
+        """The next round: (request, first row, end row) parts in line order, up to `budget`
+        tokens and `most` requests (one whole request without batching); the requests now out
+        of the queue (wholly taken, or cancelled), and how many of those were dropped before any
+        of their rows ran. fair: a request only partly taken goes to the back of the line, so
+        the requests behind it wait for one round of it, not for all of it."""
         parts: list[tuple[Request, int, int]] = []
         out: list[Request] = []
         dropped = tokens = 0
@@ -121,8 +130,10 @@ class ReadyRequests:
             self.tokens -= took
             request.taken = end
             parts.append((request, start, end))
-            if end < n:
-                break  # the budget is full; the rest of this request leads the next round
+            if end < n:  # the budget is full
+                if fair:
+                    self._queue.rotate(-1)  # its rest waits behind those that waited behind it
+                break
             self._queue.popleft()
             out.append(request)
         return parts, out, dropped

@@ -198,7 +198,7 @@ class Scheduler:
                     dropped += request.cancelled and not request.failed and not request.released
                     self._release(request)
                 else:
-                    self._ready.add(request)
+                    self._ready.add(request, self.config.fair)
             self._preparing = []
         for _ in range(dropped):
             self._observer.dropped()
@@ -214,8 +214,9 @@ class Scheduler:
 
     def _take(self) -> list[tuple[Request, int, int]]:
         """Pop the next round: (request, first row, end row) parts in FIFO order. Holds the lock."""
+        c = self.config
         parts, taken, dropped = self._ready.take(
-            self.config.max_batch_tokens, self.config.max_batch_requests, self.config.batching
+            c.max_batch_tokens, c.max_batch_requests, c.batching, c.fair
         )
         for request in taken:
             self._release(request)

@@ -586,3 +586,33 @@ def test_max_batch_requests_caps_a_round_and_starts_it_without_waiting(tiny_enco
     assert [b[0] for b in rec.batches] == [2, 2]
     for text, got in zip(("a dog", "the cat", "a man", "the fox"), results, strict=True):
         np.testing.assert_allclose(got, tiny_encoder.encode([text]), atol=1e-6)
+
+
+@pytest.mark.parametrize("fair", [True, False])
+def test_a_small_request_waits_for_one_round_of_a_big_one_not_all_of_it(one_stream, fair):
+    big = [f"text {i} " + "dog " * 20 for i in range(40)]  # 24 tokens each: ten rounds of 100
+    gated = GatedRunner(one_stream)  # the big request's first run waits: the small one is queued
+    sched, rec = started(gated, max_batch_tokens=100, max_wait_ms=0, fair=fair)
+    seen = {}
+
+    async def main():
+        b = submit(sched, one_stream, big)
+        assert await asyncio.to_thread(gated.entered.wait, 30)
+        s = submit(sched, one_stream, ["a small one"])
+        s.future.add_done_callback(lambda _: seen.setdefault("big rows taken", b.taken))
+        for _ in range(3000):  # the worker has tokenized it and put it in line
+            if len(sched._ready) == 2:
+                break
+            await asyncio.sleep(0.01)
+        gated.release.set()
+        return await asyncio.wait_for(asyncio.gather(b.future, s.future), 60)
+
+    got_big, got_small = asyncio.run(main())
+    sched.close()
+    np.testing.assert_allclose(got_big, one_stream.encode(big), atol=1e-6)
+    np.testing.assert_allclose(got_small, one_stream.encode(["a small one"]), atol=1e-6)
+    rounds_of_big_before_small = -(-seen["big rows taken"] // 4)  # 4 rows fit a round of 100
+    if fair:  # the round in flight, and the small one's own round that the big one fills
+        assert rounds_of_big_before_small <= 2
+    else:  # FIFO: behind all of it
+        assert seen["big rows taken"] == len(big)

@@ -108,12 +108,14 @@ def test_over_long_text_is_truncated_unless_truncate_is_false(server, tiny_encod
     r = post(server.url, "/embed", {"inputs": ["a", LONG], "truncate": False}, KEY)
     assert r.status_code == 413
     assert r.json() == {
-        "error": "'inputs[1]' has 82 tokens; this model reads at most 32: shorten it, "
+        "error": "'inputs[1]' has at least 82 tokens; this model reads at most 32: shorten it, "
         'or send "truncate": true to cut it',
         "error_type": "Validation",
     }
     r = post(server.url, "/v1/embeddings", {"input": LONG, "truncate": False}, KEY)
-    assert r.status_code == 413 and "'input[0]' has 82 tokens" in r.json()["error"]["message"]
+    assert (
+        r.status_code == 413 and "'input[0]' has at least 82 tokens" in r.json()["error"]["message"]
+    )
     exactly = " ".join(["dog"] * 30)  # 32 tokens: at the limit, not over it
     assert (
         post(server.url, "/embed", {"inputs": exactly, "truncate": False}, KEY).status_code == 200
@@ -347,3 +349,39 @@ def test_shutdown_lets_cancelled_requests_clean_up_and_is_bounded(tiny_artifact)
 
     cleaned_up, depth = asyncio.run(main())
     assert cleaned_up and depth == 0
+
+
+def test_a_request_over_the_token_budget_is_413_and_the_server_goes_on(tiny_encoder):
+    from starlette.testclient import TestClient
+
+    from embedrt.serve.app import EmbeddingService
+    from embedrt.serve.config import Limits, ServerConfig
+
+    texts = ["the dog plays music"] * 10  # 6 tokens each
+    config = ServerConfig(limits=Limits(max_request_tokens=50))
+    with TestClient(EmbeddingService(tiny_encoder, config).app) as client:
+        r = client.post("/v1/embeddings", json={"input": texts})
+        assert r.status_code == 413
+        assert (
+            "'input' holds 60 tokens; this server takes at most 50" in r.json()["error"]["message"]
+        )
+        assert client.post("/embed", json={"inputs": texts[:8]}).status_code == 200
+
+
+def test_a_huge_text_is_answered_without_tokenizing_all_of_it(tiny_encoder):
+    # 3 MB of words in one text: cut before the tokenizer, then truncated as always; with
+    # truncate off it is refused, counted from its head ("at least").
+    from starlette.testclient import TestClient
+
+    from embedrt.serve.app import EmbeddingService
+    from embedrt.serve.config import ServerConfig
+
+    huge = "the quick brown fox jumps over the lazy dog " * 70_000
+    with TestClient(EmbeddingService(tiny_encoder, ServerConfig()).app) as client:
+        r = client.post("/embed", json={"inputs": [huge, "a dog"]})
+        assert r.status_code == 200
+        np.testing.assert_allclose(
+            np.array(r.json(), np.float32), tiny_encoder.encode([huge, "a dog"]), atol=1e-6
+        )
+        r = client.post("/embed", json={"inputs": huge, "truncate": False})
+        assert r.status_code == 413 and "'inputs[0]' has at least" in r.json()["error"]
