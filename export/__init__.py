@@ -16,6 +16,18 @@ for _module in ("torch", "transformers", "sentence_transformers", "onnx"):
 
 from .artifact import export_model  # noqa: E402
 from .parity import PARITY_SENTENCES, ParityError  # noqa: E402
+from .progress import Progress, StageLines, quiet_libraries  # noqa: E402
 from .source import SourceModel, read_source  # noqa: E402
+from .variants import VARIANTS  # noqa: E402
 
-__all__ = ["PARITY_SENTENCES", "ParityError", "SourceModel", "export_model", "read_source"]
+__all__ = [
+    "PARITY_SENTENCES",
+    "VARIANTS",
+    "ParityError",
+    "Progress",
+    "SourceModel",
+    "StageLines",
+    "export_model",
+    "quiet_libraries",
+    "read_source",
+]

@@ -6,9 +6,6 @@ parity check passed, so a failed export never leaves a half-written or unverifie
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,7 +22,9 @@ from embedrt.manifest import (
 )
 
 from .graph import INPUTS, OUTPUT, export_onnx
+from .output import check_replaceable, replacing, tool_versions
 from .parity import PARITY_SENTENCES, check_fp32, reference_embeddings
+from .progress import Progress, Stages
 from .source import SourceModel, read_source
 from .tokenizer_file import write_tokenizer
 from .variants import VARIANTS, build_variants
@@ -48,20 +47,31 @@ def export_model(
     opset: int = 17,
     check_parity: bool = True,
     variants: tuple[str, ...] = VARIANTS,
+    progress: Progress | None = None,
 ) -> Manifest:
     """Export `src` (a folder, or a known model name) to the artifact directory `out`.
 
     Writes the portable fp32 model.onnx and the requested optimized variants (opt, int8, fp16),
     each measured and gated (variants.py). Raises ParityError (nothing written) when the fp32
     graph disagrees with sentence-transformers.
+
+    progress is told of each stage as it starts and ends (progress.py's StageLines prints them).
+    The export leaves logging, warnings and progress bars as the caller set them, so the
+    libraries it drives print what they print (transformers' weight-loading bars, torch.onnx's
+    tracer warnings, ONNX Runtime's quantizer advice): a library does not change a program's
+    global settings unasked. To silence them, wrap the call in `quiet_libraries()`, which
+    restores every setting afterwards; `embedrt export` does that unless --verbose.
+
+        manifest = export_model("models/ft", "artifacts/ft", progress=StageLines(sys.stderr))
     """
     source = read_source(src)
     out = Path(out)
-    _check_target(out)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    check_replaceable(
+        out, MANIFEST_NAME, f"{out} exists and is not an embedrt artifact; refusing to overwrite it"
+    )
+    stages = Stages(progress, 1 + check_parity + (1 + len(set(variants)) if variants else 0))
+    with replacing(out) as tmp:
+        stages.start("graph: torch -> ONNX")
         export_onnx(source, tmp / "model.onnx", opset)
         contrib = contrib_ops(tmp / "model.onnx")
         if contrib:
@@ -69,8 +79,11 @@ def export_model(
         pad_id = write_tokenizer(source, tmp / "tokenizer.json")
         manifest = _manifest(source, tmp, opset, pad_id)
         write_manifest(tmp, manifest)
+        size = (tmp / "model.onnx").stat().st_size / 1e6
+        stages.end(f"model.onnx {size:.1f} MB, opset {opset}")
         reference = None
         if check_parity:
+            stages.start("parity vs sentence-transformers")
             reference = reference_embeddings(source.path, PARITY_SENTENCES)
             parity = check_fp32(tmp, reference, PARITY_SENTENCES)
             fp32 = manifest.variants[0]
@@ -80,12 +93,11 @@ def export_model(
             }
             manifest = replace(manifest, variants=(replace(fp32, quality=quality),))
             write_manifest(tmp, manifest)
+            stages.end(f"{parity.summary()}: passed")
         if variants:
-            manifest = build_variants(source, tmp, manifest, PARITY_SENTENCES, reference, variants)
-        _move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            manifest = build_variants(
+                source, tmp, manifest, PARITY_SENTENCES, reference, variants, stages
+            )
     return manifest
 
 
@@ -131,31 +143,5 @@ def _manifest(source: SourceModel, folder: Path, opset: int, pad_id: int) -> Man
         output=OUTPUT,
         opset=opset,
         pad_token_id=pad_id,
-        tools=_tool_versions(),
+        tools=tool_versions(_TOOLS),
     )
-
-
-def _tool_versions() -> dict[str, str]:
-    versions = {}
-    for name in _TOOLS:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return versions
-
-
-def _check_target(out: Path) -> None:
-    """Refuse to overwrite a non-empty directory that is not an embedrt artifact."""
-    if out.exists() and (
-        not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST_NAME).is_file())
-    ):
-        raise ConfigError(f"{out} exists and is not an embedrt artifact; refusing to overwrite it")
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)

@@ -1,23 +1,23 @@
 """model_int8.onnx: int8 whose output for a text does not depend on its batch company.
 
 ONNX Runtime's dynamic quantization computes ONE activation scale over the whole padded batch,
-so a text's vector changes with what it is batched with (MiniLM, STS-B dev: alone vs batched min
-cosine 0.980-0.984). Static quantization fixes every activation scale at export, calibrated on
-real text, so each row is computed the same way whatever shares its batch: batch-invariant by
-construction. ONNX Runtime's static QOperator format then requantizes each linear layer's
-output to uint8 (QLinearMatMul) only to dequantize it for the fp32 bias, LayerNorm or GELU that
-follows: that rounding moved single vectors far (min cosine to fp32 0.84 on STS-B dev) and the
-extra Dequantize nodes cost time. So each QLinearMatMul -> DequantizeLinear pair is replaced by
-ONNX Runtime's MatMulIntegerToFloat (uint8 activations at the calibrated static scale, int8
-per-channel weights, int32 accumulation, fp32 output): still batch-invariant, and both faster
-and closer to fp32 (bench/results/int8.md has every scheme side by side).
+so a text's vector changes with what it is batched with (the dynamic schemes' batch invariance
+in bench/results/int8.md). Static quantization fixes every activation scale at export,
+calibrated on real text, so each row is computed the same way whatever shares its batch:
+batch-invariant by construction. ONNX Runtime's static QOperator format then requantizes each
+linear layer's output to uint8 (QLinearMatMul) only to dequantize it for the fp32 bias,
+LayerNorm or GELU that follows: that rounding moved single vectors far from fp32 (the
+QLinearMatMul row of bench/results/int8.md) and the extra Dequantize nodes cost time. So each
+QLinearMatMul -> DequantizeLinear pair is replaced by ONNX Runtime's MatMulIntegerToFloat
+(uint8 activations at the calibrated static scale, int8 per-channel weights, int32
+accumulation, fp32 output): still batch-invariant, and both faster and closer to fp32
+(bench/results/int8.md has every scheme side by side).
 So: static, per-channel weights, MinMax ranges from 512 STS-B train sentences, all linear layers,
 fp32 outputs.
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import onnx
@@ -70,7 +70,6 @@ def quantize_int8(
             ids, mask = pad_rows(batch, max(map(len, batch)), 0)
             return {"input_ids": ids, "attention_mask": mask}
 
-    logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
     nodes = linear_matmuls(onnx.load(str(src), load_external_data=False).graph)
     quantize_static(
         str(src),
@@ -78,7 +77,7 @@ def quantize_int8(
         Calibration(),
         quant_format=QuantFormat.QOperator,
         per_channel=True,
-        reduce_range=False,  # VNNI has no u8s8 saturation issue (measured no gain from it)
+        reduce_range=False,  # VNNI has no u8s8 saturation issue (bench/results/int8.md: no gain)
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         nodes_to_quantize=nodes,
@@ -110,9 +109,9 @@ def _drop(graph: onnx.GraphProto, gone: set[int]) -> None:
 
 
 def _absorb_bias(graph: onnx.GraphProto) -> int:
-    """Fold the bias Add that follows a MatMulIntegerToFloat into its optional bias input (one
-    node instead of two per linear layer: 1.13x int8 throughput on MiniLM, measured ad hoc with
-    10 interleaved runs)."""
+    """Fold the bias Add that follows a MatMulIntegerToFloat into its optional bias input: one
+    node and one pass over the layer's output instead of two (int8's speed:
+    bench/results/int8.md)."""
     shapes = {i.name: list(i.dims) for i in graph.initializer}
     for node in graph.node:  # torch.onnx shares equal tensors (zero biases) through Identity nodes
         if node.op_type == "Identity" and node.input[0] in shapes:

@@ -19,7 +19,14 @@ from embedrt.providers import CPU, CUDA
 from .fp16 import convert_fp16
 from .optimize import Geometry, optimize
 from .parity import FP32_MAX_ABS, FP32_MIN_COSINE, ParityError, compare
-from .quality import BATCH_INVARIANCE_MIN_COSINE, FP16_MIN_COSINE, INT8_MAX_SPEARMAN_DROP, measure
+from .progress import Stages
+from .quality import (
+    BATCH_INVARIANCE_MIN_COSINE,
+    FP16_MIN_COSINE,
+    INT8_MAX_SPEARMAN_DROP,
+    Figures,
+    measure,
+)
 from .quantize import quantize_int8
 from .source import SourceModel
 
@@ -34,11 +41,17 @@ def build_variants(
     sentences: tuple[str, ...],
     st_reference: np.ndarray | None,
     which: tuple[str, ...] = VARIANTS,
+    stages: Stages | None = None,
 ) -> Manifest:
-    """Add the requested variants to the artifact in `folder`; returns the final manifest."""
+    """Add the requested variants to the artifact in `folder`; returns the final manifest.
+
+    stages: told of the fp32 figures and of each variant (its gate and key figure), in that order.
+    """
     unknown = set(which) - set(VARIANTS)
     if unknown:
         raise ValueError(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
+    stages = stages or Stages(None, 0)
+    stages.start("fp32: reference figures")
     fp32_vecs = Encoder.load(folder, device="cpu", variant="fp32").encode(
         list(sentences), batch_size=64
     )
@@ -47,22 +60,23 @@ def build_variants(
     manifest = _replace_variant(
         folder, manifest, manifest.variant("fp32"), fp32_figs.as_dict(None) | {"gate": "passed"}
     )
+    stages.end(_figures_line(fp32_figs))
     geometry = Geometry.from_config(source.transformer_path / "config.json")
 
     if "opt" in which:
+        stages.start("opt: ONNX Runtime fusions")
         # Without the offline SkipLayerNormalization fusion: ONNX Runtime fuses those pairs at
         # load on CUDA (SkipLayerNormFusion runs for the CPU and CUDA providers alike), and
         # embedrt leaves it out on the CPU, where its kernel is slow (runtime/session.py). So
-        # one file serves both: on the CPU it ran as many texts/s as the plain graph with 0.82x
-        # the single-text latency (2 streams of sorted batches of 32 / one text on 2 threads,
-        # raw ONNX Runtime sessions, 5 interleaved rounds: 512.7 vs 516.9 texts/s, p50 3.81 vs
-        # 4.62 ms; the fully fused graph: 486.3 texts/s, 3.89 ms).
+        # one file serves both, at fp32's throughput with a lower single-text latency on the
+        # CPU (bench/results/throughput_sentences.md).
         counts = optimize(
             folder / "model.onnx", folder / "model_opt.onnx", geometry, skip_layer_norm=False
         )
         manifest = _add(folder, manifest, "opt", "model_opt.onnx", "fp32", (CPU, CUDA), counts)
         figs = measure(folder, "opt", sentences, fp32_vecs, with_stsb=False)
         quality = figs.as_dict(None)
+        checked = f"min cosine to fp32 {figs.vs_fp32['min_cosine']:.7f}"
         if st_reference is not None:
             parity = compare(
                 st_reference,
@@ -73,11 +87,15 @@ def build_variants(
             if parity.max_abs_diff > FP32_MAX_ABS or parity.min_cosine < FP32_MIN_COSINE:
                 raise ParityError(f"model_opt.onnx differs from sentence-transformers: {parity}")
             quality["parity_vs_sentence_transformers"] = parity.as_dict()
+            checked = f"min cosine to sentence-transformers {parity.min_cosine:.7f}"
         manifest = _replace_variant(
             folder, manifest, manifest.variant("opt"), quality | {"gate": "passed"}
         )
+        fusions = ", ".join(f"{op} {n}" for op, n in sorted(counts.items()))
+        stages.end(f"fused {fusions}; {checked}: passed")
 
     if "int8" in which:
+        stages.start("int8: static quantization")
         counts = quantize_int8(
             folder / "model.onnx",
             folder / "model_int8.onnx",
@@ -89,8 +107,10 @@ def build_variants(
         quality = figs.as_dict(fp32_spearman)
         why = _int8_gate(figs.stsb_dev_spearman, fp32_spearman, figs.batch_invariance_min_cosine)
         manifest = _gate(folder, manifest, "int8", quality, why)
+        stages.end(f"{_figures_line(figs, fp32_spearman)}: {_verdict(why)}")
 
     if "fp16" in which:  # from the fully fused graph (SkipLayerNormalization included)
+        stages.start("fp16: conversion")
         fused = folder / ".model_fused.onnx"
         optimize(folder / "model.onnx", fused, geometry)
         try:
@@ -121,11 +141,29 @@ def build_variants(
                 "it lacks fp16 kernels for in fp32 there): unverified on a GPU until a GPU run"
             ),
         )
+        stages.end(f"min cosine to fp32 {cos:.7f} (CPU reference path): {_verdict(why)}")
 
     ordered = sorted(manifest.variants, key=lambda v: _ORDER.index(v.name))
     manifest = replace(manifest, variants=tuple(ordered))
     write_manifest(folder, manifest)
     return manifest
+
+
+def _figures_line(figs: Figures, fp32_spearman: float | None = None) -> str:
+    """Spearman on STS-B dev (and its change from fp32) and batch invariance, for a person;
+    rounded as the manifest records them, so the line and `embedrt info` agree."""
+    rho = None if figs.stsb_dev_spearman is None else round(figs.stsb_dev_spearman, 5)
+    if rho is None:
+        stsb = "STS-B dev not installed"
+    elif fp32_spearman is None:
+        stsb = f"STS-B dev Spearman {rho:.4f}"
+    else:
+        stsb = f"STS-B dev Spearman {rho:.4f} (fp32 {rho - fp32_spearman:+.4f})"
+    return f"{stsb}, batch invariance {figs.batch_invariance_min_cosine:.7f}"
+
+
+def _verdict(why: str) -> str:
+    return f"refused: {why}" if why else "passed"
 
 
 def _int8_gate(spearman: float | None, fp32: float | None, invariance: float) -> str:

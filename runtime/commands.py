@@ -9,6 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .manifest import Manifest, Variant
 
 SAMPLE_SENTENCES = (
     "A man is playing a guitar.",
@@ -20,16 +24,42 @@ SAMPLE_SENTENCES = (
 
 
 def export(args: argparse.Namespace) -> int:
-    from .export import export_model  # needs the 'export' extra; the import names it if missing
+    from contextlib import AbstractContextManager, nullcontext
+
+    from .errors import ConfigError
+
+    # Needs the 'export' extra; the import names it if missing.
+    from .export import VARIANTS, StageLines, export_model, quiet_libraries
 
     variants = () if args.variants == "none" else tuple(v for v in args.variants.split(",") if v)
-    manifest = export_model(
-        args.src, args.out, opset=args.opset, check_parity=not args.no_parity, variants=variants
-    )
-    for v in manifest.variants:
-        print(f"wrote {args.out}/{v.file} ({v.name}): {json.dumps(v.quality)}")
-    for name, why in manifest.refused.items():
-        print(f"refused {name}: {why}", file=sys.stderr)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ConfigError(
+            f"--variants {args.variants!r}: no variant {', '.join(unknown)}; "
+            f"give a comma list of {', '.join(VARIANTS)}, or none"
+        )
+    # One line per stage on stderr; the libraries' bars and warnings only with --verbose.
+    lines = StageLines(sys.stderr, own_line=args.verbose)
+    libraries: AbstractContextManager[None] = nullcontext() if args.verbose else quiet_libraries()
+    try:
+        with libraries:
+            manifest = export_model(
+                args.src,
+                args.out,
+                opset=args.opset,
+                check_parity=not args.no_parity,
+                variants=variants,
+                progress=lines,
+            )
+    finally:
+        lines.close()  # a stage an error cut short ends its line before the error's message
+    names = sorted((v.name for v in manifest.variants), key=lambda n: n != "fp32")
+    summary = f"wrote {args.out}: {', '.join(names)}"
+    if manifest.refused:
+        summary += f" (refused: {', '.join(manifest.refused)}; embedrt info {args.out} says why)"
+    if args.no_parity:
+        summary += "; not checked against sentence-transformers (--no-parity)"
+    print(summary)
     return 0
 
 
@@ -48,30 +78,93 @@ def info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    src = manifest.source
-    print(f"artifact   {args.artifact}")
-    print(
-        f"source     {src.get('model', '?')} (weights sha256 {str(src.get('weights_sha256', '?'))[:16]}...)"
-    )
-    print(
-        f"model      dim {manifest.dim}, max_seq_length {manifest.max_seq_length}, "
-        f"pooling {manifest.pooling}, normalize {manifest.normalize}, opset {manifest.opset}"
-    )
-    print("variants")
-    for v in manifest.variants:
-        print(
-            f"  {v.name:6} {v.file:18} {v.precision:5} sha256 {v.sha256[:12]}  {json.dumps(v.quality)}"
-        )
-        if v.notes:
-            print(f"         note: {v.notes}")
-    d = info["loaded"]
-    print(f"providers  available: {', '.join(d['available_providers'])}")
-    print(
-        f"chosen     device {d['device']}, precision {d['precision']}, variant {d['variant']}, "
-        f"active: {', '.join(d['active_providers'])}"
-    )
-    print(f"tools      {json.dumps(manifest.tools)}")
+    print("\n".join(_info_lines(args.artifact, manifest, info["loaded"])))
     return 0
+
+
+def _info_lines(artifact: str, manifest: Manifest, loaded: dict[str, Any]) -> list[str]:
+    """`embedrt info` for a person: the model, a table of variants, what runs here."""
+    from pathlib import Path
+
+    src = manifest.source
+    sha = src.get("weights_sha256")
+    lines = [
+        f"artifact   {artifact}",
+        f"source     {src.get('model', '?')}" + (f" (weights sha256 {sha[:16]}...)" if sha else ""),
+        f"model      dim {manifest.dim}, max_seq_length {manifest.max_seq_length}, "
+        f"pooling {manifest.pooling}, normalize {str(manifest.normalize).lower()}, "
+        f"opset {manifest.opset}",
+        "",
+    ]
+    rows = []
+    for v in manifest.variants:
+        path = Path(artifact) / v.file
+        size = f"{path.stat().st_size / 1e6:.1f}" if path.is_file() else "missing"
+        gate = str(v.quality.get("gate", "-"))
+        providers = ", ".join(_short_provider(p) for p in v.providers)
+        rows.append([v.name, v.file, size, v.precision, gate, _figures(v), providers])
+    rows += [[name, "-", "-", "-", "refused", "-", "-"] for name in manifest.refused]
+    header = ["variant", "file", "size MB", "precision", "gate", "figures", "providers"]
+    lines += _table(header, rows, right={2})
+    lines += [
+        "figures: min cosine to sentence-transformers (ST) or to fp32 on the parity sentences;",
+        "         STS-B dev Spearman (change from fp32)",
+    ]
+    if manifest.refused:
+        lines += ["", "refused"]
+        for name, why in manifest.refused.items():
+            reason, _, figures = why.partition("; figures: ")
+            lines.append(f"  {name}: {reason}")
+            if figures:
+                lines.append(f"  {' ' * len(name)}  figures: {figures}")
+    notes = [(v.name, v.notes) for v in manifest.variants if v.notes]
+    if notes:
+        lines += ["", "notes"] + [f"  {name}: {note}" for name, note in notes]
+    tools = ", ".join(f"{k} {v}" for k, v in manifest.tools.items())
+    lines += [
+        "",
+        f"providers  available here: {', '.join(loaded['available_providers'])}",
+        f"chosen     device {loaded['device']}, precision {loaded['precision']}, "
+        f"variant {loaded['variant']} ({loaded['file']}), "
+        f"active: {', '.join(loaded['active_providers'])}",
+        f"tools      {tools or '-'}",
+    ]
+    return lines
+
+
+def _figures(variant: Variant) -> str:
+    """The key parity and quality figures of a variant, short: `ST 0.9999999, STS-B 0.8672`."""
+    quality, figures = variant.quality, []
+    st = quality.get("parity_vs_sentence_transformers")
+    fp32 = quality.get("parity_vs_fp32")
+    if st:
+        figures.append(f"ST {st['min_cosine']:.7f}")
+    elif fp32 and variant.name != "fp32":
+        figures.append(f"fp32 {fp32['min_cosine']:.7f}")
+    if "stsb_dev_spearman" in quality:
+        rho = f"STS-B {quality['stsb_dev_spearman']:.4f}"
+        if "stsb_dev_spearman_minus_fp32" in quality:
+            rho += f" ({quality['stsb_dev_spearman_minus_fp32']:+.4f})"
+        figures.append(rho)
+    return ", ".join(figures) or "-"
+
+
+def _short_provider(name: str) -> str:
+    """CUDAExecutionProvider -> CUDA, TensorrtExecutionProvider -> TensorRT."""
+    return name.removesuffix("ExecutionProvider").replace("Tensorrt", "TensorRT")
+
+
+def _table(header: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
+    """Columns padded to their widest cell, two spaces apart; `right` columns right-aligned."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return [line(header), *(line(r) for r in rows)]
 
 
 def similarity(args: argparse.Namespace) -> int:

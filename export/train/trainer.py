@@ -14,12 +14,9 @@ label reading, recipe, base weights, eval sets, versions) matches the training.j
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import importlib.util
 import json
-import os
 import platform
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +30,7 @@ for _module in ("datasets", "accelerate", "scipy"):
     if importlib.util.find_spec(_module) is None:
         raise missing_extra(_module, "train")
 
+from ..output import check_replaceable, replacing, tool_versions  # noqa: E402
 from ..source import read_source  # noqa: E402
 from .evaluation import EvalSet, evaluate, snli_eval_set, stsb_eval_set  # noqa: E402
 from .model_card import render_card  # noqa: E402
@@ -100,7 +98,12 @@ def train_model(
     if labels not in LABEL_MODES:
         raise ConfigError(f"labels {labels!r} is not one of {', '.join(LABEL_MODES)}")
     out = Path(out)
-    _check_target(out)
+    check_replaceable(
+        out,
+        RECORD,
+        f"{out} exists and was not written by embedrt train (no {RECORD}); "
+        "refusing to overwrite it: choose another --out",
+    )
     pairs = map_labels(pairs, "distance" if labels == "distance" else "similarity")
     eval_sets = list(eval_sets) if eval_sets is not None else [stsb_eval_set("dev")]
     source = read_source(recipe.base)
@@ -208,13 +211,7 @@ def _key(
 
 
 def _versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in _VERSIONS:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+    return {"python": platform.python_version()} | tool_versions(_VERSIONS, "not installed")
 
 
 def _read_record(out: Path) -> dict[str, Any] | None:
@@ -224,30 +221,10 @@ def _read_record(out: Path) -> dict[str, Any] | None:
         return None
 
 
-def _check_target(out: Path) -> None:
-    """Refuse to replace a non-empty folder that embedrt train did not write."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / RECORD).is_file())):
-        raise ConfigError(
-            f"{out} exists and was not written by embedrt train (no {RECORD}); "
-            "refusing to overwrite it: choose another --out"
-        )
-
-
 def _save(model: Any, record: dict[str, Any], out: Path) -> None:
     """Model + card + record into a sibling folder, then swapped into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with replacing(out) as tmp:
         # sentence-transformers' own card would need the hub for some fields; ours is below.
         model.save(str(tmp), create_model_card=False)
         (tmp / "README.md").write_text(render_card(record), encoding="utf-8")
         (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)

@@ -12,6 +12,21 @@ torch = pytest.importorskip("torch")
 
 from fixtures.tiny_model import build_tokenizer  # noqa: E402
 
+# What torch.onnx's tracer says about the graph it traces: export_model leaves it to its caller
+# (quiet_libraries hides it), and the parity check, not the tracer, says whether the graph is right.
+TORCH_ONNX_WARNINGS = (
+    "ignore:You are using the legacy TorchScript-based ONNX export:DeprecationWarning",
+    "ignore:The feature will be removed:DeprecationWarning",
+    "ignore:Exporting aten.{2}index operator:UserWarning",  # (aten::index)
+    "ignore::torch.jit.TracerWarning",
+)
+
+
+def pytest_configure(config):
+    for line in TORCH_ONNX_WARNINGS:
+        config.addinivalue_line("filterwarnings", line)
+
+
 OLD_TYPES = {
     "Transformer": "sentence_transformers.models.Transformer",
     "Pooling": "sentence_transformers.models.Pooling",

@@ -25,9 +25,37 @@ def test_info_json(tiny_artifact):
     assert "CPUExecutionProvider" in info["loaded"]["available_providers"]
 
 
-def test_info_text(tiny_artifact):
-    out = run("info", str(tiny_artifact)).stdout
-    assert "variants" in out and "model.onnx" in out and "chosen     device cpu" in out
+def test_info_text(tiny_copy):
+    """A header, a table with a row per variant (refused ones too), why each refused, the choice."""
+    path = tiny_copy / "embedrt.json"
+    manifest = json.loads(path.read_text())
+    manifest["variants"][0]["quality"] = {
+        "parity_vs_sentence_transformers": {"max_abs_diff": 2e-7, "min_cosine": 0.99999994},
+        "stsb_dev_spearman": 0.86716,
+        "gate": "passed",
+    }
+    manifest["refused"] = {"int8": "batch variance 0.98 < 0.99999; figures: {'gate': 'refused'}"}
+    path.write_text(json.dumps(manifest))
+    out = run("info", str(tiny_copy)).stdout.splitlines()
+    assert out[0] == f"artifact   {tiny_copy}"
+    assert out[1] == "source     tiny-fixture"  # the fixture records no weights
+    assert out[2] == (
+        "model      dim 16, max_seq_length 32, pooling mean, normalize true, opset 17"
+    )
+    header = next(line for line in out if line.startswith("variant "))
+    assert header.split() == "variant file size MB precision gate figures providers".split()
+    size = f"{(tiny_copy / 'model.onnx').stat().st_size / 1e6:.1f}"
+    top = out.index(header)
+    assert out[top + 1].split() == (
+        f"fp32 model.onnx {size} fp32 passed ST 0.9999999, STS-B 0.8672 CPU".split()
+    )
+    assert out[top + 2].split() == "int8 - - - refused - -".split()
+    assert "  int8: batch variance 0.98 < 0.99999" in out
+    assert "providers  available here: " in "\n".join(out)
+    assert out[-2] == (
+        "chosen     device cpu, precision fp32, variant fp32 (model.onnx), "
+        "active: CPUExecutionProvider"
+    )
 
 
 def test_similarity_table(tiny_artifact):
