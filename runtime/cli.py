@@ -19,7 +19,7 @@ from .jobs.progress import MODES as PROGRESS
 from .jobs.writers import FORMATS
 from .providers import DEVICES
 from .ray.config import RayJobConfig
-from .serve.config import BatchingConfig, Limits, ServerConfig
+from .serve.config import BatchingConfig, ConnectionLimits, Limits, ServerConfig
 from .variants import PRECISIONS
 
 DESCRIPTION = """\
@@ -190,7 +190,7 @@ in, a directory of parquet files out. Needs: pip install 'embedrt[jobs]' ('embed
 
 
 def _serve(sub: Subparsers) -> None:
-    server, b, limits = ServerConfig(), BatchingConfig(), Limits()
+    server, b, limits, conn = ServerConfig(), BatchingConfig(), Limits(), ConnectionLimits()
     p = _command(
         sub,
         "serve",
@@ -215,8 +215,19 @@ Routes: POST /v1/embeddings (OpenAI), POST /embed (text-embeddings-inference), G
         "--run-cost", type=int, help="one run's fixed cost in tokens (default: device's)"
     )
     p.add_argument("--no-batching", action="store_true", help="one request per run (baseline)")
+    p.add_argument("--fifo", action="store_true", help="rounds in arrival order, as TEI")
     p.add_argument("--max-inputs", type=int, default=limits.max_inputs, help="texts, then 413")
     p.add_argument("--max-body-bytes", type=int, default=limits.max_body_bytes, help="then 413")
+    p.add_argument("--max-request-tokens", type=int, help="per request, then 413 (default: any)")
+    p.add_argument("--max-header-bytes", type=int, default=conn.max_header_bytes, help="then 431")
+    p.add_argument("--read-timeout", type=float, default=conn.read_timeout_s, help="s, then 408")
+    p.add_argument("--max-connections", type=int, help="(default: 1024, within the fd limit)")
+    p.add_argument(
+        "--graceful-timeout",
+        type=float,
+        default=server.graceful_timeout_s,
+        help="s a SIGTERM waits, then 503",
+    )
     p.add_argument("--api-key-file", help="bearer token every route but /health requires")
     p.add_argument("--model-name", help="model id in responses (default: the artifact's source)")
     p.add_argument("--access-log", action="store_true", help="log every request")

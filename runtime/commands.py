@@ -191,126 +191,15 @@ def similarity(args: argparse.Namespace) -> int:
 
 
 def embed(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from .jobs.command import embed_command
 
-    from .encoder import Encoder
-    from .jobs import JobConfig, run_job
-
-    if args.ray or args.ray_address or args.actors:
-        return embed_ray(args)
-    config = JobConfig(
-        text_field=args.text_field,
-        id_field=args.id_field,
-        format=args.format,
-        batch_size=args.batch_size,
-        shard_rows=args.shard_rows,
-        on_error=args.on_error,
-        skipped_path=Path(args.skipped) if args.skipped else None,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        progress=args.progress,
-        log_interval_s=args.log_every,
-    )
-    enc = Encoder.load(
-        args.model,
-        args.device,
-        args.precision,
-        threads=args.threads,
-        streams=args.streams,
-        spinning=args.spinning == "on",
-        batch_tokens=args.batch_tokens,
-    )
-    try:
-        summary = run_job(args.input, args.output, enc, config)
-    except KeyboardInterrupt:
-        print(
-            f"embedrt embed: interrupted; committed shards are kept in {args.output}.parts, "
-            "continue with --resume",
-            file=sys.stderr,
-        )
-        return 130
-    print(summary.describe(), file=sys.stderr)
-    return 0
-
-
-def embed_ray(args: argparse.Namespace) -> int:
-    from .errors import ConfigError
-    from .ray import RayJobConfig, run_ray_job  # run_ray_job names the missing 'ray' extra
-
-    if not args.ray:
-        raise ConfigError("--ray-address and --actors run the job on Ray: add --ray")
-    if args.streams is not None:
-        raise ConfigError(
-            "--streams is for the local job: each Ray actor takes one stream per CPU "
-            "it is given (--actor-cpus)"
-        )
-    if args.resume or args.format == "npy":
-        raise ConfigError(
-            "--ray writes a directory of parquet files and is not resumable: "
-            "drop --resume / --format npy, or run without --ray"
-        )
-    config = RayJobConfig(
-        text_field=args.text_field,
-        id_field=args.id_field,
-        actors=args.actors,
-        actor_cpus=args.actor_cpus,
-        actor_gpus=args.actor_gpus,
-        device=args.device,
-        precision=args.precision,
-        threads=args.threads,
-        spinning=args.spinning == "on",
-        batch_rows=args.ray_batch_rows,
-        batch_size=args.batch_size,
-        batch_tokens=args.batch_tokens,
-        on_error=args.on_error,
-        skipped_path=args.skipped,
-        overwrite=args.overwrite,
-        progress=args.progress != "none",
-    )
-    summary = run_ray_job(args.input, args.output, args.model, config, address=args.ray_address)
-    print(summary.describe(), file=sys.stderr)
-    return 0
+    return embed_command(args)
 
 
 def serve(args: argparse.Namespace) -> int:
-    from .errors import ConfigError
-    from .serve import BatchingConfig, Limits, ServerConfig
-    from .serve import serve as run_server  # names a missing 'serve' extra
+    from .serve.command import serve_command
 
-    key = None
-    if args.api_key_file:
-        try:
-            key = open(args.api_key_file, encoding="utf-8").read().strip()
-        except OSError as e:
-            raise ConfigError(f"--api-key-file {args.api_key_file!r}: {e.strerror}") from None
-        if not key or any(c.isspace() for c in key):
-            raise ConfigError(f"--api-key-file {args.api_key_file!r} must hold one key, no spaces")
-    config = ServerConfig(
-        host=args.host,
-        port=args.port,
-        api_key=key,
-        model_name=args.model_name,
-        access_log=args.access_log,
-        limits=Limits(max_inputs=args.max_inputs, max_body_bytes=args.max_body_bytes),
-        batching=BatchingConfig(
-            max_batch_tokens=args.max_batch_tokens,
-            max_batch_requests=args.max_batch_requests,
-            max_wait_ms=args.max_wait_ms,
-            max_queue=args.max_queue,
-            batch_size=args.batch_size,
-            run_cost=args.run_cost,
-            batching=not args.no_batching,
-        ),
-    )
-    return run_server(
-        args.model,
-        config,
-        args.device,
-        args.precision,
-        threads=args.threads,
-        spinning=args.spinning == "on",
-        streams=args.streams,
-    )
+    return serve_command(args)
 
 
 def train(args: argparse.Namespace) -> int:

@@ -56,6 +56,7 @@ from .protocol import (
     tei_body,
     tei_error,
 )
+from .queue import Request as QueuedRequest
 from .scheduler import Scheduler
 
 try:
@@ -87,6 +88,8 @@ class EmbeddingService:
         self.metrics = ServerMetrics(depth=lambda: self.scheduler.depth)
         self.scheduler = Scheduler(encoder.runner, config.batching, observer=self.metrics)
         self._pool: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the server's, once it starts
+        self._waiting: set[QueuedRequest] = set()  # requests waiting for their vectors
         routes = [
             Route("/v1/embeddings", self._endpoint(self.openai), methods=["POST"]),
             Route("/embed", self._endpoint(self.tei), methods=["POST"]),
@@ -187,6 +190,7 @@ class EmbeddingService:
         # The client leaving cancels the wait for it (cheaper than asyncio.wait on both).
         gone = asyncio.get_running_loop().create_task(_disconnected(request))
         gone.add_done_callback(lambda _: fut.cancel())
+        self._waiting.add(queued)
         try:
             vecs = await fut  # or the request's own error: a text over the limit with truncate off
         except asyncio.CancelledError:
@@ -196,6 +200,7 @@ class EmbeddingService:
             raise
         finally:
             gone.cancel()
+            self._waiting.discard(queued)
         if req.normalize and not self.encoder.manifest.normalize:
             vecs = l2_normalize(vecs)
         return vecs, queued.tokens
@@ -247,8 +252,10 @@ class EmbeddingService:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise AuthError("missing API key: send the header 'Authorization: Bearer <key>'")
-        key = self.config.api_key or ""  # called only when the server has a key
-        if not hmac.compare_digest(token.strip().encode(), key.encode()):
+        key = (self.config.api_key or "").encode()  # called only when the server has a key
+        # Headers arrive as latin-1 (HTTP's own charset): their bytes are the client's bytes,
+        # so a UTF-8 key sent as UTF-8 matches.
+        if not hmac.compare_digest(token.strip().encode("latin-1"), key):
             raise AuthError("invalid API key")
 
     def _error(self, e: Exception, path: str) -> Response:
@@ -265,7 +272,7 @@ class EmbeddingService:
         elif isinstance(e, OverloadedError):
             status, headers["Retry-After"] = 429, "1"
         elif isinstance(e, UnavailableError):
-            status = 503
+            status, headers["Retry-After"] = 503, "1"
         elif isinstance(e, HTTPException):
             status = e.status_code
         else:
@@ -279,8 +286,23 @@ class EmbeddingService:
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         return self._error(exc, request.url.path)
 
+    def drain(self, seconds: float) -> None:
+        """A shutdown began (a signal; safe to call from its handler): every request still
+        waiting after `seconds` is answered 503 with Retry-After, in its route's JSON, and
+        dropped from the queue, instead of being cut off by the server with a plain-text 500."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._loop.call_later, seconds, self._cut_off)
+
+    def _cut_off(self) -> None:
+        why = UnavailableError("the server is shutting down; retry this request")
+        for queued in list(self._waiting):
+            self.scheduler.cancel(queued)
+            if not queued.future.done():
+                queued.future.set_exception(why)
+
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self._loop = asyncio.get_running_loop()
         self._pool = ThreadPoolExecutor(self.config.io_threads, thread_name_prefix="embedrt-io")
         self.scheduler.start()
         try:

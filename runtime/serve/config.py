@@ -6,6 +6,7 @@ Each field says its unit and why its default is what it is; the CLI takes its de
 
 from __future__ import annotations
 
+import resource
 from dataclasses import dataclass, field, replace
 
 from ..batching import BatchPlan
@@ -96,6 +97,40 @@ class Limits:
         check_int("max_request_tokens", self.max_request_tokens, none=True)
 
 
+# File descriptors kept free for everything but client connections: the model, logs, the
+# listening socket, ONNX Runtime and Python's own.
+RESERVED_FDS = 64
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """What one connection may cost the server.
+
+    max_header_bytes: request line and headers, in bytes. 64 KiB is above what any client
+        sends (nginx allows 32 KiB by default) and small enough that many stalled clients
+        cost little memory.
+    read_timeout_s: seconds from a request's first byte (or from the connection's start) to
+        its last. 60 leaves room for a maximum-size body (4 MiB) over a slow link.
+    max_connections: open connections; None = 1024, lowered to what the process's file
+        descriptor limit leaves (RESERVED_FDS kept free).
+    """
+
+    max_header_bytes: int = 64 << 10
+    read_timeout_s: float = 60.0
+    max_connections: int | None = None
+
+    def __post_init__(self) -> None:
+        check_int("max_header_bytes", self.max_header_bytes, least=1024, most=1 << 24)
+        check_number("read_timeout_s", self.read_timeout_s, 0.1, 24 * 3600)
+        check_int("max_connections", self.max_connections, most=1 << 20, none=True)
+
+    def connections(self) -> int:
+        """The connection cap in force: the setting, or the default, within the fd limit."""
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        room = soft - RESERVED_FDS if soft != resource.RLIM_INFINITY else 1 << 20
+        return max(1, min(self.max_connections or 1024, room))
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """Everything `embedrt serve` is told. Strings were parsed at the edge (the CLI).
@@ -106,9 +141,11 @@ class ServerConfig:
     model_name: the id /v1/embeddings answers with (default: the artifact's source model name).
     io_threads: threads that decode large request bodies and render large responses next to
         the event loop (small ones are done on the loop: a hand-off costs more than they do).
-    graceful_timeout_s: seconds a SIGTERM waits for accepted requests before cutting them off;
-        30 covers a full queue of long texts on two CPU cores. The inference worker then gets at
-        most CLOSE_TIMEOUT_S more to finish its round.
+    graceful_timeout_s: seconds a SIGTERM waits for accepted requests; those still waiting
+        then are answered 503 with Retry-After in their route's JSON (a load balancer retries
+        them elsewhere). 30 covers a full queue of long texts on two CPU cores. The inference
+        worker then gets at most CLOSE_TIMEOUT_S more to finish its round.
+    connections: what one connection may cost (header bytes, read timeout, connection cap).
     access_log: uvicorn's line per request; off by default, /metrics counts every request.
     """
 
@@ -120,6 +157,7 @@ class ServerConfig:
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     io_threads: int = 2
     graceful_timeout_s: float = 30.0
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     access_log: bool = False
 
     def __post_init__(self) -> None:

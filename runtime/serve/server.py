@@ -13,11 +13,13 @@ import math
 import signal
 import socket
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError, missing_extra
 from .config import ServerConfig
 
 log = logging.getLogger("embedrt.server")
+DRAIN_MARGIN_S = 5  # seconds uvicorn's hard cut-off waits after the service's own drain limit
 
 
 def serve(
@@ -40,6 +42,9 @@ def serve(
         raise missing_extra("uvicorn", "serve") from None
     from ..encoder import Encoder
     from .app import EmbeddingService  # names the missing extra (starlette, orjson, ...) if any
+    from .http import guarded_http
+
+    sock = _bind(config.host, config.port)  # before the model loads: a taken port fails at once
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -58,7 +63,6 @@ def serve(
     )
     encoder.runner.start()  # now, so that no request pays for the streams' session
     service = EmbeddingService(encoder, config)
-    sock = _bind(config.host, config.port)
     host, port = sock.getsockname()[:2]
     if config.api_key is None and not _loopback(config.host):
         log.warning(
@@ -73,13 +77,22 @@ def serve(
     )
     shown = f"[{host}]" if ":" in host else host
     print(f"embedrt serve: listening on http://{shown}:{port}", flush=True)
-    server = uvicorn.Server(
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:  # uvicorn's signal handler
+            super().handle_exit(sig, frame)
+            service.drain(config.graceful_timeout_s)
+
+    server = Server(
         uvicorn.Config(
             service.app,
             lifespan="on",
             access_log=config.access_log,
             log_level="info",
-            timeout_graceful_shutdown=math.ceil(config.graceful_timeout_s),  # whole seconds
+            http=guarded_http(config.connections),
+            # uvicorn's own cut-off (it cancels what is left, answering plain-text 500s) comes
+            # after the service has answered every request still waiting (app.drain).
+            timeout_graceful_shutdown=math.ceil(config.graceful_timeout_s) + DRAIN_MARGIN_S,
         )
     )
     # uvicorn re-raises the signal that stopped it once it is done; with the default SIGTERM
