@@ -9,7 +9,7 @@ ST_MODEL = "$$($(PY) -c 'from embedrt.export.source import resolve_source; print
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := true
 
-.PHONY: install run test lint test-lean bench bench-footprint serve bench-serve bench-embed bench-peers-venv bench-gpu-dry-run bench-ray clean
+.PHONY: install run test lint test-lean bench bench-footprint serve bench-serve bench-serve-mixed bench-embed bench-peers-venv bench-gpu-dry-run bench-ray clean
 
 install: $(VENV)/.installed
 
@@ -72,7 +72,8 @@ bench: bench-peers-venv bench-footprint
 	done
 	$(PY) bench/ceiling.py --throughput bench/results/throughput_sentences.json \
 		--out bench/results/ceiling_sentences
-	$(MAKE) bench-serve bench-embed bench-ray
+	$(PY) bench/headline.py
+	$(MAKE) bench-serve bench-serve-mixed bench-embed bench-ray
 
 # Lean runtime vs sentence-transformers (each in its own venv): install size, import, cold start.
 bench-footprint: test-lean
@@ -106,6 +107,10 @@ serve: $(ARTIFACT)/embedrt.json
 # 64 concurrent clients on 127.0.0.1: batching server vs one-request-one-inference vs in-process.
 bench-serve: $(ARTIFACT)/embedrt.json
 	$(PY) bench/serve_load.py --artifact $(ARTIFACT) --requests 2000 --rounds 5 --out bench/results/serve_load
+
+# Small requests beside maximum-size ones: fair rounds against FIFO (--fifo), one server at a time.
+bench-serve-mixed: $(ARTIFACT)/embedrt.json
+	$(PY) bench/serve_mixed.py --artifact $(ARTIFACT) --seconds 40 --rounds 2 --out bench/results/serve_mixed
 
 # Batch job (file -> .npy) vs Encoder.encode on the same texts in memory, and the job's peak RSS
 # at 10k vs 200k rows (the tiny test model, so 200k rows take seconds, not a quarter hour).

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from . import commands
 from .batching import BatchPlan
-from .errors import EmbedrtError
+from .errors import EXIT_IO, EmbedrtError, exit_status
 from .jobs.config import ON_ERROR, JobConfig
 from .jobs.progress import MODES as PROGRESS
 from .jobs.writers import FORMATS
@@ -35,7 +35,10 @@ it in-process, over files, behind HTTP or on Ray.
   embedrt train --data PAIRS --out DIR    fine-tune by the model card's recipe (extra 'train')
   embedrt bench -m ARTIFACT               latency and throughput per batch size x length
 
-Every error exits with status 2 and one line saying what to do.
+An error is one line saying what to do, and an exit status: 2 an option or the input is
+wrong, 3 the artifact, the device or an extra is (missing, corrupted, not installed), 4 a file
+could not be read or written (a full disk: `embedrt embed ... --resume` continues), 130
+interrupted.
 """
 LABELS = (
     "auto",
@@ -61,7 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except EmbedrtError as e:
         print(f"embedrt {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return exit_status(e)
+    except OSError as e:  # a file that cannot be read or written: one line, not a traceback
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"embedrt {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
+        return EXIT_IO
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .encoder import Encoder
     from .manifest import Manifest, Variant
 
 SAMPLE_SENTENCES = (
@@ -64,13 +65,10 @@ def export(args: argparse.Namespace) -> int:
 
 
 def info(args: argparse.Namespace) -> int:
-    from .encoder import Encoder
     from .manifest import load_manifest
 
     manifest = load_manifest(args.artifact)
-    enc = Encoder.load(
-        args.artifact, args.device, args.precision, threads=args.threads, streams=args.streams
-    )
+    enc = load_encoder(args, args.artifact)
     info = {
         "manifest": json.loads(manifest.to_json()),
         "loaded": enc.describe(),
@@ -168,12 +166,9 @@ def _table(header: list[str], rows: list[list[str]], right: set[int]) -> list[st
 
 
 def similarity(args: argparse.Namespace) -> int:
-    from .encoder import Encoder
 
     texts = args.texts or list(SAMPLE_SENTENCES)
-    enc = Encoder.load(
-        args.artifact, args.device, args.precision, threads=args.threads, streams=args.streams
-    )
+    enc = load_encoder(args, args.artifact)
     vecs = enc.encode(texts)
     sim = enc.similarity(vecs, vecs)
     i = enc.info
@@ -258,7 +253,6 @@ def bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .benchmark import report, run_grid
-    from .encoder import Encoder
     from .errors import ConfigError
 
     try:
@@ -268,14 +262,16 @@ def bench(args: argparse.Namespace) -> int:
         raise ConfigError("--batch-sizes and --seq-lens take comma lists of integers") from None
     if not sizes or not lens or min(sizes + lens) < 1 or args.runs < 1:
         raise ConfigError("--batch-sizes, --seq-lens and --runs need positive integers")
-    enc = Encoder.load(
-        args.model,
-        args.device,
-        args.precision,
-        threads=args.threads,
-        streams=args.streams,
-        variant=args.variant,
-    )
+    enc = load_encoder(args, args.model, variant=args.variant)
     cells = run_grid(enc, sizes, lens, runs=args.runs)
     print(report(enc, cells, Path(args.json) if args.json else None))
     return 0
+
+
+def load_encoder(args: argparse.Namespace, path: str, **options: Any) -> Encoder:
+    """The Encoder the runtime options ask for (--device, --precision, --threads, --streams)."""
+    from .encoder import Encoder
+
+    return Encoder.load(
+        path, args.device, args.precision, threads=args.threads, streams=args.streams, **options
+    )

@@ -21,7 +21,7 @@ import numpy as np
 from .batching import GPU_PAD_MULTIPLE, GPU_RUN_COST, BatchPlan, plan_batches
 from .config import check_choice, check_int
 from .errors import ConfigError, ModelLoadError, ProviderError
-from .manifest import Manifest, load_manifest, verified_bytes
+from .manifest import Manifest, load_manifest, verified_bytes, verified_file
 from .providers import TensorRTProfile, auto_devices, provider_list, resolve_device
 from .runner import EncodeStats, Rows, Runner
 from .session import Session, SessionOptions, available_providers, default_threads
@@ -196,16 +196,11 @@ class Encoder:
             fp16=fp16,
         )
 
-        def session_with(options: SessionOptions) -> Session:  # each reads the verified bytes
-            return Session(
-                verified_bytes(path, variant),
-                variant.file,
-                device,
-                providers,
-                options,
-                manifest.output,
-                manifest.dim,
-            )
+        def session_with(options: SessionOptions) -> Session:  # each loads the verified file
+            with verified_file(path, variant) as model:
+                return Session(
+                    model, variant.file, device, providers, options, manifest.output, manifest.dim
+                )
 
         session = session_with(SessionOptions(o.threads, o.spinning))
         streams = None

@@ -8,6 +8,7 @@
     +-- OverloadedError          a bounded queue is full (the HTTP service answers 429)
     +-- UnavailableError         the inference worker is not running (503)
     +-- AuthError                no API key, or the wrong one (401)
+    +-- UnknownModelError        a request names a model this server does not serve (404)
     +-- ConfigError              an option out of range or an impossible combination
     ParityError (embedrt.export) the exported graph disagrees with sentence-transformers
 
@@ -49,12 +50,29 @@ class AuthError(EmbedrtError):
     """No API key, or the wrong one, where the server was given a key."""
 
 
+class UnknownModelError(EmbedrtError):
+    """A request names a model this server does not serve."""
+
+
 class ConfigError(EmbedrtError, ValueError):
     """An option has an invalid value, or the artifact cannot satisfy it."""
 
 
 class MissingExtraError(EmbedrtError, ImportError):
     """An optional dependency is not installed; the message names the pip command."""
+
+
+# The `embedrt` command's exit status for each kind of failure: what was asked (options,
+# input), what it runs on (artifact, device, an extra), and the files around it.
+EXIT_ASKED = 2
+EXIT_SETUP = 3
+EXIT_IO = 4
+
+
+def exit_status(error: EmbedrtError) -> int:
+    """The exit status the CLI gives an error (EXIT_ASKED, EXIT_SETUP)."""
+    setup = (ModelLoadError, ProviderError, MissingExtraError, UnavailableError)
+    return EXIT_SETUP if isinstance(error, setup) else EXIT_ASKED
 
 
 def json_type(value: object) -> str:

@@ -7,9 +7,11 @@ hash differs, or whose path leaves the directory. The export step writes it; the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,13 +220,53 @@ def verified_bytes(directory: str | Path, entry: FileEntry | Variant) -> bytes:
         ) from None
     except OSError as e:
         raise ModelLoadError(f"artifact file {entry.file!r} cannot be read: {e.strerror}") from None
-    got = hashlib.sha256(data).hexdigest()
+    _check_sha256(entry, hashlib.sha256(data).hexdigest())
+    return data
+
+
+@contextlib.contextmanager
+def verified_file(directory: str | Path, entry: FileEntry | Variant) -> Iterator[str]:
+    """A path to a manifest file that reads exactly the bytes whose sha256 matched, for as long
+    as the context lasts: the file is opened once, hashed through that descriptor, and handed
+    on as /proc/self/fd/N (Linux), so a file renamed or replaced meanwhile is not what loads;
+    one written in place is caught at exit (its size, mtime or ctime changed). Unlike reading the bytes into
+    Python, this costs no second copy of a large model in memory."""
+    path = Path(directory) / entry.file
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise ModelLoadError(
+            f"artifact file {entry.file!r} is missing from {str(directory)!r}"
+        ) from None
+    except OSError as e:
+        raise ModelLoadError(f"artifact file {entry.file!r} cannot be read: {e.strerror}") from None
+    try:
+        before = os.fstat(fd)
+        digest = hashlib.sha256()
+        with os.fdopen(os.dup(fd), "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+        _check_sha256(entry, digest.hexdigest())
+        proc = Path(f"/proc/self/fd/{fd}")
+        yield str(proc) if proc.exists() else str(path)
+        after = os.fstat(fd)
+        # Writes change the size or mtime; a write hidden by resetting mtime still changes the
+        # ctime, which also changes when the file is renamed away (then its link count does).
+        hidden = after.st_ctime_ns != before.st_ctime_ns and after.st_nlink == before.st_nlink
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or hidden:
+            raise ModelLoadError(
+                f"artifact file {entry.file!r} changed while it was loaded; load again"
+            )
+    finally:
+        os.close(fd)
+
+
+def _check_sha256(entry: FileEntry | Variant, got: str) -> None:
     if got != entry.sha256:
         raise ModelLoadError(
             f"artifact file {entry.file!r} is corrupted: sha256 {got[:16]}... does not match "
             f"the manifest's {entry.sha256[:16]}...; re-export or re-copy the artifact"
         )
-    return data
 
 
 def verified_path(directory: str | Path, entry: FileEntry | Variant) -> Path:

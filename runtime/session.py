@@ -96,7 +96,7 @@ class Session:
 
     def __init__(
         self,
-        model: bytes,
+        model: str,
         name: str,
         device: str,
         providers: list[tuple[str, dict[str, Any]]],
@@ -104,7 +104,8 @@ class Session:
         output: str,
         dim: int,
     ):
-        """model: the ONNX file's bytes (verified against the manifest), name: its file name."""
+        """model: the path ONNX Runtime reads the (verified) ONNX file from; name: the file's
+        name in the artifact, for messages."""
         ort = import_onnxruntime()
         if device != "cpu":
             _preload_gpu_libraries(ort)

@@ -15,6 +15,10 @@ if installed:
 
 import numpy as np  # noqa: E402
 
+# Every subpackage is in the wheel and imports without its extra (only using it names one).
+import embedrt.jobs  # noqa: E402, F401
+import embedrt.ray  # noqa: E402, F401
+import embedrt.serve  # noqa: E402, F401
 from embedrt import Encoder  # noqa: E402
 
 enc = Encoder.load(sys.argv[1], device="cpu")

@@ -9,15 +9,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..encoder import Encoder
-from ..errors import ConfigError
+from ..commands import load_encoder
+from ..errors import EXIT_IO, ConfigError
 from .config import JobConfig
 from .job import run_job
 
 
 def embed_command(args: argparse.Namespace) -> int:
     """`embedrt embed`: the local job, or with --ray the Ray job."""
-
     if args.ray or args.ray_address or args.actors:
         return _embed_ray(args)
     config = JobConfig(
@@ -33,14 +32,8 @@ def embed_command(args: argparse.Namespace) -> int:
         progress=args.progress,
         log_interval_s=args.log_every,
     )
-    enc = Encoder.load(
-        args.model,
-        args.device,
-        args.precision,
-        threads=args.threads,
-        streams=args.streams,
-        spinning=args.spinning == "on",
-        batch_tokens=args.batch_tokens,
+    enc = load_encoder(
+        args, args.model, spinning=args.spinning == "on", batch_tokens=args.batch_tokens
     )
     try:
         summary = run_job(args.input, args.output, enc, config)
@@ -51,6 +44,16 @@ def embed_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    except OSError as e:  # disk full, a file too large or not writable: one line, and the way on
+        parts = Path(str(args.output) + ".parts")
+        kept = f"; committed shards are kept in {parts}" if parts.is_dir() else ""
+        print(
+            f"embedrt embed: error: {e.strerror or e}"
+            f"{f' ({e.filename})' if e.filename else ''}{kept}: free the space (or fix the "
+            "path), then run the same command with --resume",
+            file=sys.stderr,
+        )
+        return EXIT_IO
     print(summary.describe(), file=sys.stderr)
     return 0
 

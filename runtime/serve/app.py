@@ -40,6 +40,7 @@ from ..errors import (
     OverloadedError,
     TooLargeError,
     UnavailableError,
+    UnknownModelError,
     missing_extra,
 )
 from ..tokenizer import HEAD_SLACK_TOKENS
@@ -107,6 +108,11 @@ class EmbeddingService:
 
     async def openai(self, request: Request) -> Response:
         req = parse_openai(await self._json(request), self.config.limits, self.encoder.dim)
+        if req.model is not None and req.model != self.model:  # as OpenAI answers: 404
+            raise UnknownModelError(
+                f"The model '{req.model}' does not exist here: this server serves "
+                f"'{self.model}' (GET /v1/models)"
+            )
         out = await self._embed(request, req, "input")
         if isinstance(out, Response):
             return out
@@ -271,6 +277,8 @@ class EmbeddingService:
             status = 422
         elif isinstance(e, OverloadedError):
             status, headers["Retry-After"] = 429, "1"
+        elif isinstance(e, UnknownModelError):
+            status = 404
         elif isinstance(e, UnavailableError):
             status, headers["Retry-After"] = 503, "1"
         elif isinstance(e, HTTPException):
@@ -280,7 +288,12 @@ class EmbeddingService:
             log.error("error %s on %s: %s: %s", ref, path, type(e).__name__, e, exc_info=e)
             status, e = 500, Exception(f"internal server error (reference {ref} in the server log)")
         message = e.detail if isinstance(e, HTTPException) else str(e)
-        body = tei_error(status, message) if path == "/embed" else openai_error(status, message)
+        if path == "/embed":
+            body = tei_error(status, message)
+        elif isinstance(e, UnknownModelError):
+            body = openai_error(status, message, param="model", code="model_not_found")
+        else:
+            body = openai_error(status, message)
         return Response(body, status_code=status, headers=headers, media_type=JSON)
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:

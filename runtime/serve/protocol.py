@@ -121,7 +121,9 @@ def tei_body(vectors: np.ndarray) -> bytes:
     return dumps(_float32_rows(vectors))
 
 
-def openai_error(status: int, message: str, param: str | None = None) -> bytes:
+def openai_error(
+    status: int, message: str, param: str | None = None, code: str | None = None
+) -> bytes:
     """OpenAI's error shape: {"error": {"message", "type", "param", "code"}}."""
     kind = {
         401: "authentication_error",
@@ -131,9 +133,9 @@ def openai_error(status: int, message: str, param: str | None = None) -> bytes:
         405: "invalid_request_error",
         429: "rate_limit_error",
     }.get(status, "server_error")
-    code = {401: "invalid_api_key", 429: "rate_limit_exceeded", 413: "request_too_large"}.get(
-        status
-    )
+    if code is None:
+        codes = {401: "invalid_api_key", 429: "rate_limit_exceeded", 413: "request_too_large"}
+        code = codes.get(status)
     return dumps({"error": {"message": message, "type": kind, "param": param, "code": code}})
 
 
@@ -154,7 +156,7 @@ def _texts(doc: dict[str, Any], field: str, limits: Limits) -> list[str]:
         raise InputError(f"'{field}' is required: a string or a list of strings")
     value = doc[field]
     if isinstance(value, str):
-        _check_utf8(value, f"'{field}'")
+        _check_text(value, f"'{field}'")
         return [value]
     if not isinstance(value, list):
         raise InputError(f"'{field}' must be a string or a list of strings, got {json_type(value)}")
@@ -173,13 +175,16 @@ def _texts(doc: dict[str, Any], field: str, limits: Limits) -> list[str]:
                 else ""
             )
             raise InputError(f"'{field}[{i}]' is {json_type(item)}, expected a string{hint}")
-        _check_utf8(item, f"'{field}[{i}]'")
+        _check_text(item, f"'{field}[{i}]'")
     return value
 
 
-def _check_utf8(text: str, where: str) -> None:
-    """JSON's \\ud800-style escapes can carry a lone surrogate: a 422 naming the text before it
-    is queued (the encoder would refuse it too, by its index in the job)."""
+def _check_text(text: str, where: str) -> None:
+    """A 422 naming the text before it is queued: an empty string (OpenAI and
+    text-embeddings-inference refuse it too: it has no meaning to embed), or a lone surrogate
+    from a JSON \\ud800-style escape (no tokenizer can read it)."""
+    if not text:
+        raise InputError(f"{where} is an empty string; send some text")
     if not utf8_encodable(text):
         raise InputError(
             f"{where} is not valid Unicode: it holds a lone surrogate "

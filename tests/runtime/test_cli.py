@@ -70,9 +70,9 @@ def test_similarity_table(tiny_artifact):
 
 def test_errors_exit_2_with_message(tmp_path, tiny_artifact):
     res = run("info", str(tmp_path / "missing"), check=False)
-    assert res.returncode == 2 and "does not exist" in res.stderr
+    assert res.returncode == 3 and "does not exist" in res.stderr
     res = run("similarity", str(tiny_artifact), "--device", "cuda", check=False)
-    assert res.returncode == 2 and "CUDAExecutionProvider" in res.stderr
+    assert res.returncode == 3 and "CUDAExecutionProvider" in res.stderr
 
 
 def test_bench_grid(tiny_artifact, tmp_path):

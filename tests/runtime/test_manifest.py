@@ -2,10 +2,15 @@
 
 import json
 
+import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from embedrt import Encoder, ModelLoadError, load_manifest
+from embedrt import ConfigError, Encoder, ModelLoadError, load_manifest
 from embedrt.manifest import sha256_file
+
+TEXTS = ["a man plays the guitar", "the dog", "someone cooks food in the kitchen"]
 
 
 def _edit(path, fn):
@@ -128,21 +133,39 @@ def test_a_manifest_json_bomb_is_refused(tiny_copy):
         Encoder.load(tiny_copy, device="cpu")
 
 
-def test_the_bytes_loaded_are_the_bytes_verified(tiny_copy, monkeypatch):
-    # ONNX Runtime is handed the very bytes whose sha256 was checked: no second read of the file
-    # for an attacker (or a copy still in progress) to swap between the check and the load.
+def test_what_loads_is_what_was_verified_even_if_the_file_changes_meanwhile(
+    tiny_copy, tiny_encoder, monkeypatch
+):
+    # ONNX Runtime reads the file through the descriptor that was hashed: a file swapped between
+    # the check and the load (an attacker, or a copy still in progress) is not what loads, and
+    # one written in place is caught.
     import onnxruntime
 
-    seen = []
     real = onnxruntime.InferenceSession
+    model = tiny_copy / "model.onnx"
+    good = model.read_bytes()
 
-    def recording(model, *args, **kwargs):
-        seen.append(model)
-        return real(model, *args, **kwargs)
+    def swap_first(path, *args, **kwargs):
+        bad = tiny_copy / "bad.onnx"
+        bad.write_bytes(good[:-100])
+        bad.replace(model)  # the artifact's file is now another one
+        return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(onnxruntime, "InferenceSession", recording)
-    Encoder.load(tiny_copy, device="cpu", streams=1)
-    assert seen == [(tiny_copy / "model.onnx").read_bytes()]
+    monkeypatch.setattr(onnxruntime, "InferenceSession", swap_first)
+    enc = Encoder.load(tiny_copy, device="cpu", streams=1)
+    np.testing.assert_allclose(enc.encode(TEXTS), tiny_encoder.encode(TEXTS), atol=1e-6)
+
+    model.write_bytes(good)
+
+    def write_in_place(path, *args, **kwargs):
+        with open(model, "r+b") as f:  # a write (of the same byte: ONNX Runtime still parses it)
+            f.seek(len(good) - 1)
+            f.write(good[-1:])
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", write_in_place)
+    with pytest.raises(ModelLoadError, match="changed while it was loaded"):
+        Encoder.load(tiny_copy, device="cpu", streams=1)
 
 
 def test_encode_a_lone_surrogate_string_and_load_none_are_typed_errors(tiny_encoder):
@@ -152,3 +175,50 @@ def test_encode_a_lone_surrogate_string_and_load_none_are_typed_errors(tiny_enco
         tiny_encoder.encode("\udfff")
     with pytest.raises(ConfigError, match="path must be an artifact directory"):
         Encoder.load(None)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**30), 10**30) | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def _paths(value, prefix=()):
+    """Every key path into a decoded JSON value."""
+    yield prefix
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _paths(v, (*prefix, i))
+
+
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_any_tampered_manifest_loads_or_is_a_model_load_error(tiny_copy, data):
+    # Whatever a hand (or a disk) does to one value of embedrt.json: the artifact loads and
+    # encodes, or Encoder.load raises ModelLoadError; never a raw numpy or ONNX Runtime error.
+    original = json.loads((tiny_copy / "embedrt.json").read_text())
+    doc = json.loads(json.dumps(original))
+    path = data.draw(st.sampled_from([p for p in _paths(doc) if p]))
+    parent = doc
+    for key in path[:-1]:
+        parent = parent[key]
+    if data.draw(st.booleans()) and isinstance(parent, dict):
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = data.draw(JSON_VALUES)
+    (tiny_copy / "embedrt.json").write_text(json.dumps(doc))
+    try:
+        enc = Encoder.load(tiny_copy, device="cpu")
+    except (ModelLoadError, ConfigError):
+        return
+    finally:
+        (tiny_copy / "embedrt.json").write_text(json.dumps(original))
+    assert enc.encode(["a dog", "the cat"]).shape == (2, enc.dim)

@@ -306,6 +306,33 @@ def test_cli_bad_row_exit_2(tmp_path, tiny_encoder):
     assert not (tmp_path / "out.npy").exists()
 
 
+def test_a_full_disk_is_a_one_line_error_and_resume_finishes_byte_identical(tmp_path, tiny_encoder):
+    # RLIMIT_FSIZE makes every write past 40 kB fail, as a full disk does: the shards (32 kB
+    # each) are written, the 192 kB output cannot be. Python ignores SIGXFSZ, so the write
+    # raises OSError, as it would with ENOSPC.
+    import resource
+
+    src = write(tmp_path / "in.jsonl", make_rows(3000), "jsonl")
+    clean = tmp_path / "clean.npy"
+    job(tiny_encoder, src, clean, shard_rows=500)
+
+    def small_disk():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
+
+    out = tmp_path / "out.npy"
+    args = cli(
+        src, "-m", tiny_encoder.info.path, "-o", out, "--shard-rows", "500", "--progress", "none"
+    )
+    full = subprocess.run(args, capture_output=True, text=True, timeout=120, preexec_fn=small_disk)
+    assert full.returncode == 4, full.stderr
+    assert "Traceback" not in full.stderr and len(full.stderr.strip().splitlines()) == 1
+    assert "committed shards are kept in" in full.stderr and "--resume" in full.stderr
+    assert not out.exists()
+    done = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes() == clean.read_bytes()
+
+
 LEAN = """
 import io, sys
 from embedrt import Encoder

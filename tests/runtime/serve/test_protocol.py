@@ -28,9 +28,11 @@ def test_openai_accepts_string_or_list_and_defaults():
     assert one.texts == ["a dog"] and one.model == "m" and one.encoding_format == "float"
     assert one.truncate is True
     many = parse_openai(
-        {"input": ["a", ""], "encoding_format": "base64", "dimensions": 16}, LIMITS, 16
+        {"input": ["a", " "], "encoding_format": "base64", "dimensions": 16}, LIMITS, 16
     )
-    assert many.texts == ["a", ""] and many.encoding_format == "base64"
+    assert many.texts == ["a", " "] and many.encoding_format == "base64"
+    with pytest.raises(InputError, match=r"'input\[1\]' is an empty string"):
+        parse_openai({"input": ["a", ""]}, LIMITS, 16)
 
 
 @pytest.mark.parametrize(

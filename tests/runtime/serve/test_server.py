@@ -14,7 +14,7 @@ from embedrt.errors import ConfigError
 from embedrt.serve.config import ServerConfig
 
 KEY = "test-key-123"
-TEXTS = ["the man plays guitar", "a woman cooks food in the kitchen", "", "dog"]
+TEXTS = ["the man plays guitar", "a woman cooks food in the kitchen", " ", "dog"]
 LONG = "dog " * 80  # 82 tokens; the tiny model reads 32
 
 
@@ -58,7 +58,7 @@ def openai_vectors(doc):
 @pytest.mark.parametrize("fmt", ["float", "base64"])
 def test_openai_embeddings_equal_encode(server, tiny_encoder, fmt):
     r = post(
-        server.url, "/v1/embeddings", {"input": TEXTS, "model": "x", "encoding_format": fmt}, KEY
+        server.url, "/v1/embeddings", {"input": TEXTS, "model": "tiny", "encoding_format": fmt}, KEY
     )
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
     doc = r.json()
@@ -87,6 +87,22 @@ def test_official_openai_client_works_unchanged(server, tiny_encoder):
         openai.OpenAI(
             base_url=server.url + "/v1", api_key="wrong", max_retries=0
         ).embeddings.create(model="tiny", input="dog")
+
+
+def test_an_unknown_model_is_404_in_openais_shape_and_empty_text_is_422(server):
+    import openai
+
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0)
+    with pytest.raises(openai.NotFoundError) as e:
+        client.embeddings.create(model="text-embedding-3-small", input="dog")
+    assert e.value.code == "model_not_found" and "this server serves 'tiny'" in e.value.message
+    with pytest.raises(openai.UnprocessableEntityError) as e:
+        client.embeddings.create(model="tiny", input=["a dog", ""])
+    assert "'input[1]' is an empty string" in e.value.message
+    r = post(server.url, "/embed", {"inputs": ""}, KEY)
+    assert (
+        r.status_code == 422 and r.json()["error"] == "'inputs' is an empty string; send some text"
+    )
 
 
 def test_tei_embed_equals_encode(server, tiny_encoder):
@@ -225,7 +241,7 @@ def test_cli_errors_exit_2(tmp_path, tiny_artifact):
         )
 
     res = run("-m", str(tmp_path / "missing"))
-    assert res.returncode == 2 and "does not exist" in res.stderr
+    assert res.returncode == 3 and "does not exist" in res.stderr
     res = run("-m", str(tiny_artifact), "--api-key-file", str(tmp_path / "nokey"))
     assert res.returncode == 2 and "--api-key-file" in res.stderr
     res = run("-m", str(tiny_artifact), "--max-queue", "0")
