@@ -66,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"embedrt {args.command}: error: {e}", file=sys.stderr)
         return exit_status(e)
     except OSError as e:  # a file that cannot be read or written: one line, not a traceback
+        if isinstance(e, ConnectionError):  # not a file (a Ray cluster, a socket): as it is
+            raise
         where = f" ({e.filename})" if e.filename else ""
         print(f"embedrt {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
         return EXIT_IO

@@ -222,7 +222,7 @@ class Encoder:
             streams=streams.count if streams else 1,
         )
         runner = Runner(session, plan, manifest.dim, manifest.pad_token_id, streams)
-        _probe(runner, tokenizer, variant.file)
+        _probe(runner, tokenizer, variant.file, device)
         return cls(manifest, tokenizer, runner, info)
 
     @property
@@ -287,14 +287,16 @@ class Encoder:
         }
 
 
-def _probe(runner: Runner, tokenizer: TextTokenizer, name: str) -> None:
+def _probe(runner: Runner, tokenizer: TextTokenizer, name: str, device: str) -> None:
     """Run one text of max_seq_length tokens: a manifest whose dim or max_seq_length the graph
     cannot honour fails here, at load, as ModelLoadError, not at a user's first encode."""
     rows = tokenizer.tokenize(["embedrt load check " * tokenizer.max_length])
     try:
         vecs = runner.run(rows)
     except Exception as e:  # onnxruntime's own exception types
-        raise ModelLoadError(
+        # On a GPU a failing first run may be the device (auto then tries the next one).
+        kind = ModelLoadError if device == "cpu" else ProviderError
+        raise kind(
             f"{name!r} cannot encode a text of {len(rows[0])} tokens (the manifest's "
             f"max_seq_length {tokenizer.max_length}): {type(e).__name__}: {str(e)[:300]}"
         ) from None

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -233,7 +234,7 @@ def verified_file(directory: str | Path, entry: FileEntry | Variant) -> Iterator
     Python, this costs no second copy of a large model in memory."""
     path = Path(directory) / entry.file
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO in its place must not hang
     except FileNotFoundError:
         raise ModelLoadError(
             f"artifact file {entry.file!r} is missing from {str(directory)!r}"
@@ -242,6 +243,8 @@ def verified_file(directory: str | Path, entry: FileEntry | Variant) -> Iterator
         raise ModelLoadError(f"artifact file {entry.file!r} cannot be read: {e.strerror}") from None
     try:
         before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
+            raise ModelLoadError(f"artifact file {entry.file!r} is not a regular file")
         digest = hashlib.sha256()
         with os.fdopen(os.dup(fd), "rb") as f:
             while block := f.read(1 << 20):
@@ -250,6 +253,12 @@ def verified_file(directory: str | Path, entry: FileEntry | Variant) -> Iterator
         proc = Path(f"/proc/self/fd/{fd}")
         yield str(proc) if proc.exists() else str(path)
         after = os.fstat(fd)
+        if not proc.exists():  # loaded by path: it must still be the file that was hashed
+            now = os.stat(path)
+            if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino):
+                raise ModelLoadError(
+                    f"artifact file {entry.file!r} was replaced while it was loaded; load again"
+                )
         # Writes change the size or mtime; a write hidden by resetting mtime still changes the
         # ctime, which also changes when the file is renamed away (then its link count does).
         hidden = after.st_ctime_ns != before.st_ctime_ns and after.st_nlink == before.st_nlink

@@ -7,7 +7,6 @@ their true length. Huge inputs are truncated by the tokenizer, not rejected.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,13 +21,14 @@ from .errors import InputError, ModelLoadError
 # allocator keeps that peak; 1024 texts bound it to a few MB and still give the library's
 # threads enough texts per call.
 CHUNK_TEXTS = 1024
-# A text longer than this many characters per token of max_length is cut before tokenizing
-# (TextTokenizer._head): a 4 MB text costs the tokenizer seconds only to be cut to 256 tokens.
+# A text longer than this many characters per token of max_length is cut at a space before
+# tokenizing (TextTokenizer._head): a 4 MB text cost the tokenizer seconds only to be cut to
+# 256 tokens. Each try tokenizes at most twice as many characters; a text with no space near
+# the cut is tokenized whole.
 HEAD_CHARS_PER_TOKEN = 16
 # The cut keeps this many tokens past max_length, so that what the cut may change (the last
 # word's pieces, a trailing space's token) lies beyond the truncation point.
 HEAD_SLACK_TOKENS = 16
-_SPACE = re.compile(r"\s")
 
 
 class TextTokenizer:
@@ -83,22 +83,26 @@ class TextTokenizer:
 
     def _head(self, text: str) -> str:
         """text, or a prefix of it that the tokenizer turns into the same first max_length
-        tokens: one ending at whitespace that holds HEAD_SLACK_TOKENS tokens more than that.
+        tokens: one ending at a space that holds HEAD_SLACK_TOKENS tokens more than that.
 
         Why that is the same: every tokenizer here normalizes characters locally and splits
-        words at whitespace before its model sees them (WordPiece, BPE and Unigram alike), so
-        the tokens of the words before a cut at whitespace do not depend on what follows;
-        only the last few tokens before the cut may, and the slack keeps them past the
-        truncation point. tests/runtime/test_tokenizer.py checks it on random texts."""
+        words at spaces before its model sees them (WordPiece, BPE and Unigram alike), so the
+        tokens of the words before a cut at a space do not depend on what follows; only the
+        last few tokens before the cut may, and the slack keeps them past the truncation point.
+        Only U+0020 counts: some normalizers delete other "whitespace" (a form feed is a control
+        character to BERT's), gluing the words around it. A text with no space near the cut is
+        tokenized whole. tests/runtime/test_tokenizer.py checks it on random texts."""
         n = HEAD_CHARS_PER_TOKEN * self.max_length
         while n < len(text):
-            space = _SPACE.search(text, n)
-            if space is None:  # no whitespace to cut at: the tokenizer gets it all
+            cut = text.find(" ", n, 2 * n)  # a space soon after n, else shortly before it
+            if cut < 0:
+                cut = text.rfind(" ", n // 2, n)
+            if cut < 0:
                 return text
-            head = text[: space.start()]
+            head = text[:cut]
             if self._lengths([head])[0] >= self.max_length + HEAD_SLACK_TOKENS:
                 return head
-            n = 4 * space.end()
+            n *= 4
         return text
 
     def _lengths(self, texts: list[str]) -> list[int]:

@@ -157,6 +157,10 @@ def check_paths(source: Path, output: Path, parts: Path, skipped: Path | None) -
         raise ConfigError(
             f"the output {str(output)!r} is a directory; name a .npy or .parquet file"
         )
+    if skipped is not None and skipped.resolve() == output.resolve():
+        raise ConfigError(f"the skipped-rows file and the output are both {str(output)!r}")
+    if source.resolve().is_relative_to(parts.resolve()):  # removed with the parts at the end
+        raise ConfigError(f"the input {str(source)!r} is inside the job's parts directory")
 
 
 def job_identity(spec: InputSpec, encoder: Encoder, config: JobConfig, fmt: str) -> dict[str, Any]:

@@ -62,9 +62,7 @@ def run_ray_job(
     skipped_path = None
     if config.on_error == "skip":
         skipped_path = config.skipped_path or os.fspath(output) + ".skipped.jsonl"
-    _check_apart(
-        resolve_path(input_path)[1], out_path, skipped_path and resolve_path(skipped_path)[1]
-    )
+    _check_apart(os.fspath(input_path), os.fspath(output), skipped_path)
     replace = _check_output(out_fs, out_path, config.overwrite, output)
 
     own = not ray.is_initialized()
@@ -121,13 +119,18 @@ def run_ray_job(
 
 
 def _check_apart(source: str, output: str, skipped: str | None) -> None:
-    """Nothing the job writes (or replaces) may be, hold, or sit inside its input."""
-    real = os.path.realpath if "://" not in source else (lambda p: p.rstrip("/"))
-    src = real(source)
+    """Nothing the job writes (or replaces) may be, hold, or sit inside its input. Paths are
+    compared as given with their scheme (s3://b/x and ./b/x are not the same place); local ones
+    with links resolved."""
+
+    def where(path: str) -> str:
+        return path.rstrip("/") if "://" in path else os.path.realpath(path)
+
+    src = where(source)
     for what, path in (("output", output), ("skipped-rows file", skipped)):
         if path is None:
             continue
-        dst = real(path)
+        dst = where(path)
         if dst == src or dst.startswith(src + "/") or src.startswith(dst + "/"):
             raise ConfigError(
                 f"the {what} {path!r} is or holds the input {source!r}; name another one"

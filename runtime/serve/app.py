@@ -91,6 +91,7 @@ class EmbeddingService:
         self._pool: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the server's, once it starts
         self._waiting: set[QueuedRequest] = set()  # requests waiting for their vectors
+        self._draining: UnavailableError | None = None  # set once the shutdown's limit is past
         routes = [
             Route("/v1/embeddings", self._endpoint(self.openai), methods=["POST"]),
             Route("/embed", self._endpoint(self.tei), methods=["POST"]),
@@ -191,6 +192,8 @@ class EmbeddingService:
             raise InputError(
                 "'normalize': false is not available: this model's graph L2-normalizes its output"
             )
+        if self._draining is not None:
+            raise self._draining
         queued = self.scheduler.submit(functools.partial(self._tokenize, req, field_name))
         fut = queued.future
         # The client leaving cancels the wait for it (cheaper than asyncio.wait on both).
@@ -308,6 +311,7 @@ class EmbeddingService:
 
     def _cut_off(self) -> None:
         why = UnavailableError("the server is shutting down; retry this request")
+        self._draining = why  # and so is every request that comes after
         for queued in list(self._waiting):
             self.scheduler.cancel(queued)
             if not queued.future.done():

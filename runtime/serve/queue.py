@@ -49,6 +49,9 @@ class Request:
     # Tokens of the request's texts after truncation, special tokens included (0 until the worker
     # has tokenized them): the usage figure of the answer.
     tokens: int = 0
+    # Partly taken, then passed over by a whole round of later arrivals (fair rounds): the next
+    # arrivals line up behind it, so it cannot starve.
+    passed: bool = False
 
     def tokenize(self, dim: int) -> BaseException | None:
         """On the worker: its token rows from `prepare`, and room for their vectors; the error
@@ -78,9 +81,11 @@ class ReadyRequests:
 
     def add(self, request: Request, fair: bool = True) -> None:
         """Queue a tokenized request: last in line, or with fair, ahead of the requests already
-        partly taken (a big request's rest waits behind whoever arrives during its rounds)."""
+        partly taken (a big request's rest waits behind whoever arrives during its round),
+        unless a whole round has passed such a request over: then it goes next, and no stream
+        of small requests can starve it."""
         at = len(self._queue)
-        while fair and at and self._queue[at - 1].taken:
+        while fair and at and self._queue[at - 1].taken and not self._queue[at - 1].passed:
             at -= 1
         self._queue.insert(at, request)
         self.tokens += request.tokens
@@ -136,6 +141,11 @@ class ReadyRequests:
                 break
             self._queue.popleft()
             out.append(request)
+        if fair and parts:  # who took part in this round, and who was passed over by it
+            took_part = {id(r) for r, _, _ in parts}
+            for request in self._queue:
+                if request.taken:
+                    request.passed = id(request) not in took_part
         return parts, out, dropped
 
 

@@ -15,7 +15,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, missing_extra
+from ..errors import EXIT_SETUP, ConfigError, missing_extra
 from .config import ServerConfig
 
 log = logging.getLogger("embedrt.server")
@@ -90,6 +90,7 @@ def serve(
             access_log=config.access_log,
             log_level="info",
             http=guarded_http(config.connections),
+            ws="none",  # no WebSocket routes: an upgrade request is plain HTTP here
             # uvicorn's own cut-off (it cancels what is left, answering plain-text 500s) comes
             # after the service has answered every request still waiting (app.drain).
             timeout_graceful_shutdown=math.ceil(config.graceful_timeout_s) + DRAIN_MARGIN_S,
@@ -101,7 +102,7 @@ def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
     server.run(sockets=[sock])
-    return 0 if server.started else 1
+    return 0 if server.started else EXIT_SETUP
 
 
 def _bind(host: str, port: int) -> socket.socket:

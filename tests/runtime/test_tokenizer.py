@@ -61,6 +61,8 @@ MAX_LENGTH = 8  # small, so that texts of a few hundred characters are already c
 WORDS = st.sampled_from(
     "the a man dog plays guitar 東京 😀 café naïve e\u0301 x".split()
     + ["'s", "!!", "12,5", "ab" * 40, "\u200b", "\t", "\n", "  ", "\u3000", "\u0301"]
+    # what some normalizers delete or do not split at: a cut there would glue or split words
+    + ["\x0c", "\x0b", "\x1c", "\x85", "\xa0", "q\x0czz", "w" * 99, "x\tx", "y\ny"]
 )
 TEXTS = st.lists(WORDS, min_size=60, max_size=600).map(
     lambda ws: "".join(w + (" " if i % 3 else "") for i, w in enumerate(ws))

@@ -145,6 +145,21 @@ def test_a_skipped_rows_file_that_is_the_input_is_refused(tmp_path, tiny_encoder
         job(tiny_encoder, path, tmp_path / "out.npy", on_error="skip", skipped_path=path)
 
 
+def test_a_skipped_file_that_is_the_output_or_an_input_inside_the_parts_is_refused(
+    tmp_path, tiny_encoder
+):
+    path = write(tmp_path / "in.jsonl", make_rows(20), "jsonl")
+    out = tmp_path / "out.npy"
+    with pytest.raises(ConfigError, match="skipped-rows file and the output are both"):
+        job(tiny_encoder, path, out, on_error="skip", skipped_path=out)
+    parts = tmp_path / "out.npy.parts"
+    parts.mkdir()
+    inside = write(parts / "in.jsonl", make_rows(20), "jsonl")
+    with pytest.raises(ConfigError, match="inside the job's parts directory"):
+        job(tiny_encoder, inside, out)
+    assert inside.exists()
+
+
 def test_paths_that_cannot_be_written_are_refused_before_any_work(tmp_path, tiny_encoder):
     path = write(tmp_path / "in.jsonl", make_rows(20), "jsonl")
     with pytest.raises(ConfigError, match="skipped-rows file's folder .* does not exist"):

@@ -14,6 +14,7 @@ import sys
 import time
 
 import httpx
+import numpy as np
 import pytest
 from fixtures.server_process import ServerProcess, post
 
@@ -172,3 +173,49 @@ def test_a_utf8_api_key_matches_and_a_non_utf8_key_file_is_refused(tiny_artifact
         timeout=60,
     )
     assert res.returncode == 2 and "is not UTF-8 text" in res.stderr
+
+
+def test_a_flood_of_huge_texts_beside_small_requests_answers_everyone(guarded, tiny_encoder):
+    # Six ~4 MB texts at once (inside the body limit) used to cost seconds of tokenizing each on
+    # the one worker thread; they are cut before the tokenizer now, and a small request sent
+    # after them is answered with its own vector.
+    huge = "the quick brown fox jumps over the lazy dog " * 90_000
+    with concurrent.futures.ThreadPoolExecutor(7) as pool:
+        floods = [
+            pool.submit(post, guarded.url, "/embed", {"inputs": huge}, None, 120) for _ in range(6)
+        ]
+        time.sleep(0.2)
+        small = pool.submit(post, guarded.url, "/embed", {"inputs": "a dog"}, None, 120).result()
+        answers = [f.result() for f in floods]
+    assert small.status_code == 200
+    assert np.allclose(small.json()[0], tiny_encoder.encode("a dog"), atol=1e-6)
+    assert [r.status_code for r in answers] == [200] * 6
+
+
+def test_limits_hold_for_the_next_request_on_a_kept_alive_connection(guarded):
+    sock = connect(guarded.url)
+    sock.sendall(HEAD + b"\r\n")  # a whole first request: answered, the connection kept
+    first = b""
+    while b"\r\n\r\n" not in first or not first.endswith(b"}"):
+        first += sock.recv(65536)
+    assert first.startswith(b"HTTP/1.1 200 ")
+    try:
+        sock.sendall(HEAD + b"X-Big: " + b"a" * 100_000 + b"\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    assert read_all(sock).startswith(b"HTTP/1.1 431 ")
+
+
+def test_idle_kept_alive_connections_make_room_for_new_clients(guarded):
+    idle = []
+    for _ in range(12):  # over the cap of 8, each answered once and then left idle
+        sock = connect(guarded.url)
+        sock.sendall(HEAD + b"\r\n")
+        got = b""
+        while not got.endswith(b"}"):
+            got += sock.recv(65536)
+        idle.append(sock)
+    r = httpx.post(guarded.url + "/embed", json={"inputs": "a dog"}, timeout=10)
+    assert r.status_code == 200
+    for sock in idle:
+        sock.close()

@@ -616,3 +616,27 @@ def test_a_small_request_waits_for_one_round_of_a_big_one_not_all_of_it(one_stre
         assert ahead <= 8
     else:  # FIFO: behind every round of it but the last, which it shares
         assert ahead >= len(big) - 4
+
+
+def test_a_big_request_yields_to_arrivals_but_is_never_starved():
+    # Pure queue logic: a request of 100 rows, then a new two-row request before every round
+    # (arrivals that would fill half of each 4-row round by themselves). The big one takes part at least every other
+    # round, however long the stream of small ones.
+    from embedrt.serve.queue import ReadyRequests, Request
+
+    def request(rows):
+        r = Request(future=None, loop=None, prepare=lambda: [])
+        r.rows, r.lengths = [[1] * 10] * rows, np.full(rows, 10)
+        r.tokens = int(r.lengths.sum())
+        return r
+
+    ready, big = ReadyRequests(), request(100)
+    ready.add(big)
+    rounds_with_big = []
+    for _ in range(20):  # the big one lasts ~30 rounds
+        ready.add(request(2))
+        parts, _, _ = ready.take(budget=40, most=None, batching=True, fair=True)
+        rounds_with_big.append(any(r is big for r, _, _ in parts))
+        assert sum(e - s for _, s, e in parts) <= 4
+    assert all(a or b for a, b in zip(rounds_with_big, rounds_with_big[1:], strict=False))
+    assert big.taken >= 20  # it moved on, round after round

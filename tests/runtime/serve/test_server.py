@@ -2,6 +2,7 @@
 
 import base64
 import json
+import socket
 import subprocess
 import sys
 
@@ -246,6 +247,17 @@ def test_cli_errors_exit_2(tmp_path, tiny_artifact):
     assert res.returncode == 2 and "--api-key-file" in res.stderr
     res = run("-m", str(tiny_artifact), "--max-queue", "0")
     assert res.returncode == 2 and "max_queue must be an integer from 1" in res.stderr
+    # Checked before the model loads (it used to fail after): a nonexistent model path shows it.
+    res = run("-m", str(tmp_path / "missing"), "--port", "99999")
+    assert res.returncode == 2 and "port must be an integer from 0 to 65,535" in res.stderr
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:  # a port in use is refused before the model loads too
+        res = run("-m", str(tmp_path / "missing"), "--port", str(busy.getsockname()[1]))
+        assert res.returncode == 2 and "cannot listen on 127.0.0.1" in res.stderr
+    finally:
+        busy.close()
 
 
 def test_serve_imports_without_its_extra_and_starting_the_server_names_it(tiny_artifact):
