@@ -37,7 +37,6 @@ from ..encoder import Encoder
 from ..errors import (
     AuthError,
     InputError,
-    OverloadedError,
     TooLargeError,
     UnavailableError,
     UnknownModelError,
@@ -54,6 +53,7 @@ from .protocol import (
     openai_error,
     parse_openai,
     parse_tei,
+    status_of,
     tei_body,
     tei_error,
 )
@@ -269,27 +269,15 @@ class EmbeddingService:
 
     def _error(self, e: Exception, path: str) -> Response:
         """The one place an exception becomes an HTTP status and a JSON error body."""
-        headers: dict[str, str] = {}
         if isinstance(e, ClientDisconnect):
             return Response(status_code=CLIENT_GONE)
-        if isinstance(e, AuthError):
-            status, headers["WWW-Authenticate"] = 401, "Bearer"
-        elif isinstance(e, TooLargeError):
-            status = 413
-        elif isinstance(e, InputError):
-            status = 422
-        elif isinstance(e, OverloadedError):
-            status, headers["Retry-After"] = 429, "1"
-        elif isinstance(e, UnknownModelError):
-            status = 404
-        elif isinstance(e, UnavailableError):
-            status, headers["Retry-After"] = 503, "1"
-        elif isinstance(e, HTTPException):
+        status, headers = status_of(e)
+        if isinstance(e, HTTPException):
             status = e.status_code
-        else:
+        elif status == 500:
             ref = uuid.uuid4().hex[:12]
             log.error("error %s on %s: %s: %s", ref, path, type(e).__name__, e, exc_info=e)
-            status, e = 500, Exception(f"internal server error (reference {ref} in the server log)")
+            e = Exception(f"internal server error (reference {ref} in the server log)")
         message = e.detail if isinstance(e, HTTPException) else str(e)
         if path == "/embed":
             body = tei_error(status, message)

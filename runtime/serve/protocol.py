@@ -24,7 +24,16 @@ from typing import Any
 import numpy as np
 
 from ..config import is_int
-from ..errors import InputError, TooLargeError, json_type, missing_extra
+from ..errors import (
+    AuthError,
+    InputError,
+    OverloadedError,
+    TooLargeError,
+    UnavailableError,
+    UnknownModelError,
+    json_type,
+    missing_extra,
+)
 from ..tokenizer import utf8_encodable
 from .config import Limits
 
@@ -119,6 +128,21 @@ def openai_body(vectors: np.ndarray, model: str, tokens: int, encoding_format: s
 def tei_body(vectors: np.ndarray) -> bytes:
     """The JSON body of a TEI /embed response: one list of floats per input."""
     return dumps(_float32_rows(vectors))
+
+
+def status_of(e: Exception) -> tuple[int, dict[str, str]]:
+    """The HTTP status and headers an error is answered with (500: not the client's doing)."""
+    if isinstance(e, AuthError):
+        return 401, {"WWW-Authenticate": "Bearer"}
+    if isinstance(e, TooLargeError):
+        return 413, {}
+    if isinstance(e, InputError):
+        return 422, {}
+    if isinstance(e, UnknownModelError):
+        return 404, {}
+    if isinstance(e, (OverloadedError, UnavailableError)):  # both pass: retry shortly
+        return (429 if isinstance(e, OverloadedError) else 503), {"Retry-After": "1"}
+    return 500, {}
 
 
 def openai_error(
