@@ -210,19 +210,9 @@ def _inside(directory: Path, name: str) -> str:
 
 
 def verified_bytes(directory: str | Path, entry: FileEntry | Variant) -> bytes:
-    """A manifest file's bytes, read once and checked against its sha256: what is loaded is
-    what was verified (a file swapped between a check and a second read cannot slip in)."""
-    path = Path(directory) / entry.file
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelLoadError(
-            f"artifact file {entry.file!r} is missing from {str(directory)!r}"
-        ) from None
-    except OSError as e:
-        raise ModelLoadError(f"artifact file {entry.file!r} cannot be read: {e.strerror}") from None
-    _check_sha256(entry, hashlib.sha256(data).hexdigest())
-    return data
+    """A (small) manifest file's bytes, read through the descriptor that was hashed."""
+    with verified_file(directory, entry) as path:
+        return Path(path).read_bytes()
 
 
 @contextlib.contextmanager
@@ -276,17 +266,3 @@ def _check_sha256(entry: FileEntry | Variant, got: str) -> None:
             f"artifact file {entry.file!r} is corrupted: sha256 {got[:16]}... does not match "
             f"the manifest's {entry.sha256[:16]}...; re-export or re-copy the artifact"
         )
-
-
-def verified_path(directory: str | Path, entry: FileEntry | Variant) -> Path:
-    """The path of a manifest file after checking that it exists and its sha256 matches."""
-    path = Path(directory) / entry.file
-    if not path.is_file():
-        raise ModelLoadError(f"artifact file {entry.file!r} is missing from {str(directory)!r}")
-    got = sha256_file(path)
-    if got != entry.sha256:
-        raise ModelLoadError(
-            f"artifact file {entry.file!r} is corrupted: sha256 {got[:16]}... does not match "
-            f"the manifest's {entry.sha256[:16]}...; re-export or re-copy the artifact"
-        )
-    return path

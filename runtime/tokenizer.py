@@ -63,8 +63,7 @@ class TextTokenizer:
         """Token ids of each text, in input order."""
         if self.lowercase:
             texts = [t.lower() for t in texts]
-        long = HEAD_CHARS_PER_TOKEN * self.max_length
-        texts = [t if len(t) <= long else self._head(t) for t in texts]
+        texts = self._heads(texts)
         rows: list[list[int]] = []
         for i in range(0, len(texts), CHUNK_TEXTS):
             rows += [
@@ -78,8 +77,12 @@ class TextTokenizer:
         HEAD_SLACK_TOKENS, a lower bound (so a megabyte of text is counted in milliseconds)."""
         if self.lowercase:
             texts = [t.lower() for t in texts]
+        return self._lengths(self._heads(texts))
+
+    def _heads(self, texts: list[str]) -> list[str]:
+        """Each text, cut (_head) where it is many times longer than max_length tokens."""
         long = HEAD_CHARS_PER_TOKEN * self.max_length
-        return self._lengths([t if len(t) <= long else self._head(t) for t in texts])
+        return [t if len(t) <= long else self._head(t) for t in texts]
 
     def _head(self, text: str) -> str:
         """text, or a prefix of it that the tokenizer turns into the same first max_length

@@ -186,10 +186,13 @@ class Scheduler:
         answers: list[tuple[Request, np.ndarray | None, BaseException | None]] = []
         cpu0 = time.thread_time()
         for request in requests:
-            if not request.cancelled and (
-                (err := request.tokenize(self.runner.dim)) or not request.rows
-            ):
-                answers.append((request, None if err else request.out, err))  # failed, or empty
+            if request.cancelled:
+                continue
+            err = request.tokenize(self.runner.dim)
+            if err is not None:
+                answers.append((request, None, err))
+            elif not request.rows:  # nothing to run: answered at once
+                answers.append((request, request.out, None))
         self._observer.cpu("tokenization", time.thread_time() - cpu0)
         dropped = 0
         with self._cond:
