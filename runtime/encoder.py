@@ -28,7 +28,7 @@ from .session import Session, SessionOptions, available_providers, default_threa
 from .streams import Streams, stream_count
 from .tokenizer import TextTokenizer, as_text_list
 from .variants import PRECISIONS, choose_variant, manifest_variant
-from .vectors import cosine_similarity
+from .vectors import similarity
 
 DEFAULT_TRT_CACHE = Path.home() / ".cache" / "embedrt" / "tensorrt"
 log = logging.getLogger("embedrt")
@@ -230,16 +230,59 @@ class Encoder:
         return self.manifest.dim
 
     def encode(
-        self, texts: str | Iterable[str], batch_size: int = 32, stats: EncodeStats | None = None
+        self,
+        texts: str | Iterable[str],
+        batch_size: int = 32,
+        stats: EncodeStats | None = None,
+        *,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        dimensions: int | None = None,
     ) -> np.ndarray:
         """Embeddings of texts: float32 [len(texts), dim], or [dim] for a single string.
 
-        Texts longer than max_seq_length tokens are truncated, as sentence-transformers does.
+        As SentenceTransformer.encode with the same arguments: prompt (a text) or prompt_name
+        (one of the model's prompts) is prepended to every text, the model's default prompt when
+        neither is given; dimensions keeps the first k floats (sentence-transformers'
+        truncate_dim, for Matryoshka models: not renormalized). Texts longer than
+        max_seq_length tokens are truncated, as sentence-transformers does.
         batch_size caps rows per batch; the token budget given at load caps padded tokens.
         stats, if given, is incremented with rows, batches, real and padded tokens.
         """
-        out = self.encode_tokens(self.tokenize(texts), batch_size, stats)
+        check_int("dimensions", dimensions, most=self.dim, none=True)
+        prompted = self.apply_prompt(as_text_list(texts), prompt_name, prompt)
+        vectors = self.encode_tokens(self.tokenize(prompted), batch_size, stats)
+        out = self.truncate(vectors, dimensions)
         return out[0] if isinstance(texts, str) else out
+
+    def encode_query(self, texts: str | Iterable[str], **kwargs: Any) -> np.ndarray:
+        """encode() with the model's "query" prompt (none if it has none), as
+        sentence-transformers' encode_query: the default prompt does not apply."""
+        return self._encode_as("query", texts, **kwargs)
+
+    def encode_document(self, texts: str | Iterable[str], **kwargs: Any) -> np.ndarray:
+        """encode() with the model's "document" prompt (none if it has none), as
+        sentence-transformers' encode_document: the default prompt does not apply."""
+        return self._encode_as("document", texts, **kwargs)
+
+    def _encode_as(self, task: str, texts: str | Iterable[str], **kwargs: Any) -> np.ndarray:
+        if kwargs.get("prompt_name") is None and kwargs.get("prompt") is None:
+            kwargs["prompt"] = self.manifest.prompts.get(task, "")
+        return self.encode(texts, **kwargs)
+
+    def apply_prompt(
+        self, texts: list[str], prompt_name: str | None = None, prompt: str | None = None
+    ) -> list[str]:
+        """texts with the prompt prepended: prompt if given, else the model's prompt named
+        prompt_name, else its default prompt (if any). ConfigError for an unknown name."""
+        text = resolve_prompt(self.manifest, prompt_name, prompt)
+        return [text + t for t in texts] if text else texts
+
+    def truncate(self, vectors: np.ndarray, dimensions: int | None) -> np.ndarray:
+        """The first `dimensions` floats of each vector (all of them for None); ConfigError
+        unless 1 <= dimensions <= dim."""
+        check_int("dimensions", dimensions, most=self.dim, none=True)
+        return vectors if dimensions is None else np.ascontiguousarray(vectors[..., :dimensions])
 
     def tokenize(self, texts: str | Iterable[str]) -> list[list[int]]:
         """Token ids per text (truncated, special tokens included), for encode_tokens()."""
@@ -274,10 +317,11 @@ class Encoder:
         rows = self.tokenize(texts)
         return np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
 
-    @staticmethod
-    def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Cosine similarity matrix [len(a), len(b)] (1-D inputs count as one row)."""
-        return cosine_similarity(a, b)
+    def similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Similarity matrix [len(a), len(b)] by the model's similarity function (cosine unless
+        its sentence-transformers config names dot, euclidean or manhattan), as
+        SentenceTransformer.similarity; 1-D inputs count as one row."""
+        return similarity(a, b, self.manifest.similarity_fn)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -285,6 +329,25 @@ class Encoder:
             "active_providers": list(self.info.active_providers),
             "available_providers": available_providers(),
         }
+
+
+def resolve_prompt(manifest: Manifest, prompt_name: str | None, prompt: str | None) -> str:
+    """The prompt text a call gets, as sentence-transformers resolves it: prompt if given (a
+    prompt_name beside it is ignored, with a warning), else the prompt named prompt_name, else
+    the model's default prompt, else none ("")."""
+    if prompt is not None:
+        if prompt_name is not None:
+            log.warning("both prompt and prompt_name given: prompt_name %r is ignored", prompt_name)
+        if not isinstance(prompt, str):
+            raise ConfigError(f"prompt must be a string, got {type(prompt).__name__}")
+        return prompt
+    name = prompt_name if prompt_name is not None else manifest.default_prompt_name
+    if name is None:
+        return ""
+    if not isinstance(name, str) or name not in manifest.prompts:
+        known = ", ".join(map(repr, manifest.prompts)) or "none"
+        raise ConfigError(f"prompt_name {name!r} is not one of the model's prompts ({known})")
+    return manifest.prompts[name]
 
 
 def _probe(runner: Runner, tokenizer: TextTokenizer, name: str, device: str) -> None:

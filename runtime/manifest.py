@@ -22,7 +22,11 @@ from .errors import ModelLoadError
 MANIFEST_NAME = "embedrt.json"
 FORMAT_VERSION = 1
 PRECISIONS = ("fp32", "fp16", "int8")
-POOLINGS = ("mean", "cls", "max")
+# sentence-transformers' pooling modes; a manifest's pooling is one of them or several joined
+# with "+" (concatenated in this order, as sentence-transformers' Pooling does).
+POOLINGS = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
+# sentence-transformers' similarity_fn_name values (SimilarityFunction).
+SIMILARITY_FNS = ("cosine", "dot", "euclidean", "manhattan")
 # Bounds of a manifest's numbers: far beyond any real model, small enough that a tampered value
 # fails here, named, instead of as a numpy or ONNX Runtime error at the first encode.
 MAX_DIM = 1 << 16
@@ -76,6 +80,11 @@ class Manifest:
     pad_token_id: int = 0
     tools: dict[str, str] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)  # variant name -> why export refused it
+    # The model's prompts (name -> text prepended before tokenizing) and the one applied when a
+    # caller names none, as config_sentence_transformers.json has them.
+    prompts: dict[str, str] = field(default_factory=dict)
+    default_prompt_name: str | None = None
+    similarity_fn: str = "cosine"
     format: int = FORMAT_VERSION
 
     def variant(self, name: str) -> Variant:
@@ -160,8 +169,19 @@ def _parse(raw: dict[str, Any], directory: Path) -> Manifest:
     if not variants:
         raise ValueError("no variants")
     pooling = raw["pooling"]
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling {pooling!r} not in {POOLINGS}")
+    if not isinstance(pooling, str) or not set(pooling.split("+")) <= set(POOLINGS):
+        raise ValueError(f"pooling {pooling!r}: each '+'-joined mode must be one of {POOLINGS}")
+    prompts = raw.get("prompts", {})
+    if not isinstance(prompts, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in prompts.items()
+    ):
+        raise ValueError("prompts must map prompt names to prompt texts (strings)")
+    default_prompt = raw.get("default_prompt_name")
+    if default_prompt is not None and default_prompt not in prompts:
+        raise ValueError(f"default_prompt_name {default_prompt!r} is not one of the prompts")
+    similarity_fn = raw.get("similarity_fn", "cosine")
+    if similarity_fn not in SIMILARITY_FNS:
+        raise ValueError(f"similarity_fn {similarity_fn!r} not in {SIMILARITY_FNS}")
     inputs = tuple(raw.get("inputs", ("input_ids", "attention_mask")))
     if inputs != ("input_ids", "attention_mask"):
         raise ValueError(f"inputs {list(inputs)!r}: this embedrt feeds input_ids, attention_mask")
@@ -180,6 +200,9 @@ def _parse(raw: dict[str, Any], directory: Path) -> Manifest:
         pad_token_id=_count(raw, "pad_token_id", 0, 1 << 31, default=0),
         tools=dict(raw.get("tools", {})),
         refused=dict(raw.get("refused", {})),
+        prompts=dict(prompts),
+        default_prompt_name=default_prompt,
+        similarity_fn=similarity_fn,
         format=fmt,
     )
 

@@ -137,10 +137,21 @@ class Runner:
 
     def _run_on(self, session: Session, rows: Rows, stats: EncodeStats | None = None) -> np.ndarray:
         width = self.width_of(rows)
-        if not rows:
-            return np.empty((0, self._dim), dtype=np.float32)
+        if not all(rows):  # no tokens at all (an empty text, a tokenizer without specials)
+            return self._with_empty_rows(session, rows, stats)
         ids, mask = pad_rows(rows, width, self._pad_id)
         out = session.run(ids, mask)
         if stats is not None:
             stats.count(rows, width)
+        return out
+
+    def _with_empty_rows(
+        self, session: Session, rows: Rows, stats: EncodeStats | None
+    ) -> np.ndarray:
+        """A row without tokens gets the zero vector, as sentence-transformers gives it (its
+        pooling of nothing is 0), rather than a graph run over a sequence of length 0."""
+        out = np.zeros((len(rows), self._dim), dtype=np.float32)
+        kept = [i for i, row in enumerate(rows) if row]
+        if kept:
+            out[kept] = self._run_on(session, [rows[i] for i in kept], stats)
         return out

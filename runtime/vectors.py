@@ -1,4 +1,4 @@
-"""What is done with embeddings after the model: L2 normalization and cosine similarity.
+"""What is done with embeddings after the model: L2 normalization and similarity.
 
 Pure numpy. The graph usually normalizes already; these are for callers that ask for it (TEI's
 "normalize") and for comparing vectors.
@@ -22,3 +22,22 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine similarity matrix [len(a), len(b)] (1-D inputs count as one row)."""
     return l2_normalize(a) @ l2_normalize(b).T
+
+
+def similarity(a: np.ndarray, b: np.ndarray, fn: str = "cosine") -> np.ndarray:
+    """sentence-transformers' similarity matrix [len(a), len(b)] by its similarity_fn_name:
+    cosine, dot (product), euclidean and manhattan (both as negative distances: higher is
+    more similar)."""
+    x = np.atleast_2d(np.asarray(a, dtype=np.float32))
+    y = np.atleast_2d(np.asarray(b, dtype=np.float32))
+    if fn == "cosine":
+        return cosine_similarity(x, y)
+    if fn == "dot":
+        return x @ y.T
+    if fn == "euclidean":
+        squared = (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2 * (x @ y.T)
+        return -np.sqrt(np.maximum(squared, 0.0))
+    if fn == "manhattan":
+        # row by row: one [len(b), dim] difference at a time, not [len(a), len(b), dim]
+        return -np.stack([np.abs(row - y).sum(1) for row in x]).reshape(len(x), len(y))
+    raise ValueError(f"similarity function {fn!r} is not cosine, dot, euclidean or manhattan")

@@ -200,12 +200,12 @@ def test_threads_and_small_token_budget(tiny_artifact, tiny_encoder):
 
 def test_similarity(tiny_encoder):
     a = tiny_encoder.encode(TEXTS[:3])
-    sim = Encoder.similarity(a, a)
+    sim = tiny_encoder.similarity(a, a)
     assert sim.shape == (3, 3)
     np.testing.assert_allclose(np.diag(sim), 1.0, atol=1e-6)
     np.testing.assert_allclose(sim, sim.T, atol=1e-6)
-    assert Encoder.similarity(a[0], a).shape == (1, 3)
-    np.testing.assert_allclose(Encoder.similarity(2 * a, a), sim, atol=1e-6)  # cosine, not dot
+    assert tiny_encoder.similarity(a[0], a).shape == (1, 3)
+    np.testing.assert_allclose(tiny_encoder.similarity(2 * a, a), sim, atol=1e-6)  # cosine, not dot
 
 
 def test_tokenize_then_encode_tokens_equals_encode(tiny_encoder):
