@@ -117,6 +117,7 @@ def _manifest(source: SourceModel, folder: Path, opset: int, pad_id: int) -> Man
             "path": str(source.path),
             "layout": source.layout,
             "modules": list(source.modules),
+            "architecture": source.architecture,
             "weights_file": source.weights_file,
             "weights_sha256": source.weights_sha256,
         },
@@ -144,4 +145,7 @@ def _manifest(source: SourceModel, folder: Path, opset: int, pad_id: int) -> Man
         opset=opset,
         pad_token_id=pad_id,
         tools=tool_versions(_TOOLS),
+        prompts=dict(source.prompts),
+        default_prompt_name=source.default_prompt_name,
+        similarity_fn=source.similarity_fn,
     )

@@ -1,4 +1,5 @@
-"""torch -> ONNX: the transformer, the pooling and the normalization as ONE graph.
+"""torch -> ONNX: the transformer and the modules after it (pooling, Dense, normalization) as
+ONE graph.
 
 Inputs input_ids and attention_mask (int64 [batch, seq], right-padded), output
 sentence_embedding (float32 [batch, dim]); token_type_ids is folded in as zeros.
@@ -14,7 +15,8 @@ import inspect
 from pathlib import Path
 
 import torch
-from transformers import AutoModel
+
+from embedrt.errors import ModelLoadError
 
 from .source import SourceModel
 
@@ -23,13 +25,13 @@ OUTPUT = "sentence_embedding"
 
 
 class SentenceEmbedding(torch.nn.Module):
-    """transformer -> pooling -> (L2 normalize), as sentence-transformers computes them."""
+    """The transformer, then sentence-transformers' own modules after it (Pooling in any mode,
+    Dense, LayerNorm, Normalize), so the graph computes what SentenceTransformer.encode does."""
 
-    def __init__(self, transformer: torch.nn.Module, pooling: str, normalize: bool):
+    def __init__(self, transformer: torch.nn.Module, head: list[torch.nn.Module]):
         super().__init__()
         self.transformer = transformer
-        self.pooling = pooling
-        self.normalize = normalize
+        self.head = torch.nn.ModuleList(head)
         self.token_types = "token_type_ids" in inspect.signature(transformer.forward).parameters
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -37,25 +39,27 @@ class SentenceEmbedding(torch.nn.Module):
         tokens = self.transformer(
             input_ids=input_ids, attention_mask=attention_mask, **extra
         ).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
-        if self.pooling == "mean":
-            pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        elif self.pooling == "cls":
-            pooled = tokens[:, 0]
-        elif self.pooling == "max":
-            pooled = (tokens + (mask - 1.0) * 1e9).max(1).values
-        else:
-            raise ValueError(f"pooling {self.pooling!r}")
-        if self.normalize:
-            pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-        return pooled
+        features = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "token_embeddings": tokens,
+        }
+        for module in self.head:
+            features = module(features)
+        return features["sentence_embedding"]
 
 
 def build_module(source: SourceModel) -> SentenceEmbedding:
-    transformer = AutoModel.from_pretrained(
-        str(source.transformer_path), attn_implementation="eager"
+    """The folder loaded by sentence-transformers itself, with eager attention (the graph ONNX
+    Runtime's optimizer recognizes), its transformer and its later modules taken as they are."""
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(
+        str(source.path), device="cpu", model_kwargs={"attn_implementation": "eager"}
     )
-    return SentenceEmbedding(transformer.eval(), source.pooling, source.normalize).eval()
+    modules = list(st)
+    transformer = getattr(modules[0], "model", None) or modules[0].auto_model
+    return SentenceEmbedding(transformer.eval(), modules[1:]).eval()
 
 
 def export_onnx(source: SourceModel, out_path: Path, opset: int = 17) -> None:
@@ -65,6 +69,13 @@ def export_onnx(source: SourceModel, out_path: Path, opset: int = 17) -> None:
     ids = torch.tensor([[101, 7592, 2088, 2003, 1037, 3231, 102], [101, 7592, 102, 0, 0, 0, 0]])
     ids = ids.clamp(max=module.transformer.config.vocab_size - 1)
     mask = (torch.arange(ids.shape[1])[None, :] < torch.tensor([[7], [3]])).long()
+    with torch.no_grad():
+        width = module(ids, mask).shape[-1]
+    if width != source.dim:
+        raise ModelLoadError(
+            f"{source.path}: the module stack outputs {width} floats, its configs say "
+            f"{source.dim}; refusing to export a model whose files disagree"
+        )
     axes = {
         "input_ids": {0: "batch", 1: "sequence"},
         "attention_mask": {0: "batch", 1: "sequence"},

@@ -17,6 +17,7 @@ from embedrt.errors import EmbedrtError
 # fp32 must match sentence-transformers to float rounding (issue 2's contract).
 FP32_MAX_ABS = 1e-4
 FP32_MIN_COSINE = 0.99999
+_ZERO = 1e-12  # a vector shorter than this is the zero vector
 
 _LONG = (
     "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg "
@@ -100,9 +101,14 @@ def compare(reference: np.ndarray, ours: np.ndarray) -> Parity:
             f"shape {ours.shape} differs from sentence-transformers' {reference.shape}"
         )
     diff = float(np.abs(reference.astype(np.float64) - ours).max()) if len(ours) else 0.0
-    a = reference / np.maximum(np.linalg.norm(reference, axis=1, keepdims=True), 1e-12)
-    b = ours / np.maximum(np.linalg.norm(ours, axis=1, keepdims=True), 1e-12)
-    cos = float((a * b).sum(1).min()) if len(ours) else 1.0
+    ref_norm = np.linalg.norm(reference, axis=1, keepdims=True)
+    our_norm = np.linalg.norm(ours, axis=1, keepdims=True)
+    cosines = (
+        (reference / np.maximum(ref_norm, _ZERO)) * (ours / np.maximum(our_norm, _ZERO))
+    ).sum(1)
+    # Two zero vectors (an empty text where the model gives nothing to pool) agree: cosine 1.
+    both_zero = (ref_norm[:, 0] < _ZERO) & (our_norm[:, 0] < _ZERO)
+    cos = float(np.where(both_zero, 1.0, cosines).min()) if len(ours) else 1.0
     return Parity(max_abs_diff=diff, min_cosine=cos, sentences=len(ours))
 
 

