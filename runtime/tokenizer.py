@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 from .errors import InputError, ModelLoadError
 
@@ -43,6 +43,7 @@ class TextTokenizer:
         # encode_batch_fast skips offset tracking, which embeddings never use.
         self._encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
         self._untruncated: Tokenizer | None = None  # built on first use, see untruncated_lengths
+        self._left: Tokenizer | None = None  # built on first use, see tokenize_left
 
     @classmethod
     def load(cls, path: str | Path, max_length: int, lowercase: bool = False) -> TextTokenizer:
@@ -108,7 +109,66 @@ class TextTokenizer:
             n *= 4
         return text
 
+    # ---- for the HTTP service's TEI routes: left truncation, token details, decoding ----
+
+    @property
+    def vocab_size(self) -> int:
+        """Token ids this tokenizer knows (added tokens included): valid ids are below it."""
+        return int(self._tok.get_vocab_size(with_added_tokens=True))
+
+    def tokenize_left(self, texts: list[str]) -> list[list[int]]:
+        """tokenize() truncating from the left: each row keeps a text's LAST tokens (special
+        tokens still added), as text-embeddings-inference's truncation_direction "Left"."""
+        if self._left is None:
+            left = Tokenizer.from_str(self._tok.to_str())
+            left.no_padding()
+            left.enable_truncation(max_length=self.max_length, direction="left")
+            self._left = left
+        if self.lowercase:
+            texts = [t.lower() for t in texts]
+        long = HEAD_CHARS_PER_TOKEN * self.max_length
+        texts = [t if len(t) <= long else self._tail(t) for t in texts]
+        rows: list[list[int]] = []
+        for i in range(0, len(texts), CHUNK_TEXTS):
+            chunk = texts[i : i + CHUNK_TEXTS]
+            rows += [e.ids for e in self._left.encode_batch(chunk, add_special_tokens=True)]
+        return rows
+
+    def _tail(self, text: str) -> str:
+        """_head's mirror: a suffix of text starting after a space that holds HEAD_SLACK_TOKENS
+        tokens more than max_length, so its last max_length tokens are the text's (words after
+        a space do not depend on what precedes it; the slack keeps the first few, which may,
+        past the truncation point)."""
+        n = HEAD_CHARS_PER_TOKEN * self.max_length
+        while n < len(text):
+            end = len(text) - n
+            cut = text.rfind(" ", max(0, end - n), end)  # a space soon before the mark
+            if cut < 0:
+                cut = text.find(" ", end, end + n // 2)
+            if cut < 0:
+                return text
+            tail = text[cut + 1 :]
+            if self._lengths([tail])[0] >= self.max_length + HEAD_SLACK_TOKENS:
+                return tail
+            n *= 4
+        return text
+
+    def encodings(self, texts: list[str], add_special_tokens: bool = True) -> list[Encoding]:
+        """Each text's untruncated Encoding (ids, tokens, char offsets, special-token mask), for
+        a client that asks how a text tokenizes."""
+        if self.lowercase:
+            texts = [t.lower() for t in texts]
+        return list(self._full().encode_batch(texts, add_special_tokens=add_special_tokens))
+
+    def decode(self, rows: list[list[int]], skip_special_tokens: bool = True) -> list[str]:
+        """The text of each row of token ids (ids at or past vocab_size must be refused first:
+        the library drops them silently)."""
+        return list(self._tok.decode_batch(rows, skip_special_tokens=skip_special_tokens))
+
     def _lengths(self, texts: list[str]) -> list[int]:
+        return [len(e.ids) for e in self._full().encode_batch(texts, add_special_tokens=True)]
+
+    def _full(self) -> Tokenizer:
         # An in-memory copy of this (already verified) tokenizer with truncation off: the
         # truncation setting is shared state, so it is never toggled on the tokenizer in use.
         if self._untruncated is None:
@@ -116,7 +176,7 @@ class TextTokenizer:
             full.no_truncation()
             full.no_padding()
             self._untruncated = full
-        return [len(e.ids) for e in self._untruncated.encode_batch(texts, add_special_tokens=True)]
+        return self._untruncated
 
 
 def utf8_encodable(text: str) -> bool:

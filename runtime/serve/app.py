@@ -1,20 +1,20 @@
-"""The HTTP embedding service: routes, auth, limits and the one place errors become statuses.
+"""The HTTP embedding service: the request path, auth, and the one place errors become statuses.
 
     service = EmbeddingService(Encoder.load(path), ServerConfig())   # service.app is ASGI
 
-    POST /v1/embeddings   OpenAI-compatible (the official `openai` client works unchanged)
-    POST /embed           text-embeddings-inference style
-    GET  /v1/models       the one model served, as OpenAI lists models
-    GET  /health          200 while the inference worker runs, else 503 (never needs a key)
-    GET  /info            model, device, limits
-    GET  /metrics         Prometheus
+    openai.py   POST /v1/embeddings, GET /v1/models (the official `openai` client works unchanged)
+    tei.py      POST /embed, /, /similarity, /tokenize, /decode, /embed_all; GET /info
+                (text-embeddings-inference's router: tei-client and huggingface_hub's
+                InferenceClient work unchanged)
+    here        GET /health (200 while the inference worker runs, else 503; never needs a key),
+                GET /metrics (Prometheus)
 
-A request is authorized, read (size-capped), parsed (protocol.py), admitted to the scheduler's
-bounded queue, tokenized and batched with other requests by the scheduler's worker thread, and
-answered. The event loop only moves bytes: tokenization and inference run on the worker, JSON of
-large bodies and large responses on a small thread pool. Starlette rather than FastAPI: request
-parsing is ours (protocol.py), so FastAPI's validation layer would only add per-request cost.
-server.py runs it.
+A request is authorized, read (size-capped), parsed (openai.py, tei.py), admitted to the
+scheduler's bounded queue, tokenized (inputs.py) and batched with other requests by the
+scheduler's worker thread, and answered. The event loop only moves bytes: tokenization and
+inference run on the worker, JSON of large bodies and large responses on a small thread pool.
+Starlette rather than FastAPI: request parsing is ours, so FastAPI's validation layer would only
+add per-request cost. server.py runs it.
 """
 
 from __future__ import annotations
@@ -28,33 +28,31 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
-from .. import __version__
 from ..encoder import Encoder
 from ..errors import (
     AuthError,
-    InputError,
+    ConfigError,
     TooLargeError,
     UnavailableError,
     UnknownModelError,
     missing_extra,
 )
-from ..tokenizer import HEAD_SLACK_TOKENS
+from ..manifest import verified_bytes
+from ..tokenizer import TextTokenizer
 from ..vectors import l2_normalize
 from .config import CLOSE_TIMEOUT_S, ServerConfig
+from .inputs import RowContext, prompt_error, token_rows
 from .protocol import (
     EmbedRequest,
+    NotAvailableError,
     decode_json,
     dumps,
-    openai_body,
     openai_error,
-    parse_openai,
-    parse_tei,
     status_of,
-    tei_body,
     tei_error,
 )
 from .queue import Request as QueuedRequest
@@ -72,6 +70,8 @@ except ImportError:
 from .metrics import CLIENT_GONE, CONTENT_TYPE, ServerMetrics  # noqa: E402  (after the extra's check)
 
 Handler = Callable[[Request], Awaitable[Response]]
+Dialect = Literal["openai", "tei"]  # whose error shape a route answers with
+T = TypeVar("T")
 log = logging.getLogger("embedrt.service")
 JSON = "application/json"
 INLINE_FLOATS = 1 << 15  # responses up to this many floats are rendered on the loop (~ms)
@@ -82,94 +82,71 @@ class EmbeddingService:
     """One encoder behind HTTP. `app` is the ASGI application."""
 
     def __init__(self, encoder: Encoder, config: ServerConfig):
+        from .openai import OpenAIRoutes  # the route modules build on this one
+        from .tei import TeiRoutes
+
         self.encoder = encoder
         self.config = config
         m = encoder.manifest
         self.model = config.model_name or str(m.source.get("model") or Path(encoder.info.path).name)
+        if config.prompt_name is not None:
+            self.check_prompt(config.prompt_name, ConfigError)
+        # The server's own copy of the artifact's (verified) tokenizer: the encoder's tokenizes
+        # for encode(); this one also truncates from the left, decodes and shows tokens.
+        self.tokenizer = TextTokenizer.from_bytes(
+            verified_bytes(encoder.info.path, m.tokenizer),
+            m.tokenizer.file,
+            m.max_seq_length,
+            m.do_lower_case,
+        )
         self.metrics = ServerMetrics(depth=lambda: self.scheduler.depth)
         self.scheduler = Scheduler(encoder.runner, config.batching, observer=self.metrics)
         self._pool: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the server's, once it starts
         self._waiting: set[QueuedRequest] = set()  # requests waiting for their vectors
         self._draining: UnavailableError | None = None  # set once the shutdown's limit is past
+        self._dialects: dict[str, Dialect] = {}
         routes = [
-            Route("/v1/embeddings", self._endpoint(self.openai), methods=["POST"]),
-            Route("/embed", self._endpoint(self.tei), methods=["POST"]),
-            Route("/v1/models", self._endpoint(self.models), methods=["GET"]),
-            Route("/health", self._endpoint(self.health, auth=False), methods=["GET"]),
-            Route("/info", self._endpoint(self.info), methods=["GET"]),
-            Route("/metrics", self._endpoint(self.prometheus), methods=["GET"]),
+            *self._mount("openai", OpenAIRoutes(self).routes()),
+            *self._mount("tei", TeiRoutes(self).routes()),
+            Route("/health", self._endpoint(self.health, "openai", auth=False), methods=["GET"]),
+            Route("/metrics", self._endpoint(self.prometheus, "openai"), methods=["GET"]),
         ]
         self._routes = {r.path for r in routes}
         handlers = {404: self._http_error, 405: self._http_error}
         starlette = Starlette(routes=routes, exception_handlers=handlers, lifespan=self._lifespan)
         self.app = self.metrics.counting(starlette, self._routes)
 
-    # ---- routes ----
-
-    async def openai(self, request: Request) -> Response:
-        req = parse_openai(await self._json(request), self.config.limits, self.encoder.dim)
-        if req.model is not None and req.model != self.model:  # as OpenAI answers: 404
-            raise UnknownModelError(
-                f"The model '{req.model}' does not exist here: this server serves "
-                f"'{self.model}' (GET /v1/models)"
-            )
-        out = await self._embed(request, req, "input")
-        if isinstance(out, Response):
-            return out
-        vecs, tokens = out
-        body = await self._render(vecs, openai_body, vecs, self.model, tokens, req.encoding_format)
-        return Response(body, media_type=JSON)
-
-    async def tei(self, request: Request) -> Response:
-        req = parse_tei(await self._json(request), self.config.limits)
-        out = await self._embed(request, req, "inputs")
-        if isinstance(out, Response):
-            return out
-        return Response(await self._render(out[0], tei_body, out[0]), media_type=JSON)
-
-    async def models(self, request: Request) -> Response:
-        data = [{"id": self.model, "object": "model", "created": 0, "owned_by": "embedrt"}]
-        return _json_response({"object": "list", "data": data})
+    def _mount(self, dialect: Dialect, table: list[tuple[str, Handler, str]]) -> list[Route]:
+        for path, _, _ in table:
+            self._dialects[path] = dialect
+        return [Route(p, self._endpoint(fn, dialect), methods=[m]) for p, fn, m in table]
 
     async def health(self, request: Request) -> Response:
         if not self.scheduler.alive:
             raise UnavailableError("the inference worker is not running")
-        return _json_response({"status": "ok"})
-
-    async def info(self, request: Request) -> Response:
-        i, b, m = self.encoder.info, self.config.batching, self.encoder.manifest
-        return _json_response(
-            {
-                "model_id": self.model,
-                "model_dtype": i.precision,
-                "model_type": "embedding",
-                "dim": m.dim,
-                "max_input_length": m.max_seq_length,
-                "pooling": m.pooling,
-                "normalize": m.normalize,
-                "device": i.device,
-                "variant": i.variant,
-                "active_providers": list(i.active_providers),
-                "streams": i.streams,
-                "max_batch_tokens": b.max_batch_tokens,
-                "max_batch_requests": b.max_batch_requests,
-                "max_wait_ms": b.max_wait_ms,
-                "max_concurrent_requests": b.max_queue,
-                "batching": b.batching,
-                "max_client_batch_size": self.config.limits.max_inputs,
-                "max_body_bytes": self.config.limits.max_body_bytes,
-                "auto_truncate": True,
-                "version": __version__,
-            }
-        )
+        return json_response({"status": "ok"})
 
     async def prometheus(self, request: Request) -> Response:
         return Response(self.metrics.render(), media_type=CONTENT_TYPE)
 
-    # ---- the request path ----
+    # ---- the request path, for the route modules ----
 
-    async def _json(self, request: Request) -> Any:
+    def check_prompt(self, name: str | None, error: type[Exception] | None = None) -> None:
+        """A prompt_name the model does not have: InputError in text-embeddings-inference's
+        words (or the given error type, for the server's own --prompt-name)."""
+        prompts = self.encoder.manifest.prompts
+        if name is not None and name not in prompts:
+            e = prompt_error(name, prompts)
+            raise e if error is None else error(f"--prompt-name: {e}")
+
+    def prompt_of(self, name: str | None) -> str | None:
+        """The prompt name a request gets: its own, else the server's --prompt-name, else None
+        (the model's default prompt, applied by Encoder.apply_prompt)."""
+        self.check_prompt(name)
+        return name if name is not None else self.config.prompt_name
+
+    async def read_json(self, request: Request) -> Any:
         limit = self.config.limits.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -183,18 +160,27 @@ class EmbeddingService:
         body = b"".join(chunks)
         if size <= INLINE_BYTES:
             return decode_json(body)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, decode_json, body)
+        return await self.offload(decode_json, body)
 
-    async def _embed(
-        self, request: Request, req: EmbedRequest, field_name: str
-    ) -> tuple[np.ndarray, int] | Response:
-        if not req.normalize and self.encoder.manifest.normalize:
-            raise InputError(
+    async def embed(self, request: Request, req: EmbedRequest) -> tuple[np.ndarray, int] | Response:
+        """The request's vectors and its token count (or the empty response for a client that
+        left): batched with other requests, then cut to dimensions and normalized."""
+        if req.normalize is False and self.encoder.manifest.normalize:
+            raise NotAvailableError(
                 "'normalize': false is not available: this model's graph L2-normalizes its output"
             )
+        name = self.prompt_of(req.prompt_name)
+        ctx = RowContext(
+            tokenizer=self.tokenizer,
+            prompter=functools.partial(self.encoder.apply_prompt, prompt_name=name),
+            prompted=bool(self.encoder.apply_prompt([""], prompt_name=name)[0]),
+            max_length=self.encoder.manifest.max_seq_length,
+            limits=self.config.limits,
+            truncate=self.config.auto_truncate if req.truncate is None else req.truncate,
+        )
         if self._draining is not None:
             raise self._draining
-        queued = self.scheduler.submit(functools.partial(self._tokenize, req, field_name))
+        queued = self.scheduler.submit(functools.partial(token_rows, req, ctx))
         fut = queued.future
         # The client leaving cancels the wait for it (cheaper than asyncio.wait on both).
         gone = asyncio.get_running_loop().create_task(_disconnected(request))
@@ -210,49 +196,31 @@ class EmbeddingService:
         finally:
             gone.cancel()
             self._waiting.discard(queued)
-        if req.normalize and not self.encoder.manifest.normalize:
+        vecs = self.encoder.truncate(vecs, req.dimensions)
+        # After dimensions, as text-embeddings-inference: a shortened vector is unit length again.
+        if req.normalize and (req.dimensions is not None or not self.encoder.manifest.normalize):
             vecs = l2_normalize(vecs)
         return vecs, queued.tokens
 
-    def _tokenize(self, req: EmbedRequest, field_name: str) -> list[list[int]]:
-        """Token rows (on the scheduler's worker); with truncate off, 413 for a text past
-        max_seq_length."""
-        rows = self.encoder.tokenize(req.texts)
-        limit = self.encoder.manifest.max_seq_length
-        # A row at the limit may have been cut: count that text's tokens without truncation.
-        at_limit = [] if req.truncate else [i for i, r in enumerate(rows) if len(r) >= limit]
-        if at_limit:
-            counts = self.encoder.count_tokens([req.texts[i] for i in at_limit], truncate=False)
-            for i, n in zip(at_limit, counts, strict=True):
-                if n > limit:
-                    many = f"at least {n}" if n >= limit + HEAD_SLACK_TOKENS else str(n)
-                    raise TooLargeError(
-                        f"'{field_name}[{i}]' has {many} tokens; this model reads at most "
-                        f'{limit}: shorten it, or send "truncate": true to cut it'
-                    )
-        budget = self.config.limits.max_request_tokens
-        if budget is not None and (total := sum(map(len, rows))) > budget:
-            raise TooLargeError(
-                f"'{field_name}' holds {total} tokens; this server takes at most {budget} per "
-                "request: split it into smaller requests"
-            )
-        return rows
-
-    async def _render(self, vecs: np.ndarray, fn: Callable[..., bytes], *args: object) -> bytes:
+    async def render(self, vecs: np.ndarray, fn: Callable[..., bytes], *args: object) -> bytes:
         if vecs.size <= INLINE_FLOATS:
             return fn(*args)
+        return await self.offload(fn, *args)
+
+    async def offload(self, fn: Callable[..., T], *args: object) -> T:
+        """fn(*args) on the I/O pool, off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     # ---- auth, errors, counting, lifespan ----
 
-    def _endpoint(self, fn: Handler, auth: bool = True) -> Handler:
+    def _endpoint(self, fn: Handler, dialect: Dialect, auth: bool = True) -> Handler:
         async def endpoint(request: Request) -> Response:
             try:
                 if auth and self.config.api_key is not None:
                     self._authorize(request)
                 return await fn(request)
             except Exception as e:
-                return self._error(e, request.url.path)
+                return self._error(e, request.url.path, dialect)
 
         return endpoint
 
@@ -267,7 +235,7 @@ class EmbeddingService:
         if not hmac.compare_digest(token.strip().encode("latin-1"), key):
             raise AuthError("invalid API key")
 
-    def _error(self, e: Exception, path: str) -> Response:
+    def _error(self, e: Exception, path: str, dialect: Dialect = "openai") -> Response:
         """The one place an exception becomes an HTTP status and a JSON error body."""
         if isinstance(e, ClientDisconnect):
             return Response(status_code=CLIENT_GONE)
@@ -279,7 +247,7 @@ class EmbeddingService:
             log.error("error %s on %s: %s: %s", ref, path, type(e).__name__, e, exc_info=e)
             e = Exception(f"internal server error (reference {ref} in the server log)")
         message = e.detail if isinstance(e, HTTPException) else str(e)
-        if path == "/embed":
+        if dialect == "tei":
             body = tei_error(status, message)
         elif isinstance(e, UnknownModelError):
             body = openai_error(status, message, param="model", code="model_not_found")
@@ -288,7 +256,7 @@ class EmbeddingService:
         return Response(body, status_code=status, headers=headers, media_type=JSON)
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
-        return self._error(exc, request.url.path)
+        return self._error(exc, request.url.path, self._dialects.get(request.url.path, "openai"))
 
     def drain(self, seconds: float) -> None:
         """A shutdown began (a signal; safe to call from its handler): every request still
@@ -326,5 +294,5 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-def _json_response(value: Any) -> Response:
+def json_response(value: Any) -> Response:
     return Response(dumps(value), media_type=JSON)

@@ -139,6 +139,11 @@ class ServerConfig:
     api_key: the bearer token every route but /health requires; None = no auth (fine on
         127.0.0.1, the default bind).
     model_name: the id /v1/embeddings answers with (default: the artifact's source model name).
+    auto_truncate: what a request that does not say ("truncate" absent or null) gets: inputs
+        past max_seq_length cut (True, text-embeddings-inference's default and what
+        sentence-transformers does), or refused with 422.
+    prompt_name: the prompt applied where a request names none (text-embeddings-inference's
+        --default-prompt-name); None = the model's own default prompt, if it has one.
     io_threads: threads that decode large request bodies and render large responses next to
         the event loop (small ones are done on the loop: a hand-off costs more than they do).
     graceful_timeout_s: seconds a SIGTERM waits for accepted requests; those still waiting
@@ -153,6 +158,8 @@ class ServerConfig:
     port: int = 8080
     api_key: str | None = None
     model_name: str | None = None
+    auto_truncate: bool = True
+    prompt_name: str | None = None
     limits: Limits = field(default_factory=Limits)
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     io_threads: int = 2

@@ -81,7 +81,7 @@ def test_official_openai_client_works_unchanged(server, tiny_encoder):
     one = client.embeddings.create(model="tiny", input="dog", encoding_format="float")
     np.testing.assert_allclose(one.data[0].embedding, tiny_encoder.encode("dog"), atol=1e-6)
     assert [m.id for m in client.models.list()] == ["tiny"]
-    with pytest.raises(openai.UnprocessableEntityError) as e:
+    with pytest.raises(openai.BadRequestError) as e:
         client.embeddings.create(model="tiny", input=[])
     assert "must not be an empty list" in e.value.message
     with pytest.raises(openai.AuthenticationError):
@@ -90,20 +90,21 @@ def test_official_openai_client_works_unchanged(server, tiny_encoder):
         ).embeddings.create(model="tiny", input="dog")
 
 
-def test_an_unknown_model_is_404_in_openais_shape_and_empty_text_is_422(server):
+def test_an_unknown_model_is_404_in_openais_shape_and_empty_text_is_400(server):
     import openai
 
     client = openai.OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0)
     with pytest.raises(openai.NotFoundError) as e:
         client.embeddings.create(model="text-embedding-3-small", input="dog")
     assert e.value.code == "model_not_found" and "this server serves 'tiny'" in e.value.message
-    with pytest.raises(openai.UnprocessableEntityError) as e:
+    with pytest.raises(openai.BadRequestError) as e:  # 400, as OpenAI and TEI answer it
         client.embeddings.create(model="tiny", input=["a dog", ""])
     assert "'input[1]' is an empty string" in e.value.message
     r = post(server.url, "/embed", {"inputs": ""}, KEY)
-    assert (
-        r.status_code == 422 and r.json()["error"] == "'inputs' is an empty string; send some text"
-    )
+    assert r.status_code == 400 and r.json() == {
+        "error": "'inputs' is an empty string; send some text",
+        "error_type": "Empty",
+    }
 
 
 def test_tei_embed_equals_encode(server, tiny_encoder):
@@ -123,7 +124,7 @@ def test_over_long_text_is_truncated_unless_truncate_is_false(server, tiny_encod
         np.array(r.json(), np.float32), tiny_encoder.encode(["a", LONG]), atol=1e-6
     )
     r = post(server.url, "/embed", {"inputs": ["a", LONG], "truncate": False}, KEY)
-    assert r.status_code == 413
+    assert r.status_code == 422  # TEI's answer to an input over max_input_length
     assert r.json() == {
         "error": "'inputs[1]' has at least 82 tokens; this model reads at most 32: shorten it, "
         'or send "truncate": true to cut it',
@@ -131,7 +132,7 @@ def test_over_long_text_is_truncated_unless_truncate_is_false(server, tiny_encod
     }
     r = post(server.url, "/v1/embeddings", {"input": LONG, "truncate": False}, KEY)
     assert (
-        r.status_code == 413 and "'input[0]' has at least 82 tokens" in r.json()["error"]["message"]
+        r.status_code == 422 and "'input[0]' has at least 82 tokens" in r.json()["error"]["message"]
     )
     exactly = " ".join(["dog"] * 30)  # 32 tokens: at the limit, not over it
     assert (
@@ -149,8 +150,9 @@ def test_over_long_text_is_truncated_unless_truncate_is_false(server, tiny_encod
         (b'{"input": ["a", null]}', 422, "'input[1]' is null"),
         (b'{"input": ["a", "b \\ud800"]}', 422, "'input[1]' is not valid Unicode"),
         (b'{"input": "a", "encoding_format": "int8"}', 422, "'encoding_format'"),
-        (b'{"input": "a", "dimensions": 3}', 422, "'dimensions' must be 16"),
-        (json.dumps({"input": ["a"] * 9}).encode(), 413, "9 items; at most 8"),
+        (b'{"input": "a", "dimensions": 17}', 422, "'dimensions' must be an integer from 1 to 16"),
+        (b'{"input": [3, -1]}', 422, "'input'[1] is -1: token ids are integers from 0 to"),
+        (json.dumps({"input": ["a"] * 9}).encode(), 422, "9 items; at most 8"),
         (json.dumps({"input": "x" * 3000}).encode(), 413, "at most 2000 are accepted"),
     ],
 )
@@ -168,10 +170,11 @@ def test_a_model_name_that_is_not_utf8_is_refused_at_startup():
 
 
 def test_tei_errors_take_tei_shape(server):
-    r = post(server.url, "/embed", {"inputs": [1]}, KEY)
+    r = post(server.url, "/embed", {"inputs": [1.5]}, KEY)
     assert r.status_code == 422 and r.json()["error_type"] == "Validation"
     r = post(server.url, "/embed", {"inputs": "a", "normalize": False}, KEY)
-    assert r.status_code == 422 and "L2-normalizes" in r.json()["error"]
+    assert r.status_code == 424 and "L2-normalizes" in r.json()["error"]  # TEI: backend can't
+    assert r.json()["error_type"] == "Backend"
     r = post(server.url, "/embed", {"inputs": "a"}, None)
     assert r.status_code == 401 and r.json()["error_type"] == "Unauthorized"
 
@@ -412,4 +415,4 @@ def test_a_huge_text_is_answered_without_tokenizing_all_of_it(tiny_encoder):
             np.array(r.json(), np.float32), tiny_encoder.encode([huge, "a dog"]), atol=1e-6
         )
         r = client.post("/embed", json={"inputs": huge, "truncate": False})
-        assert r.status_code == 413 and "'inputs[0]' has at least" in r.json()["error"]
+        assert r.status_code == 422 and "'inputs[0]' has at least" in r.json()["error"]
