@@ -135,6 +135,18 @@ says why. Needs: pip install 'embedrt[export]'.""",
         "--variants", default="opt,int8,fp16", help="comma list of opt, int8, fp16; none"
     )
     p.add_argument(
+        "--calibration",
+        metavar="FILE",
+        help="UTF-8 texts, one per line, to calibrate int8 on (the first 512 distinct are used; "
+        "default: 512 English STS-B sentences shipped with embedrt)",
+    )
+    p.add_argument(
+        "--eval-pairs",
+        metavar="FILE",
+        help="UTF-8 TSV sentence1<TAB>sentence2<TAB>score, no header, to gate int8 on "
+        "(Spearman, cosine to fp32, nearest neighbours; default: English STS-B dev and test)",
+    )
+    p.add_argument(
         "--verbose", action="store_true", help="also the libraries' progress and warnings"
     )
 
@@ -179,6 +191,9 @@ in, a directory of parquet files out. Needs: pip install 'embedrt[jobs]' ('embed
     p.add_argument("--text-field", default=job.text_field, help="field / column of the text")
     p.add_argument("--id-field", help="field of row ids (default: line numbers)")
     p.add_argument("--format", choices=FORMATS, help="default: from the output's suffix")
+    p.add_argument(
+        "--prompt-name", help="the model's prompt to prepend, e.g. document (default: its default)"
+    )
     _runtime_options(p)
     p.add_argument("--spinning", choices=("on", "off"), default="off", help="idle threads spin")
     p.add_argument("--batch-tokens", type=int, default=plan.max_tokens, help="padded tokens/batch")

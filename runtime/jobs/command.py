@@ -31,6 +31,7 @@ def embed_command(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=args.progress,
         log_interval_s=args.log_every,
+        prompt_name=args.prompt_name,
     )
     enc = load_encoder(
         args, args.model, spinning=args.spinning == "on", batch_tokens=args.batch_tokens
@@ -83,6 +84,7 @@ def _embed_ray(args: argparse.Namespace) -> int:
         precision=args.precision,
         threads=args.threads,
         spinning=args.spinning == "on",
+        prompt_name=args.prompt_name,
         batch_rows=args.ray_batch_rows,
         batch_size=args.batch_size,
         batch_tokens=args.batch_tokens,

@@ -37,6 +37,8 @@ class JobConfig:
     progress: auto | bar | log | none. log_interval_s: seconds between log lines.
     queue_depth: shards waiting between two stages. 1 already keeps every stage busy (a shard
         takes seconds to infer, far longer than to read or tokenize) with the fewest in memory.
+    prompt_name: the model's prompt prepended to every text (e.g. "document"); None = the
+        model's default prompt, if it has one (as sentence-transformers' encode).
     """
 
     text_field: str = "text"
@@ -51,6 +53,7 @@ class JobConfig:
     progress: str = "auto"
     log_interval_s: float = 30.0
     queue_depth: int = 1
+    prompt_name: str | None = None
 
     def __post_init__(self) -> None:
         check_int("batch_size", self.batch_size, most=MAX_BATCH_SIZE)

@@ -30,7 +30,7 @@ from typing import IO, Any
 import numpy as np
 
 from ..batching import BatchPlan, plan_batches
-from ..encoder import Encoder
+from ..encoder import Encoder, resolve_prompt
 from ..errors import ConfigError, InputError
 from ..manifest import sha256_file
 from ..runner import EncodeStats
@@ -66,6 +66,7 @@ def run_job(
 ) -> JobSummary:
     """Embed every row of input_path into output; see the module docstring for the steps."""
     config = config or JobConfig()
+    resolve_prompt(encoder.manifest, config.prompt_name, None)  # an unknown name: before any work
     start = time.perf_counter()
     stream = stream if stream is not None else sys.stderr
     spec = InputSpec.of(input_path, config.text_field, config.id_field)
@@ -100,7 +101,7 @@ def run_job(
             run_stages(
                 _chunks(spec, config.shard_rows, len(ledger.shards)),
                 [
-                    _tokenize(encoder),
+                    _tokenize(encoder, config.prompt_name),
                     _infer(encoder, config, progress, stats),
                     _write(ledger, writer),
                 ],
@@ -183,6 +184,7 @@ def job_identity(spec: InputSpec, encoder: Encoder, config: JobConfig, fmt: str)
             "text_field": config.text_field,
             "id_field": config.id_field,
             "shard_rows": config.shard_rows,
+            "prompt": resolve_prompt(manifest, config.prompt_name, None),
         },
         "batching": asdict(job_plan(encoder, config)),
     }
@@ -237,10 +239,10 @@ def _chunks(spec: InputSpec, shard_rows: int, first_shard: int) -> Iterator[_Chu
         yield _Chunk(index, ids, texts)
 
 
-def _tokenize(encoder: Encoder) -> Callable[[_Chunk], _Chunk]:
+def _tokenize(encoder: Encoder, prompt_name: str | None) -> Callable[[_Chunk], _Chunk]:
     def stage(chunk: _Chunk) -> _Chunk:
         assert chunk.texts is not None
-        chunk.rows = encoder.tokenize(chunk.texts)
+        chunk.rows = encoder.tokenize(encoder.apply_prompt(chunk.texts, prompt_name))
         chunk.texts = None  # the raw texts can be long; only tokens travel on
         return chunk
 

@@ -80,6 +80,8 @@ class EmbedBatch:
         ONNX Runtime thread spinning against them costs throughput (README, batch jobs).
     keep_text: False drops the text column from the output (an embedding job that writes
         only ids and vectors need not move long texts through the object store again).
+    prompt_name: the model's prompt prepended to every text (e.g. "document"); None = the
+        model's default prompt, if any, as Encoder.encode. An unknown name fails the actor's start.
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class EmbedBatch:
         batch_tokens: int = BatchPlan.max_tokens,
         spinning: bool = False,
         keep_text: bool = True,
+        prompt_name: str | None = None,
     ):
         from ..encoder import Encoder
 
@@ -112,13 +115,15 @@ class EmbedBatch:
         self.encoder = Encoder.load(
             model, device, precision, threads=threads, spinning=spinning, batch_tokens=batch_tokens
         )
+        self.encoder.apply_prompt([], prompt_name)  # an unknown prompt name: here, at start
+        self.prompt_name = prompt_name
         self._spec = InputSpec(Path("batch"), "parquet", text_field=text_column)
 
     def __call__(self, batch: Any) -> Any:
         kind = batch_kind(batch)
         texts = column_values(batch, self.text_column, kind)
         self._check(batch, kind, texts)
-        rows = self.encoder.tokenize(texts)
+        rows = self.encoder.tokenize(self.encoder.apply_prompt(texts, self.prompt_name))
         emb = self.encoder.encode_tokens(rows, self.batch_size)
         tokens = np.fromiter(map(len, rows), dtype=np.int32, count=len(rows))
         return self._with_outputs(batch, kind, emb, tokens)

@@ -26,7 +26,7 @@ class RayJobConfig:
     batch_size / batch_tokens: rows and padded tokens per inference run, as the local job.
     rows_per_file: least rows per output file (Ray joins blocks up to it): fewer, larger files.
     progress: Ray Data's progress bars on or off.
-    Others as JobConfig (job.py).
+    Others (prompt_name included) as JobConfig (jobs/config.py).
     """
 
     text_field: str = "text"
@@ -38,6 +38,7 @@ class RayJobConfig:
     precision: str = "auto"
     threads: int | None = None
     spinning: bool = False
+    prompt_name: str | None = None
     batch_rows: int = 1024
     batch_size: int = 32
     batch_tokens: int = BatchPlan.max_tokens

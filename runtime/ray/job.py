@@ -224,6 +224,7 @@ def _embed(
             batch_size=config.batch_size,
             batch_tokens=config.batch_tokens,
             spinning=config.spinning,
+            prompt_name=config.prompt_name,
         ),
     )
     try:

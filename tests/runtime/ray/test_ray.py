@@ -14,6 +14,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 from fixtures.rows import make_rows, read_output  # noqa: E402
 
+from embedrt import Encoder  # noqa: E402
 from embedrt.errors import ConfigError, InputError, ModelLoadError  # noqa: E402
 from embedrt.jobs import JobConfig, run_job  # noqa: E402
 from embedrt.ray import (  # noqa: E402
@@ -60,6 +61,22 @@ def test_embed_batch_in_each_format_matches_encode_in_order(tiny_encoder, fmt):
         embeddings([r["embedding"] for r in out]), tiny_encoder.encode(TEXTS), atol=1e-6
     )
     assert [r["tokens"] for r in out] == list(tiny_encoder.count_tokens(TEXTS))
+
+
+def test_embed_batch_applies_the_prompt_and_refuses_an_unknown_one(tiny_copy):
+    path = tiny_copy / "embedrt.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["prompts"] = {"query": "quick brown "}
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+    encoder = Encoder.load(tiny_copy, device="cpu")
+    batch = {"text": np.array(TEXTS[:30], dtype=object)}
+    out = EmbedBatch(str(tiny_copy), prompt_name="query", threads=1)(batch)
+    np.testing.assert_allclose(
+        embeddings(out["embedding"]), encoder.encode(TEXTS[:30], prompt_name="query"), atol=1e-6
+    )
+    assert not np.allclose(embeddings(out["embedding"]), encoder.encode(TEXTS[:30]), atol=1e-3)
+    with pytest.raises(ConfigError, match="'passage' is not one of the model's prompts"):
+        EmbedBatch(str(tiny_copy), prompt_name="passage", threads=1)
 
 
 def test_arrow_batches_get_the_local_jobs_parquet_type(tiny_encoder):
