@@ -112,6 +112,11 @@ bench-serve: $(ARTIFACT)/embedrt.json
 bench-serve-mixed: $(ARTIFACT)/embedrt.json
 	$(PY) bench/serve_mixed.py --artifact $(ARTIFACT) --seconds 40 --rounds 2 --out bench/results/serve_mixed
 
+# embedrt serve (int8, fp32) beside infinity-emb's torch engine, alternating rounds (issue 21);
+# `$(PY) bench/serve_peers.py --setup` builds .venv-infinity once.
+bench-serve-peers: $(ARTIFACT)/embedrt.json
+	$(PY) bench/serve_peers.py --rounds 3 --texts 512
+
 # Batch job (file -> .npy) vs Encoder.encode on the same texts in memory, and the job's peak RSS
 # at 10k vs 200k rows (the tiny test model, so 200k rows take seconds, not a quarter hour).
 bench-embed: $(ARTIFACT)/embedrt.json

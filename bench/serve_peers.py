@@ -1,0 +1,251 @@
+"""embedrt serve beside the server a user would otherwise run, infinity-emb, on the same model,
+machine and load: texts/s, latency p50/p99, peak RSS, cold start, and cosine to
+sentence-transformers.
+
+    python bench/serve_peers.py --rounds 3        # writes results/serve_peers.{json,md}
+
+One server at a time, in alternating rounds (a fresh process per server and round), each
+loaded with two patterns of STS-B dev sentences: 64 clients sending 1 text per request, and 8
+clients sending 32 texts per request, both through the OpenAI-style route (base64 answers).
+Cold start: process start to the first embedding answered. Peak RSS: the server process's
+VmHWM. Cosine: every answered vector against SentenceTransformer.encode (torch, fp32) of the
+same text. infinity-emb runs from its own venv (INFINITY_VENV), since it needs numpy < 2 and
+sentence-transformers < 4; `--setup` builds it with the pins below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import platform
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from http_load import ROUTES, arun, load  # noqa: E402
+from serve_load import sentences  # noqa: E402
+
+INFINITY_VENV = ROOT / ".venv-infinity"
+# Resolved with pip on Python 3.11 (2026-11-28) next to the local CPU torch; infinity-emb
+# 0.0.78 wants numpy < 2 and sentence-transformers < 4, so it cannot share .venv-peers.
+INFINITY_PINS = [
+    "torch==2.13.0",
+    "infinity-emb[server,torch,optimum]==0.0.78",
+    "numpy==1.26.4",
+    "sentence-transformers==3.4.1",
+    "transformers==4.57.6",
+    "optimum==2.1.0",
+    "onnxruntime==1.32.0",
+    "fastapi==0.165.0",
+    "uvicorn==0.32.1",
+]
+ARTIFACT = ROOT / "artifacts" / "all-MiniLM-L6-v2"
+PATTERNS = {"64x1": (64, 1), "8x32": (8, 32)}
+ROUTES["infinity"] = ("/embeddings", lambda t: {"input": t, "encoding_format": "base64"})
+
+
+def model_dir() -> str:
+    from embedrt.export.source import resolve_source
+
+    return str(resolve_source("all-MiniLM-L6-v2")[1])
+
+
+def servers(port: int) -> dict[str, list[str]]:
+    py = [sys.executable, "-m", "embedrt.cli", "serve", "-m", str(ARTIFACT), "--port", str(port)]
+    inf = [str(INFINITY_VENV / "bin" / "infinity_emb"), "v2", "--model-id", model_dir()]
+    return {
+        "embedrt int8": [*py, "--precision", "int8"],
+        "embedrt fp32": [*py, "--precision", "fp32"],
+        "infinity torch": [*inf, "--engine", "torch", "--device", "cpu", "--port", str(port)],
+    }
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def vectors(route: str, body: bytes) -> np.ndarray:
+    data = json.loads(body)["data"]
+    return np.stack([np.frombuffer(base64.b64decode(d["embedding"]), "<f4") for d in data])
+
+
+def one_server(name: str, cmd: list[str], port: int, texts: list[str], ref: dict) -> dict:
+    import httpx
+
+    route = "infinity" if name.startswith("infinity") else "openai"
+    path = ROUTES[route][0]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", INFINITY_ANONYMOUS_USAGE_STATS="0")
+    log = tempfile.NamedTemporaryFile(prefix="serve_peers_", suffix=".log", delete=False)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while True:  # cold start: until the first embedding is answered
+            if proc.poll() is not None or time.perf_counter() - t0 > 300:
+                raise SystemExit(f"{name} did not start: see {log.name}")
+            try:
+                r = httpx.post(url + path, json=ROUTES[route][1](["warm up"]), timeout=30)
+                if r.status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        cold = time.perf_counter() - t0
+        arun(load(url, texts[:64], 8, 60, route))  # warm-up: shapes, allocator, caches
+        out: dict = {"cold_start_s": cold}
+        worst = 1.0
+        for pattern, (clients, per) in PATTERNS.items():
+            groups = [texts[i : i + per] for i in range(0, len(texts), per)]
+            run = arun(load(url, groups, clients, 300, route))
+            lat = np.array([s for _, status, s, _ in run["results"] if status == 200])
+            ok = [(i, b) for i, status, _, b in run["results"] if status == 200]
+            for i, body in ok:
+                got = vectors(route, body)
+                want = np.stack([ref[t] for t in groups[i]])
+                cos = (
+                    (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+                )
+                worst = min(worst, float(cos.min()))
+            out[pattern] = {
+                "texts_per_s": sum(len(groups[i]) for i, _ in ok) / run["wall_s"],
+                "p50_ms": float(np.percentile(lat, 50) * 1000),
+                "p99_ms": float(np.percentile(lat, 99) * 1000),
+                "errors": len(run["results"]) - len(ok),
+            }
+        out["peak_rss_mb"] = peak_rss_mb(proc.pid)
+        out["min_cosine_to_st"] = worst
+        return out
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def reference(texts: list[str]) -> dict[str, np.ndarray]:
+    """SentenceTransformer.encode (torch, fp32) of every text: what both servers should give."""
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(model_dir(), device="cpu")
+    return dict(zip(texts, st.encode(texts, batch_size=64), strict=True))
+
+
+def setup() -> None:
+    subprocess.run([sys.executable, "-m", "venv", str(INFINITY_VENV)], check=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as pins:
+        pins.write("\n".join(INFINITY_PINS) + "\n")
+    pip = [str(INFINITY_VENV / "bin" / "pip"), "install", "-c", pins.name]
+    subprocess.run(
+        [*pip, "torch==2.13.0", "infinity-emb[server,torch,optimum]==0.0.78"], check=True
+    )
+
+
+def median(xs: list[float]) -> float:
+    return float(np.median(xs))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--texts", type=int, default=1024, help="STS-B sentences per pattern")
+    ap.add_argument("--port", type=int, default=18431)
+    ap.add_argument("--setup", action="store_true", help="build .venv-infinity, then exit")
+    ap.add_argument("--shared", action="store_true", help="say the machine was shared")
+    args = ap.parse_args()
+    if args.setup:
+        return setup()
+    texts = sentences(args.texts)
+    ref = reference(texts + ["warm up"])
+    load0 = os.getloadavg()
+    runs: dict[str, list[dict]] = {name: [] for name in servers(args.port)}
+    for r in range(args.rounds):
+        order = list(servers(args.port).items())
+        if r % 2:
+            order.reverse()  # alternate, so drift hits every server alike
+        for name, cmd in order:
+            runs[name].append(one_server(name, cmd, args.port, texts, ref))
+            print(name, f"round {r + 1}", json.dumps(runs[name][-1]), flush=True)
+    summary = {}
+    for name, rs in runs.items():
+        s: dict = {
+            "cold_start_s": median([x["cold_start_s"] for x in rs]),
+            "peak_rss_mb": max(x["peak_rss_mb"] for x in rs),
+            "min_cosine_to_st": min(x["min_cosine_to_st"] for x in rs),
+        }
+        for p in PATTERNS:
+            s[p] = {k: median([x[p][k] for x in rs]) for k in ("texts_per_s", "p50_ms", "p99_ms")}
+            s[p]["errors"] = sum(x[p]["errors"] for x in rs)
+        summary[name] = s
+    write(args, summary, runs, load0, os.getloadavg())
+
+
+def write(args, summary: dict, runs: dict, load0: tuple, load1: tuple) -> None:
+    command = "python bench/serve_peers.py " + shlex.join(sys.argv[1:])
+    peer = summary["infinity torch"]
+    doc = {
+        "command": command,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "load_avg_before_after": [load0[0], load1[0]],
+        "shared_machine": args.shared,
+        "rounds": args.rounds,
+        "texts": args.texts,
+        "summary": summary,
+        "runs": runs,
+    }
+    results = ROOT / "bench" / "results"
+    (results / "serve_peers.json").write_text(json.dumps(doc, indent=2) + "\n")
+    rows = []
+    for name, s in summary.items():
+        rows.append(
+            f"| {name} | {s['64x1']['texts_per_s']:.0f} | {s['64x1']['p50_ms']:.0f} / "
+            f"{s['64x1']['p99_ms']:.0f} | {s['8x32']['texts_per_s']:.0f} | "
+            f"{s['8x32']['p50_ms']:.0f} / {s['8x32']['p99_ms']:.0f} | {s['peak_rss_mb']:.0f} | "
+            f"{s['cold_start_s']:.1f} | {s['min_cosine_to_st']:.4f} | "
+            f"{s['64x1']['texts_per_s'] / peer['64x1']['texts_per_s']:.2f}x / "
+            f"{s['8x32']['texts_per_s'] / peer['8x32']['texts_per_s']:.2f}x |"
+        )
+    shared = (
+        "The machine was SHARED with other engineers' test runs during this run: figures carry "
+        "that noise; ratios within a round are what to read."
+        if args.shared
+        else "Run on an otherwise idle machine."
+    )
+    md = f"""# embedrt serve beside infinity-emb
+
+`{command}` ({args.rounds} alternating rounds, a fresh server process per round, {args.texts}
+STS-B dev sentences per pattern, OpenAI-style route with base64 answers, client on the same
+cores; load average {load0[0]:.1f} before, {load1[0]:.1f} after). {shared}
+
+Medians over rounds; peak RSS the largest; min cosine over every answered vector against
+SentenceTransformer.encode (torch fp32).
+
+| server | 64x1 texts/s | 64x1 p50 / p99 ms | 8x32 texts/s | 8x32 p50 / p99 ms | peak RSS MB | cold start s | min cosine to ST | texts/s vs infinity (64x1 / 8x32) |
+|---|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+infinity-emb 0.0.78 ran its torch engine (sentence-transformers 3.4.1, torch 2.13.0 CPU) from
+`.venv-infinity` (`python bench/serve_peers.py --setup`). Its optimum engine was not measured in
+this run: offline it needs an ONNX export made by hand, and it pools by CLS unless told otherwise
+(issue 21), which this script does not yet set up; the figures above compare against its torch
+engine only.
+"""
+    (results / "serve_peers.md").write_text(md)
+
+
+if __name__ == "__main__":
+    main()
