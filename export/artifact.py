@@ -48,12 +48,18 @@ def export_model(
     check_parity: bool = True,
     variants: tuple[str, ...] = VARIANTS,
     progress: Progress | None = None,
+    calibration: str | Path | None = None,
+    eval_pairs: str | Path | None = None,
 ) -> Manifest:
     """Export `src` (a folder, or a known model name) to the artifact directory `out`.
 
     Writes the portable fp32 model.onnx and the requested optimized variants (opt, int8, fp16),
     each measured and gated (variants.py). Raises ParityError (nothing written) when the fp32
     graph disagrees with sentence-transformers.
+
+    calibration: a UTF-8 file of texts, one per line, to calibrate int8 on; eval_pairs: a TSV
+    file (sentence1, sentence2, score) to gate int8 on; by default the English STS-B data
+    shipped with embedrt (datasets.py).
 
     progress is told of each stage as it starts and ends (progress.py's StageLines prints them).
     The export leaves logging, warnings and progress bars as the caller set them, so the
@@ -96,7 +102,15 @@ def export_model(
             stages.end(f"{parity.summary()}: passed")
         if variants:
             manifest = build_variants(
-                source, tmp, manifest, PARITY_SENTENCES, reference, variants, stages
+                source,
+                tmp,
+                manifest,
+                PARITY_SENTENCES,
+                reference,
+                variants,
+                stages,
+                calibration=None if calibration is None else Path(calibration),
+                eval_pairs=None if eval_pairs is None else Path(eval_pairs),
             )
     return manifest
 

@@ -12,8 +12,9 @@ QLinearMatMul -> DequantizeLinear pair is replaced by ONNX Runtime's MatMulInteg
 (uint8 activations at the calibrated static scale, int8 per-channel weights, int32
 accumulation, fp32 output): still batch-invariant, and both faster and closer to fp32
 (bench/results/int8.md has every scheme side by side).
-So: static, per-channel weights, MinMax ranges from 512 STS-B train sentences, all linear layers,
-fp32 outputs.
+So: static, per-channel weights, MinMax ranges from the calibration texts (512 STS-B train
+sentences shipped with embedrt, or the user's --calibration file: datasets.py), all linear
+layers, fp32 outputs.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ from pathlib import Path
 
 import onnx
 
-from .datasets import load_stsb
+from .datasets import calibration_texts
 
-CALIBRATION_TEXTS = 512  # STS-B train sentences; MinMax over them sets every activation range
 CALIBRATION_BATCH = 32
 
 
@@ -37,12 +37,16 @@ def linear_matmuls(graph: onnx.GraphProto) -> list[str]:
 
 
 def quantize_int8(
-    src: Path, dst: Path, tokenizer_path: Path, max_length: int, float_outputs: bool = True
+    src: Path,
+    dst: Path,
+    tokenizer_path: Path,
+    max_length: int,
+    float_outputs: bool = True,
+    texts: tuple[str, ...] | None = None,
 ) -> dict[str, int]:
     """Statically quantize the plain fp32 graph src into dst; returns quantized-operator counts.
+    texts: the calibration texts (default: the shipped ones, datasets.calibration_texts).
     float_outputs=False keeps ONNX Runtime's requantized uint8 outputs (for the benchmark).
-
-    Raises ModelLoadError when STS-B (the calibration text) is not installed.
     """
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -54,9 +58,9 @@ def quantize_int8(
 
     from embedrt.tokenizer import TextTokenizer, pad_rows
 
-    train = load_stsb("train")
-    texts = list(dict.fromkeys(train.first))[:CALIBRATION_TEXTS]
-    rows = TextTokenizer.load(tokenizer_path, max_length).tokenize(texts)
+    if texts is None:
+        texts = calibration_texts()[0]
+    rows = TextTokenizer.load(tokenizer_path, max_length).tokenize(list(texts))
 
     class Calibration(CalibrationDataReader):
         def __init__(self) -> None:

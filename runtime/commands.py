@@ -31,6 +31,7 @@ def export(args: argparse.Namespace) -> int:
 
     # Needs the 'export' extra; the import names it if missing.
     from .export import VARIANTS, StageLines, export_model, quiet_libraries
+    from .export.datasets import read_pairs, read_texts
 
     variants = () if args.variants == "none" else tuple(v for v in args.variants.split(",") if v)
     unknown = [v for v in variants if v not in VARIANTS]
@@ -39,6 +40,11 @@ def export(args: argparse.Namespace) -> int:
             f"--variants {args.variants!r}: no variant {', '.join(unknown)}; "
             f"give a comma list of {', '.join(VARIANTS)}, or none"
         )
+    # A bad --calibration or --eval-pairs file is named now, not after minutes of export.
+    if args.calibration:
+        read_texts(args.calibration)
+    if args.eval_pairs:
+        read_pairs(args.eval_pairs)
     # One line per stage on stderr; the libraries' bars and warnings only with --verbose.
     lines = StageLines(sys.stderr, own_line=args.verbose)
     libraries: AbstractContextManager[None] = nullcontext() if args.verbose else quiet_libraries()
@@ -51,6 +57,8 @@ def export(args: argparse.Namespace) -> int:
                 check_parity=not args.no_parity,
                 variants=variants,
                 progress=lines,
+                calibration=args.calibration,
+                eval_pairs=args.eval_pairs,
             )
     finally:
         lines.close()  # a stage an error cut short ends its line before the error's message
@@ -84,6 +92,8 @@ def _info_lines(artifact: str, manifest: Manifest, loaded: dict[str, Any]) -> li
     """`embedrt info` for a person: the model, a table of variants, what runs here."""
     from pathlib import Path
 
+    from .variants import auto_skipped
+
     src = manifest.source
     sha = src.get("weights_sha256")
     lines = [
@@ -106,8 +116,13 @@ def _info_lines(artifact: str, manifest: Manifest, loaded: dict[str, Any]) -> li
     lines += _table(header, rows, right={2})
     lines += [
         "figures: min cosine to sentence-transformers (ST) or to fp32 on the parity sentences;",
-        "         STS-B dev Spearman (change from fp32)",
+        "         Spearman on STS-B dev or the --eval-pairs (change from fp32); int8: median",
+        "         cosine to fp32 and nearest-neighbour top-1 agreement on the evaluation texts",
     ]
+    skipped = auto_skipped(manifest)
+    if skipped:
+        lines += ["", "not used by precision=auto (its gate failed)"]
+        lines += [f"  {name}: {why}" for name, why in skipped.items()]
     if manifest.refused:
         lines += ["", "refused"]
         for name, why in manifest.refused.items():
@@ -139,11 +154,15 @@ def _figures(variant: Variant) -> str:
         figures.append(f"ST {st['min_cosine']:.7f}")
     elif fp32 and variant.name != "fp32":
         figures.append(f"fp32 {fp32['min_cosine']:.7f}")
-    if "stsb_dev_spearman" in quality:
-        rho = f"STS-B {quality['stsb_dev_spearman']:.4f}"
-        if "stsb_dev_spearman_minus_fp32" in quality:
-            rho += f" ({quality['stsb_dev_spearman_minus_fp32']:+.4f})"
-        figures.append(rho)
+    for key, label in (("stsb_dev_spearman", "STS-B"), ("eval_pairs_spearman", "pairs")):
+        if key in quality:
+            rho = f"{label} {quality[key]:.4f}"
+            if f"{key}_minus_fp32" in quality:
+                rho += f" ({quality[f'{key}_minus_fp32']:+.4f})"
+            figures.append(rho)
+    cosine, neighbours = quality.get("cosine_to_fp32"), quality.get("neighbours_vs_fp32")
+    if cosine and neighbours:
+        figures.append(f"cos {cosine['median']:.4f}, top-1 {neighbours['top1_agreement']:.1%}")
     return ", ".join(figures) or "-"
 
 

@@ -1,6 +1,10 @@
 """Which of an artifact's variants a device and precision load (DESIGN.md: auto = fp16 on a
 GPU, int8 on the CPU where its quality gate passed, else fp32).
 
+A variant whose gate failed at export (an int8 that is not a faithful stand-in for fp32) stays
+in the artifact for those who ask for it by precision or name; precision="auto" never picks it
+(auto_skipped says why, for `embedrt info`).
+
 Pure logic over the manifest, no session: tested without a model.
 """
 
@@ -21,11 +25,31 @@ def manifest_variant(manifest: Manifest, name: str) -> Variant:
         raise ConfigError(f"this artifact has no variant {name!r}; it has: {have}") from None
 
 
+def auto_usable(variant: Variant) -> bool:
+    """Whether precision='auto' may pick the variant: not one whose gate failed, and an int8
+    only with a gate that passed (an int8 without a recorded gate is unchecked)."""
+    gate = variant.quality.get("gate")
+    if variant.precision == "int8":
+        return gate == "passed"
+    return gate != "failed"
+
+
+def auto_skipped(manifest: Manifest) -> dict[str, str]:
+    """{variant name: why precision='auto' does not use it} for the variants it passes over."""
+    skipped = {}
+    for v in manifest.variants:
+        if not auto_usable(v):
+            why = v.quality.get("gate_failed") or f"its quality gate is {v.quality.get('gate')!r}"
+            skipped[v.name] = f"{why}; load it with precision={v.precision!r} to use it anyway"
+    return skipped
+
+
 def choose_variant(manifest: Manifest, device: str, precision: str) -> Variant:
     """The variant for a device and precision (see DESIGN.md: auto = fp16 on GPU, fp32/int8 on CPU).
 
     Variants are listed best first in the manifest; the first that matches wins. TensorRT takes
-    the portable fp32 graph and builds its own fp16 engine.
+    the portable fp32 graph and builds its own fp16 engine. precision='auto' passes over a
+    variant whose gate failed (auto_usable); an explicit precision takes it.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
@@ -42,8 +66,8 @@ def choose_variant(manifest: Manifest, device: str, precision: str) -> Variant:
     provider = provider_name(device)
     for p in wanted:
         matches = [v for v in manifest.variants if v.precision == p]
-        if p == "int8" and precision == "auto":  # only an int8 that passed its quality gate
-            matches = [v for v in matches if v.quality.get("gate") == "passed"]
+        if precision == "auto":
+            matches = [v for v in matches if auto_usable(v)]
         fitting = [v for v in matches if not v.providers or provider in v.providers]
         if fitting or matches:
             return (fitting or matches)[0]

@@ -14,7 +14,7 @@ from embedrt.encoder import choose_variant
 from embedrt.export import export_model
 from embedrt.export.fp16 import pooling_tail
 from embedrt.export.optimize import Geometry, check_fusions, optimize
-from embedrt.export.variants import _gate, _int8_gate
+from embedrt.export.variants import _gate
 
 TEXTS = ["the man plays guitar", "a dog", "", "someone fell on monday " * 3, "the quick brown fox"]
 
@@ -126,13 +126,6 @@ def test_optimizer_that_fuses_nothing_fails(tiny_artifact, tmp_path):
     with pytest.raises(ConfigError, match="Attention 0 < 1"):
         optimize(tiny_artifact / "model.onnx", tmp_path / "opt.onnx", Geometry(1, 1, 16))
     assert not (tmp_path / "opt.onnx").exists()
-
-
-def test_int8_gate_numbers():
-    assert _int8_gate(0.86, 0.867, 1.0) == ""
-    assert "0.0170 below" in _int8_gate(0.85, 0.867, 1.0)
-    assert "depends on its batch" in _int8_gate(0.866, 0.867, 0.98)
-    assert "STS-B dev is not installed" in _int8_gate(None, 0.867, 1.0)
 
 
 def test_refused_variant_is_deleted_and_recorded(tiny_variants, tmp_path):
