@@ -254,7 +254,28 @@ Routes: POST /v1/embeddings (OpenAI), POST /embed (text-embeddings-inference), G
     )
     p.add_argument("--api-key-file", help="bearer token every route but /health requires")
     p.add_argument("--model-name", help="model id in responses (default: the artifact's source)")
+    p.add_argument(
+        "--auto-truncate",
+        type=_true_false,
+        nargs="?",
+        const=True,
+        default=server.auto_truncate,
+        metavar="true|false",
+        help="cut inputs past max_seq_length where a request does not say (as TEI)",
+    )
+    p.add_argument(
+        "--prompt-name",
+        "--default-prompt-name",
+        dest="prompt_name",
+        help="the model's prompt where a request names none (default: the model's default)",
+    )
     p.add_argument("--access-log", action="store_true", help="log every request")
+
+
+def _true_false(value: str) -> bool:
+    if value.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+    return value.lower() == "true"
 
 
 def _train(sub: Subparsers) -> None:

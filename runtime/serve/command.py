@@ -20,9 +20,8 @@ def serve_command(args: argparse.Namespace) -> int:
         port=args.port,
         api_key=key,
         model_name=args.model_name,
-        # cli.py adds these two with add_api_options(); until it does, ServerConfig's defaults.
-        auto_truncate=getattr(args, "auto_truncate", ServerConfig.auto_truncate),
-        prompt_name=getattr(args, "prompt_name", None),
+        auto_truncate=args.auto_truncate,
+        prompt_name=args.prompt_name,
         access_log=args.access_log,
         graceful_timeout_s=args.graceful_timeout,
         connections=ConnectionLimits(
@@ -55,32 +54,6 @@ def serve_command(args: argparse.Namespace) -> int:
         spinning=args.spinning == "on",
         streams=args.streams,
     )
-
-
-def add_api_options(p: argparse.ArgumentParser) -> None:
-    """The options of the API surface (text-embeddings-inference's names and defaults), for
-    `embedrt serve`'s parser."""
-    p.add_argument(
-        "--auto-truncate",
-        type=_true_false,
-        nargs="?",
-        const=True,
-        default=ServerConfig.auto_truncate,
-        metavar="true|false",
-        help="cut inputs past max_seq_length where a request does not say (default: true)",
-    )
-    p.add_argument(
-        "--prompt-name",
-        "--default-prompt-name",
-        dest="prompt_name",
-        help="the model's prompt applied where a request names none (default: the model's own)",
-    )
-
-
-def _true_false(value: str) -> bool:
-    if value.lower() not in ("true", "false"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-    return value.lower() == "true"
 
 
 def read_api_key(path: str) -> str:
