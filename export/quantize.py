@@ -12,18 +12,26 @@ QLinearMatMul -> DequantizeLinear pair is replaced by ONNX Runtime's MatMulInteg
 (uint8 activations at the calibrated static scale, int8 per-channel weights, int32
 accumulation, fp32 output): still batch-invariant, and both faster and closer to fp32
 (bench/results/int8.md has every scheme side by side).
-So: static, per-channel weights, MinMax ranges from the calibration texts (512 STS-B train
-sentences shipped with embedrt, or the user's --calibration file: datasets.py), all linear
-layers, fp32 outputs.
+Before that, SmoothQuant (smooth.py) moves each linear layer's activation outliers into its
+weights, without which a model with large outlier channels (MPNet) lost most of its precision.
+So: SmoothQuant alpha 0.7, static, per-channel weights, MinMax ranges from the calibration
+texts (512 STS-B train sentences shipped with embedrt, or the user's --calibration file:
+datasets.py), all linear layers, fp32 outputs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import onnx
 
 from .datasets import calibration_texts
+from .smooth import SMOOTH_ALPHA, channel_absmax, smooth
+
+if TYPE_CHECKING:
+    from onnxruntime.quantization import CalibrationDataReader
 
 CALIBRATION_BATCH = 32
 
@@ -43,24 +51,24 @@ def quantize_int8(
     max_length: int,
     float_outputs: bool = True,
     texts: tuple[str, ...] | None = None,
+    *,
+    pad_id: int = 0,
+    alpha: float | None = SMOOTH_ALPHA,
 ) -> dict[str, int]:
     """Statically quantize the plain fp32 graph src into dst; returns quantized-operator counts.
     texts: the calibration texts (default: the shipped ones, datasets.calibration_texts).
     float_outputs=False keeps ONNX Runtime's requantized uint8 outputs (for the benchmark).
+    pad_id: the tokenizer's pad token (RoBERTa-like models give pads positions by it).
+    alpha: SmoothQuant's migration strength (smooth.py); None quantizes unsmoothed.
     """
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    from onnxruntime.quantization import CalibrationDataReader
 
     from embedrt.tokenizer import TextTokenizer, pad_rows
 
     if texts is None:
         texts = calibration_texts()[0]
-    rows = TextTokenizer.load(tokenizer_path, max_length).tokenize(list(texts))
+    # sorted by length, so a batch pads little: MinMax would count the pads' activations too
+    rows = sorted(TextTokenizer.load(tokenizer_path, max_length).tokenize(list(texts)), key=len)
 
     class Calibration(CalibrationDataReader):
         def __init__(self) -> None:
@@ -71,14 +79,40 @@ def quantize_int8(
                 return None
             batch = rows[self.start : self.start + CALIBRATION_BATCH]
             self.start += CALIBRATION_BATCH
-            ids, mask = pad_rows(batch, max(map(len, batch)), 0)
+            ids, mask = pad_rows(batch, max(map(len, batch)), pad_id)
             return {"input_ids": ids, "attention_mask": mask}
 
-    nodes = linear_matmuls(onnx.load(str(src), load_external_data=False).graph)
+    def batches() -> Iterator[dict]:
+        return iter(Calibration().get_next, None)
+
+    model = onnx.load(str(src))
+    nodes = linear_matmuls(model.graph)
+    smoothed = 0
+    if alpha is not None:
+        smoothed = smooth(model, channel_absmax(model, batches()), alpha)
+        src = dst.with_name(f".smoothed-{dst.name}")
+        onnx.save(model, str(src))
+    del model
+    try:
+        _quantize(str(src), str(dst), Calibration(), nodes)
+    finally:
+        if alpha is not None:
+            src.unlink()
+    counts = {"linear_layers": len(nodes), "smoothed_inputs": smoothed}
+    if not float_outputs:
+        graph = onnx.load(str(dst), load_external_data=False).graph
+        return counts | {"QLinearMatMul": sum(n.op_type == "QLinearMatMul" for n in graph.node)}
+    return dequantize_outputs(dst) | counts
+
+
+def _quantize(src: str, dst: str, calibration: CalibrationDataReader, nodes: list[str]) -> None:
+    """ONNX Runtime's static quantization as this module uses it (see the docstring)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
     quantize_static(
-        str(src),
-        str(dst),
-        Calibration(),
+        src,
+        dst,
+        calibration,
         quant_format=QuantFormat.QOperator,
         per_channel=True,
         reduce_range=False,  # VNNI has no u8s8 saturation issue (bench/results/int8.md: no gain)
@@ -87,13 +121,6 @@ def quantize_int8(
         nodes_to_quantize=nodes,
         calibrate_method=CalibrationMethod.MinMax,
     )
-    if not float_outputs:
-        graph = onnx.load(str(dst), load_external_data=False).graph
-        return {
-            "QLinearMatMul": sum(n.op_type == "QLinearMatMul" for n in graph.node),
-            "linear_layers": len(nodes),
-        }
-    return dequantize_outputs(dst) | {"linear_layers": len(nodes)}
 
 
 def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:

@@ -171,6 +171,7 @@ def _build_int8(
             folder / manifest.tokenizer.file,
             manifest.max_seq_length,
             texts=texts,
+            pad_id=manifest.pad_token_id,
         )
     except Exception as e:  # a speed option: recorded, never the end of the export
         (folder / "model_int8.onnx").unlink(missing_ok=True)
