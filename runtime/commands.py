@@ -99,11 +99,16 @@ def _info_lines(artifact: str, manifest: Manifest, loaded: dict[str, Any]) -> li
     lines = [
         f"artifact   {artifact}",
         f"source     {src.get('model', '?')}" + (f" (weights sha256 {sha[:16]}...)" if sha else ""),
-        f"model      dim {manifest.dim}, max_seq_length {manifest.max_seq_length}, "
-        f"pooling {manifest.pooling}, normalize {str(manifest.normalize).lower()}, "
+        f"model      {src.get('architecture') or '?'}: dim {manifest.dim}, max_seq_length "
+        f"{manifest.max_seq_length}, pooling {manifest.pooling}, normalize "
+        f"{str(manifest.normalize).lower()}, similarity {manifest.similarity_fn}, "
         f"opset {manifest.opset}",
-        "",
     ]
+    if manifest.prompts:
+        default = manifest.default_prompt_name
+        lines += [f"prompts    default: {default!r}" if default else "prompts    no default"]
+        lines += [f"  {name}: {text!r}" for name, text in manifest.prompts.items()]
+    lines.append("")
     rows = []
     for v in manifest.variants:
         path = Path(artifact) / v.file

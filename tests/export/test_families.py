@@ -51,6 +51,12 @@ def test_family_exports_and_matches_sentence_transformers(families, name):
     result = compare(ref, ours)
     assert result.min_cosine >= 0.99999 and result.max_abs_diff <= 1e-4, result
     np.testing.assert_allclose(np.linalg.norm(ours[1:3], axis=1), 1.0, atol=1e-5)
+    # a prompt and Matryoshka dimensions, as sentence-transformers applies them
+    with_prompt = compare(st.encode(TEXTS, prompt="query: "), enc.encode(TEXTS, prompt="query: "))
+    assert with_prompt.min_cosine >= 0.99999, with_prompt
+    np.testing.assert_allclose(
+        enc.encode(TEXTS, dimensions=8), st.encode(TEXTS, truncate_dim=8), atol=1e-4
+    )
     # the same tokens as sentence-transformers', truncation included
     st_lengths = [int(st.tokenize([t])["attention_mask"].sum()) for t in TEXTS]
     assert enc.count_tokens(TEXTS).tolist() == st_lengths

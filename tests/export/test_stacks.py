@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-from fixtures.st_zoo import build_stack
+from fixtures.st_zoo import PROMPTS, STACKS, build_stack
 from sentence_transformers import SentenceTransformer
 
 from embedrt import ConfigError, Encoder, load_manifest
@@ -16,28 +16,6 @@ from embedrt.export import export_model, read_source
 from embedrt.export.parity import compare
 
 TEXTS = ["", "the man plays guitar", "a dog " * 80, "Größere Städte 🙂", "someone fell on monday"]
-PROMPTS = {"query": "query: ", "document": "passage: ", "classification": "topic: "}
-
-STACKS = {
-    "cls": dict(pooling="cls", normalize=False),
-    "max": dict(pooling="max"),
-    "mean_sqrt_len_tokens, Dense tanh": dict(pooling="mean_sqrt_len_tokens", dense=((24, "tanh"),)),
-    "weightedmean, LayerNorm, no Normalize": dict(
-        pooling="weightedmean", layer_norm=True, normalize=False
-    ),
-    "lasttoken on an encoder": dict(pooling="lasttoken", family="roberta"),
-    "cls+mean+max, Dense relu, Dense identity": dict(
-        pooling=["cls", "mean", "max"], dense=((48, "relu"), (16, "identity"))
-    ),
-    "Dense before pooling, mean": dict(pooling="mean", dense_before=20, family="mpnet"),
-    "prompts, default prompt, dot product": dict(
-        pooling="mean",
-        normalize=False,
-        prompts=PROMPTS,
-        default_prompt_name="classification",
-        similarity_fn_name="dot",
-    ),
-}
 
 
 @pytest.fixture(scope="module")

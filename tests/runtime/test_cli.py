@@ -35,13 +35,18 @@ def test_info_text(tiny_copy):
         "gate": "passed",
     }
     manifest["refused"] = {"int8": "batch variance 0.98 < 0.99999; figures: {'gate': 'refused'}"}
+    manifest["prompts"] = {"query": "query: ", "document": ""}
+    manifest["default_prompt_name"] = "query"
+    manifest["source"]["architecture"] = "bert"
     path.write_text(json.dumps(manifest))
     out = run("info", str(tiny_copy)).stdout.splitlines()
     assert out[0] == f"artifact   {tiny_copy}"
     assert out[1] == "source     tiny-fixture"  # the fixture records no weights
     assert out[2] == (
-        "model      dim 16, max_seq_length 32, pooling mean, normalize true, opset 17"
+        "model      bert: dim 16, max_seq_length 32, pooling mean, normalize true, "
+        "similarity cosine, opset 17"
     )
+    assert out[3:6] == ["prompts    default: 'query'", "  query: 'query: '", "  document: ''"]
     header = next(line for line in out if line.startswith("variant "))
     assert header.split() == "variant file size MB precision gate figures providers".split()
     size = f"{(tiny_copy / 'model.onnx').stat().st_size / 1e6:.1f}"
