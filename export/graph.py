@@ -43,6 +43,10 @@ class SentenceEmbedding(torch.nn.Module):
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "token_embeddings": tokens,
+            # what sentence-transformers' cls pooling finds (the first unmasked token) is the
+            # first token here: the runtime pads on the right. Given, the pooling skips its
+            # gather-and-squeeze, which traces to an If node fp16 conversion cannot type.
+            "cls_token_embeddings": tokens[:, 0],
         }
         for module in self.head:
             features = module(features)

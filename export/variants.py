@@ -227,7 +227,11 @@ def _build_fp16(
         fused.unlink(missing_ok=True)
     fused_ops = {"fp32_pooling_nodes": len(kept)}
     manifest = _add(folder, manifest, "fp16", dst.name, "fp16", (CUDA,), fused_ops)
-    figs = measure(folder, "fp16", sentences, fp32_vecs)
+    try:
+        figs = measure(folder, "fp16", sentences, fp32_vecs)
+    except Exception as e:  # e.g. an If node whose branches the converter typed apart
+        why = f"ONNX Runtime cannot run the converted graph: {_error(e)}"
+        return _gate(folder, manifest, "fp16", {}, why), f"refused: {why}"
     quality = figs.as_dict(None) | {"verified_on": ["CPUExecutionProvider (reference path)"]}
     cos = float(figs.vs_fp32["min_cosine"])
     why = "" if cos >= FP16_MIN_COSINE else f"min cosine to fp32 {cos:.6f} < {FP16_MIN_COSINE}"
