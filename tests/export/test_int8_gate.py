@@ -4,7 +4,7 @@ it, precision='auto' passes over it, and `embedrt info` says why."""
 
 import numpy as np
 import pytest
-from fixtures.st_families import build_family_model
+from fixtures.st_zoo import build_stack
 
 from embedrt import Encoder, load_manifest
 from embedrt.cli import main
@@ -87,7 +87,7 @@ def failing_int8(tmp_path_factory):
     """A tiny BERT with widely spread weights (std 1.0, like a trained model's outlier
     channels): its MinMax-calibrated int8 keeps cosine to fp32 near 1 yet reorders neighbours."""
     root = tmp_path_factory.mktemp("spread")
-    src = build_family_model(root / "st", "bert", init_range=1.0)
+    src = build_stack(root / "st", family="bert", init_range=1.0, max_seq_length=24)
     out = root / "artifact"
     export_model(src, out, variants=("opt", "int8"))
     return out

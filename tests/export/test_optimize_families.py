@@ -5,7 +5,7 @@ why; fp16 built or refused with its reason; the export itself never fails for ei
 import json
 
 import pytest
-from fixtures.st_families import DECODERS, FAMILIES, HEADS, HIDDEN, LAYERS, build_family_model
+from fixtures.st_zoo import DECODERS, FAMILIES, HEADS, HIDDEN, LAYERS, build_family
 
 from embedrt import ConfigError, Encoder, load_manifest
 from embedrt.export import export_model, read_source
@@ -16,7 +16,7 @@ from embedrt.export.optimize import FULLY_FUSED, Geometry
 def family(request, tmp_path_factory):
     """(family, source folder, artifact folder) with opt and fp16 asked for."""
     root = tmp_path_factory.mktemp(request.param)
-    src = build_family_model(root / "st", request.param)
+    src = build_family(root / "st", request.param)
     export_model(src, root / "artifact", variants=("opt", "fp16"))
     return request.param, src, root / "artifact"
 
