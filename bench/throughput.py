@@ -99,7 +99,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
 
-    from embedrt import Encoder
+    from embedrt import Encoder, load_manifest
 
     texts = build_corpus(args.texts, kind=args.corpus)
     corpus = args.out.parent / f".corpus-{os.getpid()}.jsonl"
@@ -108,7 +108,13 @@ def main() -> None:
     tokens = int(
         Encoder.load(args.artifact, device="cpu", variant="fp32").count_tokens(texts).sum()
     )
-    plan = [(sys.executable, name) for name in LOCAL]
+    # an artifact without a variant (MPNet has no opt: ONNX Runtime fuses none of its attention)
+    have = {v.name for v in load_manifest(args.artifact).variants}
+    plan = [
+        (sys.executable, name)
+        for name in LOCAL
+        if not name.startswith("embedrt-") or name.removeprefix("embedrt-") in have
+    ]
     if args.peers_python:
         plan += [(args.peers_python, name) for name in PEERS]
     # Candidates take turns, round after round, so that a neighbour's burst of load on a shared
