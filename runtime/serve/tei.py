@@ -189,7 +189,10 @@ class TeiRoutes:
         def work() -> bytes:
             prompted = s.encoder.apply_prompt(texts, prompt_name=name)
             encodings = s.tokenizer.encodings(prompted, add_special_tokens=special)
-            return dumps([token_details(t, e) for t, e in zip(prompted, encodings, strict=True)])
+            # the offsets are into the text the tokenizer saw: lowered, for a do_lower_case
+            # model ("İ".lower() is two characters)
+            seen = [t.lower() for t in prompted] if s.tokenizer.lowercase else prompted
+            return dumps([token_details(t, e) for t, e in zip(seen, encodings, strict=True)])
 
         return Response(await s.offload(work), media_type=JSON)
 

@@ -56,6 +56,13 @@ def test_the_prompt_is_part_of_the_jobs_identity(tmp_path, prompted):
     assert ident == {None: "someone is ", "query": "quick brown ", "document": "someone is "}
 
 
+def test_without_a_prompt_the_identity_is_as_before_prompts(tmp_path, tiny_encoder):
+    """No "prompt" key at all: a ledger written before prompts existed still resumes."""
+    src = write(tmp_path / "in.txt", make_rows(5), "txt")
+    options = job_identity(InputSpec.of(src), tiny_encoder, JobConfig(), "npy")["options"]
+    assert "prompt" not in options and options["shard_rows"] == JobConfig().shard_rows
+
+
 def test_cli_prompt_name(tmp_path, prompted):
     src = write(tmp_path / "in.txt", make_rows(20), "txt")
     out = tmp_path / "out.npy"
