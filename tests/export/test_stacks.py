@@ -120,3 +120,19 @@ def test_include_prompt_false_is_refused_naming_it(stacks, tmp_path):
     with pytest.raises(ConfigError, match="include_prompt=false"):
         read_source(folder)
     assert not (tmp_path / "out").exists()
+
+
+def test_normalized_only_when_normalize_is_the_last_module_that_changes_vectors(stacks, tmp_path):
+    src, _ = stacks["mean_sqrt_len_tokens, Dense tanh"]  # Transformer, Pooling, Dense, Normalize
+    assert read_source(src).normalize
+    folder = shutil.copytree(src, tmp_path / "reordered")
+    modules = json.loads((folder / "modules.json").read_text())
+    modules[2], modules[3] = modules[3], modules[2]  # ... Normalize, then Dense
+    (folder / "modules.json").write_text(json.dumps(modules))
+    assert not read_source(folder).normalize
+    modules[2], modules[3] = modules[3], modules[2]
+    modules.append(
+        {"idx": 4, "name": "4", "path": "4_Dropout", "type": "sentence_transformers.models.Dropout"}
+    )
+    (folder / "modules.json").write_text(json.dumps(modules))
+    assert read_source(folder).normalize  # Dropout after Normalize changes nothing at inference
