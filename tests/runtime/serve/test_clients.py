@@ -141,9 +141,13 @@ def test_tei_embed_options_over_http(server, encoder):
 # ---- huggingface_hub ----
 
 
-def test_huggingface_hub_inference_client(server, encoder):
-    from huggingface_hub import InferenceClient
+def test_huggingface_hub_inference_client(server, encoder, monkeypatch):
+    from huggingface_hub import InferenceClient, constants
 
+    # `make` exports HF_HUB_OFFLINE=1 (no model hub here), which makes huggingface_hub refuse
+    # every request, 127.0.0.1 included; this client talks only to the local server
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     client = InferenceClient(base_url=server.url)
     close(client.feature_extraction("the man plays guitar"), encoder.encode(TEXTS[:1]))
     close(client.feature_extraction(TEXTS), encoder.encode(TEXTS))
