@@ -35,10 +35,6 @@ if TYPE_CHECKING:
 
 CALIBRATION_BATCH = 32  # rows per calibration run, and at most
 CALIBRATION_TOKENS = 8192  # padded tokens per run: long user texts must not blow up memory
-# ONNX Runtime's MinMax calibrator keeps every linear input of every run until it computes the
-# ranges (all-mpnet-base-v2's export peaks at 7.5 GB there). Its CalibMaxIntermediateOutputs
-# option does not fold them into running ranges: ONNX Runtime 1.32 drops the collected outputs
-# every N runs uncomputed, so the ranges would come from the last runs alone. Not used.
 
 
 def linear_matmuls(graph: onnx.GraphProto) -> list[str]:
@@ -75,22 +71,19 @@ def quantize_int8(
     # sorted by length, so a batch pads little: MinMax would count the pads' activations too
     rows = sorted(TextTokenizer.load(tokenizer_path, max_length).tokenize(list(texts)), key=len)
 
+    spans = _spans([len(r) for r in rows])
+
     class Calibration(CalibrationDataReader):
+        """The calibration runs, one span of the sorted rows each."""
+
         def __init__(self) -> None:
-            self.start = 0
+            self.todo = iter(spans)
 
         def get_next(self) -> dict | None:
-            if self.start >= len(rows):
+            span = next(self.todo, None)
+            if span is None:
                 return None
-            end = self.start + 1  # rows are sorted by length: the last row is the longest
-            while (
-                end < len(rows)
-                and end - self.start < CALIBRATION_BATCH
-                and (end + 1 - self.start) * len(rows[end]) <= CALIBRATION_TOKENS
-            ):
-                end += 1
-            batch = rows[self.start : end]
-            self.start = end
+            batch = rows[span[0] : span[1]]
             ids, mask = pad_rows(batch, max(map(len, batch)), pad_id)
             return {"input_ids": ids, "attention_mask": mask}
 
@@ -100,21 +93,38 @@ def quantize_int8(
     model = onnx.load(str(src))
     nodes = linear_matmuls(model.graph)
     smoothed = 0
-    if alpha is not None:
-        smoothed = smooth(model, channel_absmax(model, batches()), alpha)
-        src = dst.with_name(f".smoothed-{dst.name}")
-        onnx.save(model, str(src))
-    del model
+    smoothed_path = dst.with_name(f".smoothed-{dst.name}")
     try:
+        if alpha is not None:
+            smoothed = smooth(model, channel_absmax(model, batches()), alpha)
+            onnx.save(model, str(smoothed_path))
+            src = smoothed_path
+        del model
         _quantize(str(src), str(dst), Calibration(), nodes)
     finally:
-        if alpha is not None:
-            src.unlink()
+        smoothed_path.unlink(missing_ok=True)
     counts = {"linear_layers": len(nodes), "smoothed_inputs": smoothed}
     if not float_outputs:
         graph = onnx.load(str(dst), load_external_data=False).graph
         return counts | {"QLinearMatMul": sum(n.op_type == "QLinearMatMul" for n in graph.node)}
     return dequantize_outputs(dst) | counts
+
+
+def _spans(lengths: list[int]) -> list[tuple[int, int]]:
+    """(start, end) of each calibration run over rows sorted by length: at most
+    CALIBRATION_BATCH rows and CALIBRATION_TOKENS padded tokens (one longer row runs alone)."""
+    spans, start = [], 0
+    while start < len(lengths):
+        end = start + 1
+        while (
+            end < len(lengths)
+            and end - start < CALIBRATION_BATCH
+            and (end + 1 - start) * lengths[end] <= CALIBRATION_TOKENS
+        ):
+            end += 1
+        spans.append((start, end))
+        start = end
+    return spans
 
 
 def _quantize(src: str, dst: str, calibration: CalibrationDataReader, nodes: list[str]) -> None:

@@ -1,17 +1,19 @@
 """SmoothQuant for the int8 variant: each linear layer's activation outliers moved into its weights.
 
-A few channels of a transformer's activations are far larger than the rest (all-mpnet-base-v2:
-3 of the 3072 GELU outputs reach 91 where 99.9% stay under 2.5). Static int8 gives a tensor one
-scale, set by its largest value, so those channels leave the others a handful of levels: MPNet's
-int8 vectors had median cosine 0.92 to fp32. SmoothQuant (Xiao et al., 2023) divides each input
-channel j of a linear layer by s_j and multiplies row j of its weights by s_j, which leaves the
-product unchanged in fp32 and evens out the activation ranges at the weights' expense:
-s_j = max|x_j|^alpha / max|w_j|^(1 - alpha), with max|x_j| over the calibration texts' real tokens.
-The division is one Mul node per layer input (an elementwise pass, small beside the MatMul).
+A few channels of a transformer's activations are far larger than the rest (all-mpnet-base-v2's
+GELU outputs and attention-output LayerNorms have a handful such channels). Static int8 gives a
+tensor one scale, set by its largest value, so those channels leave the others a handful of
+levels, and MPNet's int8 vectors drifted far from fp32. SmoothQuant (Xiao et al., 2023) divides
+each input channel j of a linear layer by s_j and multiplies row j of its weights by s_j, which
+leaves the product unchanged in fp32 and evens out the activation ranges at the weights'
+expense: s_j = max|x_j|^alpha / max|w_j|^(1 - alpha), with max|x_j| over the calibration texts'
+real tokens. The division is one Mul node per layer input (an elementwise pass, small beside
+the MatMul).
 
 ONNX Runtime's quantize_static has a SmoothQuant option, but it imports
 neural_compressor.adaptor.ox_utils, which neural-compressor 3 removed; hence this module.
-alpha 0.7 was the best of 0.25-0.95 for both MPNet and MiniLM (bench/results/int8_smooth.md).
+alpha 0.7 was the best of the values tried for both MPNet and MiniLM; the sweep, the quality and
+the speed it costs: bench/results/int8_smooth.md.
 """
 
 from __future__ import annotations
