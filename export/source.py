@@ -84,7 +84,8 @@ def read_source(src: str | Path) -> SourceModel:
     layout = "5.7+" if any(m["type"].count(".") > 2 for m in modules) else "pre-5.7"
     tpath = path / modules[0].get("path", "")
     max_len, lower = _read_transformer_config(tpath)
-    modes, dim = _read_head(path, modules, kinds, _model_config(tpath))
+    model_cfg = _model_config(tpath)
+    modes, dim = _read_head(path, modules, kinds, model_cfg)
     prompts, default_prompt, similarity_fn = _read_st_config(path)
     weights = next((tpath / w for w in _WEIGHT_FILES if (tpath / w).is_file()), None)
     if weights is None:
@@ -103,7 +104,7 @@ def read_source(src: str | Path) -> SourceModel:
         weights_file=weights.name,
         weights_sha256=sha256_file(weights),
         modules=tuple(m["type"] for m in modules),
-        architecture=str(_model_config(tpath).get("model_type", "")),
+        architecture=str(model_cfg.get("model_type", "")),
         stack=kinds,
         prompts=prompts,
         default_prompt_name=default_prompt,

@@ -109,6 +109,19 @@ def to_old_layout(folder: Path, max_seq_length: int, pooling: str, normalize: bo
     return folder
 
 
+def exported(root: Path, builds: dict) -> dict[str, tuple[Path, Path]]:
+    """name -> (source folder, fp32 artifact) for each name -> build(folder) -> folder, each
+    built and exported (no variants) under root."""
+    from embedrt.export import export_model
+
+    out = {}
+    for i, (name, build) in enumerate(builds.items()):
+        src = build(root / f"m{i}")
+        export_model(src, root / f"m{i}-artifact", variants=())
+        out[name] = (src, root / f"m{i}-artifact")
+    return out
+
+
 @pytest.fixture(scope="session")
 def st_mean(tmp_path_factory):
     return build_st_model(tmp_path_factory.mktemp("st") / "mean", "mean", True)

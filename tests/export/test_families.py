@@ -3,13 +3,16 @@ a tiny random-weight model per family (tests/fixtures/st_zoo.py), each with its 
 tokenizer, special tokens and padding side, compared with SentenceTransformer.encode on empty,
 over-long, non-ASCII and emoji text."""
 
+from functools import partial
+
 import numpy as np
 import pytest
+from conftest import exported
 from fixtures.st_zoo import FAMILIES, FAMILY_POOLING, build_family
 from sentence_transformers import SentenceTransformer
 
 from embedrt import Encoder, load_manifest
-from embedrt.export import export_model, read_source
+from embedrt.export import read_source
 from embedrt.export.parity import compare
 
 TEXTS = [
@@ -26,13 +29,10 @@ TEXTS = [
 @pytest.fixture(scope="module")
 def families(tmp_path_factory):
     """name -> (source folder, artifact), built and exported once for the module."""
-    root = tmp_path_factory.mktemp("families")
-    out = {}
-    for name in FAMILIES:
-        src = build_family(root / name, name, seed=len(out))
-        export_model(src, root / f"{name}-artifact", variants=())
-        out[name] = (src, root / f"{name}-artifact")
-    return out
+    builds = {
+        name: partial(build_family, name=name, seed=seed) for seed, name in enumerate(FAMILIES)
+    }
+    return exported(tmp_path_factory.mktemp("families"), builds)
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))

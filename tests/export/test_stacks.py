@@ -5,14 +5,16 @@ sentence-transformers' own output with the same arguments."""
 
 import json
 import shutil
+from functools import partial
 
 import numpy as np
 import pytest
+from conftest import exported
 from fixtures.st_zoo import PROMPTS, STACKS, build_stack
 from sentence_transformers import SentenceTransformer
 
 from embedrt import ConfigError, Encoder, load_manifest
-from embedrt.export import export_model, read_source
+from embedrt.export import read_source
 from embedrt.export.parity import compare
 
 TEXTS = ["", "the man plays guitar", "a dog " * 80, "Größere Städte 🙂", "someone fell on monday"]
@@ -20,13 +22,11 @@ TEXTS = ["", "the man plays guitar", "a dog " * 80, "Größere Städte 🙂", "s
 
 @pytest.fixture(scope="module")
 def stacks(tmp_path_factory):
-    root = tmp_path_factory.mktemp("stacks")
-    out = {}
-    for i, (name, kwargs) in enumerate(STACKS.items()):
-        src = build_stack(root / f"s{i}", seed=i, **kwargs)
-        export_model(src, root / f"s{i}-artifact", variants=())
-        out[name] = (src, root / f"s{i}-artifact")
-    return out
+    builds = {
+        name: partial(build_stack, seed=seed, **kwargs)
+        for seed, (name, kwargs) in enumerate(STACKS.items())
+    }
+    return exported(tmp_path_factory.mktemp("stacks"), builds)
 
 
 @pytest.mark.parametrize("name", list(STACKS))
