@@ -229,6 +229,11 @@ class Encoder:
     def dim(self) -> int:
         return self.manifest.dim
 
+    @property
+    def tokenizer(self) -> TextTokenizer:
+        """The artifact's tokenizer (thread-safe): the server's TEI routes use it directly."""
+        return self._tokenizer
+
     def encode(
         self,
         texts: str | Iterable[str],

@@ -41,8 +41,6 @@ from ..errors import (
     UnknownModelError,
     missing_extra,
 )
-from ..manifest import verified_bytes
-from ..tokenizer import TextTokenizer
 from ..vectors import l2_normalize
 from .config import CLOSE_TIMEOUT_S, ServerConfig
 from .inputs import RowContext, prompt_error, token_rows
@@ -91,14 +89,8 @@ class EmbeddingService:
         self.model = config.model_name or str(m.source.get("model") or Path(encoder.info.path).name)
         if config.prompt_name is not None:
             self.check_prompt(config.prompt_name, ConfigError)
-        # The server's own copy of the artifact's (verified) tokenizer: the encoder's tokenizes
-        # for encode(); this one also truncates from the left, decodes and shows tokens.
-        self.tokenizer = TextTokenizer.from_bytes(
-            verified_bytes(encoder.info.path, m.tokenizer),
-            m.tokenizer.file,
-            m.max_seq_length,
-            m.do_lower_case,
-        )
+        # the encoder's own tokenizer: it also truncates from the left, decodes and shows tokens
+        self.tokenizer = encoder.tokenizer
         self.metrics = ServerMetrics(depth=lambda: self.scheduler.depth)
         self.scheduler = Scheduler(encoder.runner, config.batching, observer=self.metrics)
         self._pool: ThreadPoolExecutor | None = None
