@@ -32,7 +32,7 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
-from ..encoder import Encoder
+from ..encoder import Encoder, resolve_prompt
 from ..errors import (
     AuthError,
     ConfigError,
@@ -161,11 +161,11 @@ class EmbeddingService:
             raise NotAvailableError(
                 "'normalize': false is not available: this model's graph L2-normalizes its output"
             )
-        name = self.prompt_of(req.prompt_name)
+        prompt = resolve_prompt(self.encoder.manifest, self.prompt_of(req.prompt_name), None)
         ctx = RowContext(
             tokenizer=self.tokenizer,
-            prompter=functools.partial(self.encoder.apply_prompt, prompt_name=name),
-            prompted=bool(self.encoder.apply_prompt([""], prompt_name=name)[0]),
+            prompter=functools.partial(self.encoder.apply_prompt, prompt=prompt),
+            prompted=bool(prompt),
             max_length=self.encoder.manifest.max_seq_length,
             limits=self.config.limits,
             truncate=self.config.auto_truncate if req.truncate is None else req.truncate,
