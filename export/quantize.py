@@ -16,7 +16,8 @@ Before that, SmoothQuant (smooth.py) moves each linear layer's activation outlie
 weights, without which a model with large outlier channels (MPNet) lost most of its precision.
 So: SmoothQuant alpha 0.7, static, per-channel weights, MinMax ranges from the calibration
 texts (512 STS-B train sentences shipped with embedrt, or the user's --calibration file:
-datasets.py), all linear layers, fp32 outputs.
+datasets.py), all linear layers, fp32 outputs. Last, the word-embedding table (most of a small
+model's bytes) is stored as int8 rows with a scale each (quantize_tables).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import onnx
 
 from .datasets import calibration_texts
@@ -107,7 +109,7 @@ def quantize_int8(
     if not float_outputs:
         graph = onnx.load(str(dst), load_external_data=False).graph
         return counts | {"QLinearMatMul": sum(n.op_type == "QLinearMatMul" for n in graph.node)}
-    return dequantize_outputs(dst) | counts
+    return dequantize_outputs(dst) | quantize_tables(dst) | counts
 
 
 def _spans(lengths: list[int]) -> list[tuple[int, int]]:
@@ -229,3 +231,68 @@ def dequantize_outputs(path: Path) -> dict[str, int]:
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     onnx.save(model, str(path))
     return {"MatMulIntegerToFloat": count, "bias_folded": folded}
+
+
+EMBEDDING_TABLE_BYTES = 1 << 20  # fp32 lookup tables this size or more are stored as int8
+
+
+def quantize_tables(path: Path) -> dict[str, int]:
+    """Store each large fp32 Gather table (the word embeddings: 47 MB of MiniLM's 59 MB int8
+    file) as int8 rows with one fp32 scale per row; returns {"int8_tables": how many}.
+
+    Gather(table, ids) becomes Gather(int8 table, ids) -> Cast -> Mul by Gather(row scales, ids):
+    symmetric per-row quantization, dequantized only for the rows a batch looks up, with plain
+    ONNX operators (no contrib kernel). The rounding error of an element is at most half its
+    row's scale (max |row| / 254); the int8 gate measures what it does to the vectors.
+    """
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    tables = {
+        i.name: i
+        for i in graph.initializer
+        if i.data_type == onnx.TensorProto.FLOAT
+        and len(i.dims) == 2
+        and 4 * i.dims[0] * i.dims[1] >= EMBEDDING_TABLE_BYTES
+    }
+    consumers = _consumers(graph)
+    done = 0
+    for name, init in tables.items():
+        users = consumers.get(name, [])
+        if not users or not all(_row_lookup(n, name) for n in users):
+            continue  # read by something other than a lookup of rows: left as it is
+        table = numpy_helper.to_array(init)
+        scale = np.abs(table).max(axis=1, keepdims=True) / 127.0
+        scale[scale == 0] = 1.0  # an all-zero row stays zero
+        q = np.clip(np.rint(table / scale), -127, 127).astype(np.int8)
+        graph.initializer.remove(init)
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(q, f"{name}_int8"),
+                numpy_helper.from_array(scale.astype(np.float32), f"{name}_scale"),
+            ]
+        )
+        for node in users:
+            out, ids = node.output[0], node.input[1]
+            node.input[0] = f"{name}_int8"
+            node.output[0] = f"{out}_int8"
+            extra = [
+                helper.make_node("Gather", [f"{name}_scale", ids], [f"{out}_scale"]),
+                helper.make_node("Cast", [f"{out}_int8"], [f"{out}_float"], to=1),
+                helper.make_node("Mul", [f"{out}_float", f"{out}_scale"], [out]),
+            ]
+            at = list(graph.node).index(node) + 1
+            for k, n in enumerate(extra):
+                n.name = f"{node.name}_dequantize_{k}"
+                graph.node.insert(at + k, n)
+        done += 1
+    if done:
+        onnx.save(model, str(path))
+    return {"int8_tables": done}
+
+
+def _row_lookup(node: onnx.NodeProto, table: str) -> bool:
+    """node is a Gather of whole rows (axis 0) of table."""
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+    return node.op_type == "Gather" and node.input[0] == table and axis == 0
