@@ -10,7 +10,7 @@ ST_MODEL = "$$($(PY) -c 'from embedrt.export.source import resolve_source; print
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := true
 
-.PHONY: install run test lint test-lean bench bench-mpnet bench-footprint serve bench-serve bench-serve-mixed bench-embed bench-peers-venv bench-gpu-dry-run bench-ray clean
+.PHONY: install run test lint test-lean bench bench-mpnet bench-footprint serve bench-serve bench-serve-mixed bench-embed bench-peers-venv bench-gpu-dry-run bench-ray bench-soak clean
 
 install: $(VENV)/.installed
 
@@ -137,6 +137,11 @@ bench-serve-peers: $(ARTIFACT)/embedrt.json
 bench-embed: $(ARTIFACT)/embedrt.json
 	$(PY) bench/embed_job.py --artifact $(ARTIFACT) --rows 6000 --repeats 2 \
 		--rss-artifact tiny --rss-rows 10000 200000 --out bench/results/embed_job
+
+# RSS of encode, the batch job and the server, each over 1M texts of mixed lengths (issue 20):
+# flat after warm-up or not. Not in `bench`: at a few hundred texts/s on 2 cores it takes hours.
+bench-soak: $(ARTIFACT)/embedrt.json
+	$(PY) bench/soak.py --artifact $(ARTIFACT) --texts 1000000 --out bench/results/soak
 
 # The GPU proof (issue 8) on the CPU: bench/gpu.py's whole code path with device cpu and small
 # sizes, ~40 s; results in build/gpu-proof. bench/GPU.md stages the real run for a lent GPU.
