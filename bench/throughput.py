@@ -96,6 +96,11 @@ def main() -> None:
         help="rounds; each runs every candidate once, in turn, in a fresh process",
     )
     ap.add_argument("--latency-n", type=int, default=200)
+    ap.add_argument(
+        "--candidates",
+        default=",".join(LOCAL),
+        help="comma-separated worker.py candidates to run (default: %(default)s)",
+    )
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
 
@@ -112,8 +117,8 @@ def main() -> None:
     have = {v.name for v in load_manifest(args.artifact).variants}
     plan = [
         (sys.executable, name)
-        for name in LOCAL
-        if not name.startswith("embedrt-") or name.removeprefix("embedrt-") in have
+        for name in args.candidates.split(",")
+        if not name.startswith("embedrt-") or name.removeprefix("embedrt-").split("@")[0] in have
     ]
     if args.peers_python:
         plan += [(args.peers_python, name) for name in PEERS]

@@ -27,6 +27,43 @@ from memory import peak_rss_mb  # noqa: E402
 EncodeFn = Callable[[list[str], int], np.ndarray]
 
 
+# ONNX Runtime memory settings to measure against embedrt's own (issue 20): a candidate named
+# "embedrt-VARIANT@A+B" loads with the session options changed by SETTINGS[A] and SETTINGS[B].
+SETTINGS: dict[str, Callable[[object], None]] = {
+    "arena": lambda so: setattr(so, "enable_cpu_mem_arena", True),
+    "no-arena": lambda so: setattr(so, "enable_cpu_mem_arena", False),
+    "no-pattern": lambda so: setattr(so, "enable_mem_pattern", False),
+    "pattern": lambda so: setattr(so, "enable_mem_pattern", True),
+    "own-arena": lambda so: so.add_session_config_entry("session.use_env_allocators", "0"),
+}
+
+
+def _with_settings(settings: str) -> None:
+    """Make every session embedrt creates in this process use SETTINGS[name] for each name in
+    settings ("+"-joined). "no-cells": plan batches by tokens and rows alone, without the
+    attention-area bound (BatchPlan.max_cells)."""
+    import embedrt.session as session
+
+    names = settings.split("+")
+    if "no-cells" in names:
+        import functools
+
+        import embedrt.encoder as encoder
+
+        encoder.BatchPlan = functools.partial(encoder.BatchPlan, max_cells=None)  # type: ignore[misc]
+        names.remove("no-cells")
+    changes = [SETTINGS[name] for name in names]
+    made = session.ort_session_options
+
+    def patched(options, device):  # type: ignore[no-untyped-def]
+        so, extra = made(options, device)
+        for change in changes:
+            change(so)
+        return so, extra
+
+    session.ort_session_options = patched
+
+
 def embedrt_candidate(variant: str) -> Callable[[argparse.Namespace], EncodeFn]:
     def load(args: argparse.Namespace) -> EncodeFn:
         from embedrt import Encoder
@@ -81,8 +118,11 @@ def main() -> None:
     args = ap.parse_args()
     t0 = float(os.environ.get("EMBEDRT_BENCH_T0", time.time()))
 
-    if args.candidate in CANDIDATES:
-        load = CANDIDATES[args.candidate]
+    name, _, settings = args.candidate.partition("@")
+    if settings:
+        _with_settings(settings)
+    if name in CANDIDATES:
+        load = CANDIDATES[name]
     else:
         from peers import PEERS  # only importable in the peers' venv
 

@@ -28,9 +28,15 @@ GPU_PAD_MULTIPLE = 8
 class BatchPlan:
     """Limits of one batch.
 
-    max_tokens: padded area (rows x padded length) of a batch, in tokens. Bounds memory and
-        keeps batches of short texts large and batches of long texts small. 16384 tokens is
-        64 rows of 256 tokens: the activations of a 6-layer, 384-wide model stay ~100 MB.
+    max_tokens: padded area (rows x padded length) of a batch, in tokens. Bounds the memory
+        of the activations that grow with the tokens (a linear layer's output) and keeps
+        batches of short texts large and batches of long texts small.
+    max_cells: rows x padded length squared: the area of one head's attention scores, which
+        grow with the square of the length. None = no bound (GPUs). The default is 32 rows of
+        128 tokens: 8 rows of 256, 3 of 384, 2 of 512, so one batch's attention scores stay
+        ~25 MB per tensor for 12 heads whatever the texts' length, and a batch of long texts
+        no longer needs four times the memory of a batch of mid-length ones. Measured free in
+        throughput (docs/decisions.md, issue 20).
     max_rows: rows per batch (encode's batch_size), as sentence-transformers users know it.
     pad_multiple: pad each batch's length up to a multiple of this (GPU_PAD_MULTIPLE on GPUs,
         1 on CPU where every padded token costs time).
@@ -42,15 +48,25 @@ class BatchPlan:
     max_rows: int = 32
     pad_multiple: int = 1
     run_cost: int = CPU_RUN_COST
+    max_cells: int | None = 32 * 128 * 128
 
     def __post_init__(self) -> None:
         for name in ("max_tokens", "max_rows", "pad_multiple"):
             check_int(name, getattr(self, name))
         check_int("run_cost", self.run_cost, least=0)
+        check_int("max_cells", self.max_cells, none=True)
 
     def padded(self, length: int) -> int:
         m = self.pad_multiple
         return -(-length // m) * m
+
+    def most_rows(self, width: int) -> int:
+        """Rows a batch padded to width may hold (one at least, however long)."""
+        width = max(width, 1)
+        most = min(self.max_rows, self.max_tokens // width)
+        if self.max_cells is not None:
+            most = min(most, self.max_cells // (width * width))
+        return max(1, most)
 
 
 def plan_batches(lengths: np.ndarray, plan: BatchPlan) -> list[np.ndarray]:
@@ -67,8 +83,8 @@ def plan_batches(lengths: np.ndarray, plan: BatchPlan) -> list[np.ndarray]:
 def cut_sorted(lengths: np.ndarray, plan: BatchPlan) -> list[tuple[int, int]]:
     """Cut rows sorted longest first into batches of least total cost: (start, end) pairs.
 
-    A batch costs plan.run_cost + rows x padded width (tokens); each holds at most plan.max_rows
-    rows and plan.max_tokens padded tokens (one row at least). Dynamic program, O(rows x max_rows).
+    A batch costs plan.run_cost + rows x padded width (tokens); each holds at most
+    plan.most_rows(width) rows (one at least). Dynamic program, O(rows x max_rows).
     """
     n = len(lengths)
     widths = [plan.padded(int(x)) for x in lengths]
@@ -76,7 +92,7 @@ def cut_sorted(lengths: np.ndarray, plan: BatchPlan) -> list[tuple[int, int]]:
     cut = [n] * (n + 1)
     for i in range(n - 1, -1, -1):
         width = widths[i]
-        most = min(n - i, plan.max_rows, max(1, plan.max_tokens // max(width, 1)))
+        most = min(n - i, plan.most_rows(width))
         best[i] = -1
         for k in range(1, most + 1):
             cost = plan.run_cost + k * width + best[i + k]

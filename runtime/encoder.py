@@ -176,7 +176,10 @@ class Encoder:
             BatchPlan(max_tokens=o.batch_tokens)
             if not gpu
             else BatchPlan(
-                max_tokens=o.batch_tokens, pad_multiple=GPU_PAD_MULTIPLE, run_cost=GPU_RUN_COST
+                max_tokens=o.batch_tokens,
+                pad_multiple=GPU_PAD_MULTIPLE,
+                run_cost=GPU_RUN_COST,
+                max_cells=None,
             )
         )
         fp16 = variant.precision == "fp16" or (

@@ -7,6 +7,7 @@ the output stays there until one copy back, instead of ONNX Runtime's per-run al
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ def import_onnxruntime() -> Any:
 CPU_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
 _preloaded = False
+_env_arena = False
+_env_arena_lock = threading.Lock()
 
 
 def _preload_gpu_libraries(ort: Any) -> None:
@@ -75,11 +78,35 @@ class SessionOptions:
     spinning: bool = False
 
 
+def _register_env_arena(ort: Any) -> None:
+    """One CPU arena in ONNX Runtime's environment, made once per process, for the CPU
+    sessions to share (session.use_env_allocators)."""
+    global _env_arena
+    with _env_arena_lock:
+        if not _env_arena:
+            info = ort.OrtMemoryInfo(
+                "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
+            )
+            ort.create_and_register_allocator(info, None)
+            _env_arena = True
+
+
 def ort_session_options(options: SessionOptions, device: str) -> tuple[Any, dict[str, Any]]:
     """ONNX Runtime's SessionOptions for these options, and the InferenceSession keyword
-    arguments that go with them (the fusions left out on the CPU)."""
+    arguments that go with them (the fusions left out on the CPU).
+
+    Memory on the CPU (issue 20; docs/decisions.md "Activation memory"): every CPU session of
+    the process allocates from one arena in ONNX Runtime's environment, so the all-thread
+    session and the streams' session hold one batch's activations between them, not one each;
+    and no memory patterns, which ONNX Runtime plans and keeps per input shape: with lengths
+    that vary batch to batch they only reserve more than a run needs.
+    """
     ort = import_onnxruntime()
     so = ort.SessionOptions()
+    if device == "cpu":
+        _register_env_arena(ort)
+        so.add_session_config_entry("session.use_env_allocators", "1")
+        so.enable_mem_pattern = False
     so.intra_op_num_threads = options.threads or default_threads()
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -41,7 +41,9 @@ def brute_force_cost(lengths, plan):
         cuts = [0] + [i + 1 for i in range(n - 1) if mask >> i & 1] + [n]
         runs = list(pairwise(cuts))
         if any(
-            e - s > plan.max_rows or (e - s > 1 and (e - s) * lengths[s] > plan.max_tokens)
+            e - s > plan.max_rows
+            or (e - s > 1 and (e - s) * lengths[s] > plan.max_tokens)
+            or (e - s > 1 and (e - s) * lengths[s] ** 2 > plan.max_cells)
             for s, e in runs
         ):
             continue
@@ -53,11 +55,17 @@ def brute_force_cost(lengths, plan):
 def test_cuts_cover_every_row_within_limits_at_least_cost(seed):
     rng = np.random.default_rng(seed)
     lengths = np.sort(rng.integers(2, 60, size=int(rng.integers(1, 11))))[::-1]
-    plan = BatchPlan(max_tokens=150, max_rows=4, run_cost=int(rng.choice([0, 8, 32, 1000])))
+    plan = BatchPlan(
+        max_tokens=150, max_rows=4, run_cost=int(rng.choice([0, 8, 32, 1000])), max_cells=4000
+    )
     runs = cut_sorted(lengths, plan)
     assert runs[0][0] == 0 and runs[-1][1] == len(lengths)
     assert all(a[1] == b[0] for a, b in pairwise(runs))
-    assert all(0 < e - s <= 4 and ((e - s) * lengths[s] <= 150 or e - s == 1) for s, e in runs)
+    assert all(
+        0 < e - s <= 4
+        and ((e - s) * lengths[s] <= 150 and (e - s) * lengths[s] ** 2 <= 4000 or e - s == 1)
+        for s, e in runs
+    )
     cost = sum(plan.run_cost + (e - s) * lengths[s] for s, e in runs)
     assert cost == brute_force_cost(lengths, plan)
 
@@ -74,6 +82,16 @@ def test_long_tail_is_not_padded_to_its_longest_row():
     batches = plan_batches(lengths, plan)
     assert [b.tolist() for b in batches][0] == [0]
     assert padding_efficiency(lengths, batches, plan) > 0.95
+
+
+def test_attention_area_bounds_long_batches_not_short_ones():
+    """The default plan: 32 rows up to 128 tokens, then rows x length^2 <= 32 x 128^2."""
+    plan = BatchPlan()
+    widths = (16, 128, 129, 256, 384, 512, 4096)
+    assert [plan.most_rows(w) for w in widths] == [32, 32, 31, 8, 3, 2, 1]
+    batches = plan_batches(np.array([256] * 20 + [30] * 40), plan)
+    assert sorted(len(b) for b in batches) == [4, 8, 8, 8, 32]  # 20 long rows: 3 runs
+    assert BatchPlan(max_cells=None).most_rows(256) == 32  # GPUs: the token budget alone
 
 
 def test_row_longer_than_budget_gets_its_own_batch():

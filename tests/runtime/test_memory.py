@@ -1,0 +1,50 @@
+"""Activation memory on the CPU (issue 20): the process's CPU sessions share one arena and plan
+no memory patterns, whatever the number of encoders; GPU sessions keep their own. The figures
+this buys are in bench/results/memory_settings_*.md; here, that the settings are what runs and
+that encoders sharing the arena still give their own vectors."""
+
+import threading
+
+import numpy as np
+
+from embedrt import Encoder
+from embedrt.session import SessionOptions, ort_session_options
+
+TEXTS = [f"text {i} " + "word " * (i * 7 % 90) for i in range(120)]
+
+
+def test_cpu_sessions_share_the_environment_arena_without_memory_patterns():
+    so, extra = ort_session_options(SessionOptions(threads=1), "cpu")
+    assert so.get_session_config_entry("session.use_env_allocators") == "1"
+    assert so.enable_mem_pattern is False
+    assert extra == {"disabled_optimizers": ["SkipLayerNormFusion"]}
+    gpu, _ = ort_session_options(SessionOptions(threads=1), "cuda")
+    assert gpu.enable_mem_pattern is True  # ONNX Runtime's default, left alone off the CPU
+
+
+def test_encoders_sharing_the_arena_keep_their_own_vectors(tiny_artifact):
+    """Two encoders (three sessions, one arena) running at once from two threads over mixed
+    lengths give what each gives alone, row for row."""
+    a = Encoder.load(tiny_artifact, threads=2, streams=2)
+    b = Encoder.load(tiny_artifact, threads=1)
+    alone_a = a.encode(TEXTS, batch_size=8)
+    alone_b = b.encode(TEXTS[:60], batch_size=4)
+    got: dict[str, list[np.ndarray]] = {"a": [], "b": []}
+
+    def run(name, encoder, texts, batch):
+        for _ in range(4):
+            got[name].append(encoder.encode(texts, batch_size=batch))
+
+    workers = [
+        threading.Thread(target=run, args=("a", a, TEXTS, 8)),
+        threading.Thread(target=run, args=("b", b, TEXTS[:60], 4)),
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(got["a"]) == len(got["b"]) == 4
+    for vecs in got["a"]:
+        np.testing.assert_array_equal(vecs, alone_a)
+    for vecs in got["b"]:
+        np.testing.assert_array_equal(vecs, alone_b)
