@@ -75,8 +75,12 @@ bench: bench-peers-venv bench-footprint
 	done
 	$(PY) bench/ceiling.py --throughput bench/results/throughput_sentences.json \
 		--out bench/results/ceiling_sentences
-	$(PY) bench/headline.py
+	$(PY) bench/throughput.py --artifact $(ARTIFACT) --st-model $(ST_MODEL) --corpus paragraphs \
+		--texts 1000 --peers-python $(VENV)-peers/bin/python --out bench/results/throughput_paragraphs
+	$(PY) bench/ceiling.py --throughput bench/results/throughput_paragraphs.json \
+		--out bench/results/ceiling_paragraphs
 	$(MAKE) bench-mpnet bench-serve bench-serve-mixed bench-embed bench-ray
+	$(PY) bench/headline.py
 
 $(MPNET_ARTIFACT)/embedrt.json: $(VENV)/.installed
 	$(VENV)/bin/embedrt export all-mpnet-base-v2 $(MPNET_ARTIFACT)
@@ -89,6 +93,9 @@ bench-mpnet: $(MPNET_ARTIFACT)/embedrt.json $(ARTIFACT)/embedrt.json
 	$(PY) bench/throughput.py --artifact $(MPNET_ARTIFACT) --st-model \
 		"$$($(PY) -c 'from embedrt.export.source import resolve_source; print(resolve_source("all-mpnet-base-v2")[1])')" \
 		--corpus sentences --texts 1000 --out bench/results/throughput_mpnet
+	$(PY) bench/throughput.py --artifact $(MPNET_ARTIFACT) --st-model \
+		"$$($(PY) -c 'from embedrt.export.source import resolve_source; print(resolve_source("all-mpnet-base-v2")[1])')" \
+		--corpus paragraphs --texts 300 --out bench/results/throughput_mpnet_paragraphs
 
 # Lean runtime vs sentence-transformers (each in its own venv): install size, import, cold start.
 bench-footprint: test-lean

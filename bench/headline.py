@@ -1,4 +1,5 @@
-"""The README's headline table, written from bench/results/throughput_sentences.json.
+"""The README's headline tables, written from bench/results/throughput*.json: the sentences run
+in full, then embedrt's ratios to sentence-transformers per model and corpus.
 
     python bench/headline.py           # rewrite the table in README.md (make bench runs it)
     python bench/headline.py --check   # exit 1 if README.md's table is not what the results say
@@ -55,9 +56,57 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+# Every corpus the bench runs (bench/corpus.py), by its results file; issue 20's targets per
+# corpus: int8 >= 5x st-torch's texts/s, single-text p50 <= 1/6 (fp32 1/3), peak RSS <= 1/3
+# (fp32 1/2).
+CORPORA = {
+    ("all-MiniLM-L6-v2", "sentences"): "throughput_sentences.json",
+    ("all-MiniLM-L6-v2", "paragraphs"): "throughput_paragraphs.json",
+    ("all-MiniLM-L6-v2", "long-tail"): "throughput.json",
+    ("all-mpnet-base-v2", "sentences"): "throughput_mpnet.json",
+    ("all-mpnet-base-v2", "paragraphs"): "throughput_mpnet_paragraphs.json",
+}
+
+
+def corpus_table(results_dir: Path) -> str:
+    """embedrt's int8 and fp32 against st-torch on each model and corpus with results, as
+    ratios."""
+    lines = [
+        "embedrt int8 / fp32 as ratios to st-torch, per model and corpus (each row from its "
+        "own run: bench/results/throughput*.md):",
+        "",
+        "| model | corpus | tokens per text | texts/s | single text p50 | peak RSS |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (model, corpus), name in CORPORA.items():
+        path = results_dir / name
+        if not path.is_file():
+            continue
+        r = json.loads(path.read_text(encoding="utf-8"))
+        base = r["results"].get("st-torch")
+        if not base or "texts_per_s" not in base:
+            continue
+        pair = [r["results"].get(v) for v in ("embedrt-int8", "embedrt-fp32")]
+        cells = [
+            " / ".join(f"{_figure(c, key) / _figure(base, key):.2f}x" if c else "-" for c in pair)
+            for key in ("texts_per_s", "latency_single_ms", "peak_rss_mb")
+        ]
+        lines.append(
+            f"| {model} | {corpus} | {r['tokens'] / r['texts']:.0f} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines)
+
+
+def _figure(result: dict, key: str) -> float:
+    """One candidate's figure: single-text latency as its p50."""
+    value = result[key]
+    return value["p50"] if isinstance(value, dict) else value
+
+
 def with_table(readme: str, results: dict) -> str:
     start, end = readme.index(BEGIN) + len(BEGIN), readme.index(END)
-    return readme[:start] + "\n" + table(results) + "\n" + readme[end:]
+    body = table(results) + "\n\n" + corpus_table(RESULTS.parent)
+    return readme[:start] + "\n" + body + "\n" + readme[end:]
 
 
 def main() -> int:
