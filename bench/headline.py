@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def table(results: dict) -> str:
     lines = [
         f"all-MiniLM-L6-v2, {r['texts']} STS-B sentences, {r['threads']} CPU threads, batch "
         f"{r['batch_size']}, spinning {r['spinning']}, medians of {r['rounds']} interleaved rounds, "
-        "a fresh process per candidate.",
+        f"a fresh process per candidate; CPU: {cpu_of(r)}.",
         "",
         "| candidate | texts/s | vs st-torch | single text p50 ms | cold start s | peak RSS MB |",
         "|---|---|---|---|---|---|",
@@ -75,8 +76,8 @@ def corpus_table(results_dir: Path) -> str:
         "embedrt int8 / fp32 as ratios to st-torch, per model and corpus (each row from its "
         "own run: bench/results/throughput*.md):",
         "",
-        "| model | corpus | tokens per text | texts/s | single text p50 | peak RSS |",
-        "|---|---|---|---|---|---|",
+        "| model | corpus | tokens per text | texts/s | single text p50 | peak RSS | CPU |",
+        "|---|---|---|---|---|---|---|",
     ]
     for (model, corpus), name in CORPORA.items():
         path = results_dir / name
@@ -92,9 +93,21 @@ def corpus_table(results_dir: Path) -> str:
             for key in ("texts_per_s", "latency_single_ms", "peak_rss_mb")
         ]
         lines.append(
-            f"| {model} | {corpus} | {r['tokens'] / r['texts']:.0f} | " + " | ".join(cells) + " |"
+            f"| {model} | {corpus} | {r['tokens'] / r['texts']:.0f} | "
+            + " | ".join(cells)
+            + f" | {cpu_of(r)} |"
         )
     return "\n".join(lines)
+
+
+def cpu_of(result: dict) -> str:
+    """The CPU generation a result was measured on (bench/machine.py), or its family and model:
+    int8's ratios move with it."""
+    found = re.search(r"\(family (\d+) model (\d+)(?:, ([^;)]+))?", result.get("machine", ""))
+    if not found:
+        return "not recorded"
+    family, model, generation = found.groups()
+    return generation or f"family {family} model {model}"
 
 
 def _figure(result: dict, key: str) -> float:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from corpus import KINDS, build_corpus, write_corpus  # noqa: E402
+from machine import describe  # noqa: E402
 
 LOCAL = ("embedrt-fp32", "embedrt-opt", "embedrt-int8", "st-torch")
 PEERS = ("st-onnx", "st-onnx-int8", "fastembed")
@@ -140,7 +140,7 @@ def main() -> None:
             if base:
                 r["speed_vs_st_torch"] = round(r["texts_per_s"] / base, 2)
     meta = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "machine": describe(),
         "corpus": args.corpus,
         "texts": len(texts),
         "tokens": tokens,
@@ -155,7 +155,7 @@ def main() -> None:
     lines = [
         f"{args.corpus} corpus: {len(texts)} texts ({tokens} tokens), batch {args.batch_size}, {args.threads} threads, "
         f"spinning {args.spinning}; latency over {args.latency_n} texts; medians of {args.rounds} interleaved "
-        f"rounds, each candidate a fresh process per round",
+        f"rounds, each candidate a fresh process per round; {meta['machine']}",
         "",
         "| candidate | texts/s | tokens/s | vs st-torch | single p50/p95/p99 ms | batch-8 p50/p99 ms "
         "| cold start s | peak RSS MB |",
