@@ -10,7 +10,7 @@ ST_MODEL = "$$($(PY) -c 'from embedrt.export.source import resolve_source; print
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := true
 
-.PHONY: install run test lint test-lean bench bench-mpnet bench-footprint serve bench-serve bench-serve-mixed bench-embed bench-peers-venv bench-gpu-dry-run bench-ray bench-soak clean
+.PHONY: install run test lint test-lean bench bench-mpnet bench-streams bench-footprint serve bench-serve bench-serve-mixed bench-embed bench-peers-venv bench-gpu-dry-run bench-ray bench-soak clean
 
 install: $(VENV)/.installed
 
@@ -96,6 +96,23 @@ bench-mpnet: $(MPNET_ARTIFACT)/embedrt.json $(ARTIFACT)/embedrt.json
 	$(PY) bench/throughput.py --artifact $(MPNET_ARTIFACT) --st-model \
 		"$$($(PY) -c 'from embedrt.export.source import resolve_source; print(resolve_source("all-mpnet-base-v2")[1])')" \
 		--corpus paragraphs --texts 300 --out bench/results/throughput_mpnet_paragraphs
+
+# Streams (a second session, one more copy of the weights) against none, in encode and served,
+# for the graphs on each side of the default's size line (runtime/streams.py).
+bench-streams: $(MPNET_ARTIFACT)/embedrt.json $(ARTIFACT)/embedrt.json
+	for corpus in sentences paragraphs long-tail; do \
+		$(PY) bench/throughput.py --artifact $(ARTIFACT) --st-model $(ST_MODEL) --corpus $$corpus \
+			--texts 2000 --rounds 3 --latency-n 50 \
+			--candidates embedrt-int8,embedrt-int8@1-stream,embedrt-opt,embedrt-opt@2-streams \
+			--out bench/results/streams_$$corpus || exit 1; \
+	done
+	$(PY) bench/throughput.py --artifact $(MPNET_ARTIFACT) --st-model \
+		"$$($(PY) -c 'from embedrt.export.source import resolve_source; print(resolve_source("all-mpnet-base-v2")[1])')" \
+		--corpus sentences --texts 1000 --rounds 3 --latency-n 50 \
+		--candidates embedrt-int8,embedrt-int8@2-streams,embedrt-fp32,embedrt-fp32@2-streams \
+		--out bench/results/streams_mpnet_sentences
+	$(PY) bench/serve_peers.py --rounds 3 --texts 1024 --out bench/results/streams_serve \
+		--servers "embedrt int8 1 stream,embedrt int8 2 streams,embedrt fp32 1 stream,embedrt fp32 2 streams"
 
 # Lean runtime vs sentence-transformers (each in its own venv): install size, import, cold start.
 bench-footprint: test-lean

@@ -98,6 +98,11 @@ def servers(port: int, onnx_dir: Path) -> dict[str, Server]:
     out = {
         "embedrt int8": Server([*py, "--precision", "int8"]),
         "embedrt fp32": Server([*py, "--precision", "fp32"]),
+        # run only when named in --servers: embedrt with and without streams (--streams 1 / 2)
+        "embedrt fp32 1 stream": Server([*py, "--precision", "fp32", "--streams", "1"]),
+        "embedrt fp32 2 streams": Server([*py, "--precision", "fp32", "--streams", "2"]),
+        "embedrt int8 1 stream": Server([*py, "--precision", "int8", "--streams", "1"]),
+        "embedrt int8 2 streams": Server([*py, "--precision", "int8", "--streams", "2"]),
         "infinity torch": Server(torch),
     }
     for name, precision in (("infinity optimum", "fp32"), ("infinity optimum int8", "int8")):
@@ -226,7 +231,10 @@ def main() -> None:
         help="build .venv-infinity and infinity's ONNX folders, then exit",
     )
     ap.add_argument("--shared", action="store_true", help="say the machine was shared")
-    ap.add_argument("--servers", help="comma-separated names to run (default: all)")
+    ap.add_argument(
+        "--servers",
+        help="comma-separated names to run (default: all but the embedrt N stream(s) ones)",
+    )
     ap.add_argument(
         "--out",
         type=Path,
@@ -243,6 +251,8 @@ def main() -> None:
         if unknown:
             raise SystemExit(f"unknown servers {unknown}; known: {sorted(chosen)}")
         chosen = {n: s for n, s in chosen.items() if n in names}
+    else:
+        chosen = {n: s for n, s in chosen.items() if "stream" not in n}
     check_prepared(chosen)
     texts = sentences(args.texts)
     ref = reference(texts + ["warm up"])

@@ -38,13 +38,20 @@ SETTINGS: dict[str, Callable[[object], None]] = {
 }
 
 
+STREAMS: dict[str, int] = {}  # "N-streams": Encoder.load(streams=N), set by _with_settings
+
+
 def _with_settings(settings: str) -> None:
     """Make every session embedrt creates in this process use SETTINGS[name] for each name in
     settings ("+"-joined). "no-cells": plan batches by tokens and rows alone, without the
-    attention-area bound (BatchPlan.max_cells)."""
+    attention-area bound (BatchPlan.max_cells). "1-stream", "2-streams": Encoder.load(streams=N),
+    whatever embedrt's default for the graph (1: no streams' session, one copy of the weights)."""
     import embedrt.session as session
 
     names = settings.split("+")
+    for name in [n for n in names if n.endswith(("-stream", "-streams"))]:
+        STREAMS["streams"] = int(name.split("-")[0])  # "1-stream", "2-streams"
+        names.remove(name)
     if "no-cells" in names:
         import functools
 
@@ -74,6 +81,7 @@ def embedrt_candidate(variant: str) -> Callable[[argparse.Namespace], EncodeFn]:
             variant=variant,
             threads=args.threads,
             spinning=args.spinning == "on",
+            **STREAMS,
         )
         return lambda texts, bs: enc.encode(texts, batch_size=bs)
 

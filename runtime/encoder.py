@@ -120,8 +120,9 @@ class Encoder:
             refused: oversubscribed threads only fight each other); None = all of them.
         spinning: let idle ONNX Runtime threads spin-wait; off by default (see SessionOptions).
         streams: CPU only: calls with at least this many batches run this many at once, each on
-            threads/streams cores (streams.py); None = one per thread, at most 8; 1 = every
-            batch on all threads, one after another.
+            threads/streams cores, on a second session (one more copy of the weights:
+            streams.py); None = one per thread, at most 8, for a graph file of at most 64 MB
+            (a small model's int8), else 1; 1 = every batch on all threads, one after another.
         batch_tokens: padded tokens per batch (rows x longest row), bounding memory; at most
             MAX_BATCH_TOKENS.
         cache_dir: TensorRT engine/timing caches (default: ~/.cache/embedrt/tensorrt; the
@@ -209,7 +210,7 @@ class Encoder:
         streams = None
         if device == "cpu":
             threads = o.threads or default_threads()
-            count = stream_count(o.streams, threads)
+            count = stream_count(o.streams, threads, (path / variant.file).stat().st_size)
             if count > 1:
                 per_stream = SessionOptions(threads // count, o.spinning)
                 streams = Streams(count, lambda: session_with(per_stream))  # made on first use

@@ -27,11 +27,20 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 MAX_AUTO_STREAMS = 8  # each stream holds one batch's activations (~100 MB at the default budget)
+# The streams' session is one more copy of the weights, so by default only a graph this small
+# gets streams: there runs are many short kernels and the copy is cheap (MiniLM's int8, 24 MB:
+# 1.27x the texts/s on sentences). A bigger graph's copy cost more than it bought: MiniLM fp32
+# (90 MB) 1.0x in encode and ~1.1x serving for +110-200 MB, MPNet int8 (110 MB) 1.11x for +150
+# MB, MPNet fp32 (436 MB) 1.0x for +560 MB (bench/results/streams_*.md).
+AUTO_STREAMS_MAX_BYTES = 64 << 20
 
 
-def stream_count(streams: int | None, threads: int) -> int:
-    """Streams for `threads` CPU threads: None = one per thread (at most MAX_AUTO_STREAMS)."""
+def stream_count(streams: int | None, threads: int, graph_bytes: int = 0) -> int:
+    """Streams for `threads` CPU threads running a graph file of graph_bytes: None = one per
+    thread (at most MAX_AUTO_STREAMS) for a graph of at most AUTO_STREAMS_MAX_BYTES, else 1."""
     if streams is None:
+        if graph_bytes > AUTO_STREAMS_MAX_BYTES:
+            return 1
         return max(1, min(threads, MAX_AUTO_STREAMS))
     check_int(
         "streams",

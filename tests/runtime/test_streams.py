@@ -37,6 +37,22 @@ def test_stream_count_auto_explicit_and_invalid():
         stream_count(3, 2)
 
 
+def test_auto_streams_only_for_a_small_graph(tiny_artifact, monkeypatch):
+    """The streams' session is one more copy of the weights: by default a graph file above
+    AUTO_STREAMS_MAX_BYTES gets none; an explicit count is honoured whatever the size."""
+    import embedrt.streams as streams_module
+
+    assert stream_count(None, 2, graph_bytes=24 << 20) == 2  # MiniLM's int8 file
+    assert stream_count(None, 2, graph_bytes=90 << 20) == 1  # MiniLM's fp32 file
+    assert stream_count(2, 2, graph_bytes=436 << 20) == 2  # MPNet fp32, asked for
+    assert Encoder.load(tiny_artifact, device="cpu", threads=2).info.streams == 2
+    size = (tiny_artifact / "model.onnx").stat().st_size
+    monkeypatch.setattr(streams_module, "AUTO_STREAMS_MAX_BYTES", size - 1)
+    big = Encoder.load(tiny_artifact, device="cpu", threads=2)
+    assert big.info.streams == 1 and big.runner._streams is None
+    assert Encoder.load(tiny_artifact, device="cpu", threads=2, streams=2).info.streams == 2
+
+
 def test_encode_on_two_streams_equals_one_after_another(tiny_artifact):
     one = Encoder.load(tiny_artifact, device="cpu", threads=2, streams=1)
     two = Encoder.load(tiny_artifact, device="cpu", threads=2, streams=2)
