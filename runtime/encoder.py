@@ -309,9 +309,7 @@ class Encoder:
         plan = replace(self.runner.plan, max_rows=batch_size)
         out = np.empty((len(rows), self.dim), dtype=np.float32)
         lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-        batches = plan_batches(lengths, plan)
-        runs = ([rows[i] for i in idx] for idx in batches)
-        for idx, vecs in zip(batches, self.runner.run_many(runs, len(batches), stats), strict=True):
+        for idx, vecs in self.runner.run_planned(rows, plan_batches(lengths, plan), stats):
             out[idx] = vecs
         return out
 

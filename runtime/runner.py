@@ -98,6 +98,14 @@ class Runner:
         [len(rows), dim] in row order."""
         return self._run_on(self._session, rows, stats)
 
+    def run_planned(
+        self, rows: Rows, batches: list[np.ndarray], stats: EncodeStats | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(row indices, vectors) of each planned batch of rows (plan_batches), in order, as
+        run_many runs them."""
+        runs = ([rows[i] for i in idx] for idx in batches)
+        yield from zip(batches, self.run_many(runs, len(batches), stats), strict=True)
+
     def run_many(
         self, batches: Iterable[Rows], count: int, stats: EncodeStats | None = None
     ) -> Iterator[np.ndarray]:

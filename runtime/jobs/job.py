@@ -265,11 +265,7 @@ def _infer(
         assert rows is not None
         lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
         out = np.empty((len(rows), encoder.dim), dtype=np.float32)
-        batches = plan_batches(lengths, plan)
-        runs = ([rows[i] for i in idx] for idx in batches)
-        for idx, vecs in zip(
-            batches, encoder.runner.run_many(runs, len(batches), stats), strict=True
-        ):
+        for idx, vecs in encoder.runner.run_planned(rows, plan_batches(lengths, plan), stats):
             out[idx] = vecs
             progress.update(len(idx), int(lengths[idx].sum()))
         chunk.rows, chunk.embeddings, chunk.lengths = None, out, lengths
