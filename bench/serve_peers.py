@@ -25,7 +25,6 @@ import argparse
 import base64
 import json
 import os
-import platform
 import shlex
 import signal
 import subprocess
@@ -42,6 +41,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from http_load import ROUTES, arun, load  # noqa: E402
 from infinity_onnx import FILES as INFINITY_ONNX_FILES  # noqa: E402
 from infinity_onnx import server_env  # noqa: E402
+from machine import describe  # noqa: E402
 from serve_load import sentences  # noqa: E402
 
 INFINITY_VENV = ROOT / ".venv-infinity"
@@ -293,7 +293,7 @@ def write(args, summary: dict, runs: dict, load0: tuple, load1: tuple) -> None:
     best = fastest_infinity(summary)
     doc = {
         "command": command,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "machine": describe(),
         "load_avg_before_after": [load0[0], load1[0]],
         "shared_machine": args.shared,
         "rounds": args.rounds,
@@ -327,7 +327,7 @@ def write(args, summary: dict, runs: dict, load0: tuple, load1: tuple) -> None:
 
 `{command}` ({args.rounds} alternating rounds, a fresh server process per round, {args.texts}
 STS-B dev sentences per pattern, OpenAI-style route with base64 answers, client on the same
-cores; load average {load0[0]:.1f} before, {load1[0]:.1f} after). {shared}
+cores; load average {load0[0]:.1f} before, {load1[0]:.1f} after; {doc["machine"]}). {shared}
 
 Medians over rounds; peak RSS the largest; min cosine over every answered vector against
 SentenceTransformer.encode (torch fp32). The last column divides by infinity's fastest server on
