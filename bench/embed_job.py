@@ -18,7 +18,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import describe
 from memory import peak_rss_mb  # bench/memory.py (this script runs from bench/)
 
 
@@ -183,8 +183,7 @@ def main() -> None:
     best_job = max(rate["job_spinning_on"], rate["job_spinning_off"])
     base = rate["encode_spinning_off"]  # Encoder's default
     result = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"1-min load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}",
+        "machine": f"{describe()}, 1-min load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}",
         "artifact": args.artifact,
         "rows": args.rows,
         "shard_rows": args.shard_rows,

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import describe  # bench/machine.py (this script runs from bench/)
 
 IMPORT = {"embedrt": "import embedrt", "sentence-transformers": "import sentence_transformers"}
 COLD = {
@@ -82,7 +83,7 @@ def main() -> None:
     e, s = rows["embedrt"], rows["sentence-transformers"]
     ratios = {k: round(s[k] / e[k], 1) for k in e}
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
+        "machine": describe(),
         "runs": args.runs,
         "results": rows,
         "sentence_transformers_over_embedrt": ratios,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from machine import describe  # bench/machine.py (this script runs from bench/)
 
 from embedrt import load_manifest
 from embedrt.export.datasets import load_stsb
@@ -120,7 +120,7 @@ def write(results: list[dict], out: Path, command: str) -> None:
         "# int8 with and without SmoothQuant",
         "",
         f"Command: `{command}`",
-        f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, 2 ONNX Runtime threads;"
+        f"Machine: {describe()}, 2 ONNX Runtime threads;"
         " plain onnxruntime sessions (no embedrt session options), batch 32 sorted by length.",
         "Quality against the model's own fp32 graph on held-out STS-B test sentences (queries:"
         " first sentences, corpus: second sentences). Speed: median of interleaved rounds,"

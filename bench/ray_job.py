@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -34,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from embed_job import sts_sentences  # noqa: E402  (the same STS-B texts as bench-embed)
+from machine import describe  # noqa: E402
 
 MODES = ("local", "ray_new", "ray_joined")
 
@@ -150,8 +150,7 @@ def main() -> None:
         for m, v in runs.items()
     }
     result = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"1-min load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}",
+        "machine": f"{describe()}, 1-min load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}",
         "artifact": args.artifact,
         "rows": args.rows,
         "repeats": args.repeats,
