@@ -7,6 +7,7 @@ ARTIFACT ?= artifacts/all-MiniLM-L6-v2
 MPNET_ARTIFACT ?= artifacts/all-mpnet-base-v2
 # The base model's sentence-transformers folder (inside its pinned PyPI package), for baselines.
 ST_MODEL = "$$($(PY) -c 'from embedrt.export.source import resolve_source; print(resolve_source("all-MiniLM-L6-v2")[1])')"
+MPNET_ST_MODEL = "$$($(PY) -c 'from embedrt.export.source import resolve_source; print(resolve_source("all-mpnet-base-v2")[1])')"
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := true
 
@@ -90,11 +91,9 @@ $(MPNET_ARTIFACT)/embedrt.json: $(VENV)/.installed
 bench-mpnet: $(MPNET_ARTIFACT)/embedrt.json $(ARTIFACT)/embedrt.json
 	$(PY) bench/int8_smooth.py --artifact $(ARTIFACT) --artifact $(MPNET_ARTIFACT) \
 		--out bench/results/int8_smooth
-	$(PY) bench/throughput.py --artifact $(MPNET_ARTIFACT) --st-model \
-		"$$($(PY) -c 'from embedrt.export.source import resolve_source; print(resolve_source("all-mpnet-base-v2")[1])')" \
+	$(PY) bench/throughput.py --artifact $(MPNET_ARTIFACT) --st-model $(MPNET_ST_MODEL) \
 		--corpus sentences --texts 1000 --out bench/results/throughput_mpnet
-	$(PY) bench/throughput.py --artifact $(MPNET_ARTIFACT) --st-model \
-		"$$($(PY) -c 'from embedrt.export.source import resolve_source; print(resolve_source("all-mpnet-base-v2")[1])')" \
+	$(PY) bench/throughput.py --artifact $(MPNET_ARTIFACT) --st-model $(MPNET_ST_MODEL) \
 		--corpus paragraphs --texts 300 --out bench/results/throughput_mpnet_paragraphs
 
 # Streams (a second session, one more copy of the weights) against none, in encode and served,
@@ -106,8 +105,7 @@ bench-streams: $(MPNET_ARTIFACT)/embedrt.json $(ARTIFACT)/embedrt.json
 			--candidates embedrt-int8,embedrt-int8@1-stream,embedrt-opt,embedrt-opt@2-streams \
 			--out bench/results/streams_$$corpus || exit 1; \
 	done
-	$(PY) bench/throughput.py --artifact $(MPNET_ARTIFACT) --st-model \
-		"$$($(PY) -c 'from embedrt.export.source import resolve_source; print(resolve_source("all-mpnet-base-v2")[1])')" \
+	$(PY) bench/throughput.py --artifact $(MPNET_ARTIFACT) --st-model $(MPNET_ST_MODEL) \
 		--corpus sentences --texts 1000 --rounds 3 --latency-n 50 \
 		--candidates embedrt-int8,embedrt-int8@2-streams,embedrt-fp32,embedrt-fp32@2-streams \
 		--out bench/results/streams_mpnet_sentences

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import queue
 import re
 import subprocess
@@ -47,6 +46,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from corpus import build_corpus  # noqa: E402
+from machine import describe  # noqa: E402
 
 SURFACES = ("encode", "job", "serve")
 # kind: (share of the soak's texts, distinct texts in its pool). Short queries dominate real
@@ -385,10 +385,7 @@ def main() -> None:
         results[name].update({k: v for k, v in raw.items() if k not in ("samples", "seconds")})
         results[name]["samples"] = thin(raw["samples"])
         print(json.dumps({k: v for k, v in results[name].items() if k != "samples"}), flush=True)
-    machine = (
-        f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"1-min load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}"
-    )
+    machine = f"{describe()}, 1-min load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}"
     write_results(args, results, machine)
     if grew := [n for n, r in results.items() if r["verdict"] != "flat"]:
         print(f"RSS grew after warm-up on: {', '.join(grew)}", file=sys.stderr)

@@ -28,10 +28,9 @@ R = TypeVar("R")
 
 MAX_AUTO_STREAMS = 8  # each stream holds one batch's activations (~100 MB at the default budget)
 # The streams' session is one more copy of the weights, so by default only a graph this small
-# gets streams: there runs are many short kernels and the copy is cheap (MiniLM's int8, 24 MB:
-# 1.27x the texts/s on sentences). A bigger graph's copy cost more than it bought: MiniLM fp32
-# (90 MB) 1.0x in encode and ~1.1x serving for +110-200 MB, MPNet int8 (110 MB) 1.11x for +150
-# MB, MPNet fp32 (436 MB) 1.0x for +560 MB (bench/results/streams_*.md).
+# gets streams: there runs are many short kernels and the copy is cheap (MiniLM's int8, 24 MB).
+# For the bigger graphs measured (MiniLM fp32 90 MB, MPNet int8 110 MB and fp32 436 MB) the copy
+# cost more memory than the speed it bought: bench/results/streams_*.md (make bench-streams).
 AUTO_STREAMS_MAX_BYTES = 64 << 20
 
 
