@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, ModelLoadError, missing_extra
+from .malloc import model_load
 from .providers import check_active
 
 
@@ -148,13 +149,14 @@ class Session:
                             "cache_dir to Encoder.load"
                         ) from None
         try:
-            self._sess = ort.InferenceSession(
-                model,
-                sess_options=so,
-                providers=[name for name, _ in providers],
-                provider_options=[opts for _, opts in providers],
-                **extra,
-            )
+            with model_load():  # what the load frees goes back to the OS (malloc.py)
+                self._sess = ort.InferenceSession(
+                    model,
+                    sess_options=so,
+                    providers=[name for name, _ in providers],
+                    provider_options=[opts for _, opts in providers],
+                    **extra,
+                )
         except Exception as e:  # onnxruntime raises its own non-exported exception types
             raise ModelLoadError(
                 f"ONNX Runtime cannot load {name!r}: {type(e).__name__}: {e}"
