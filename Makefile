@@ -11,7 +11,7 @@ MPNET_ST_MODEL = "$$($(PY) -c 'from embedrt.export.source import resolve_source;
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := true
 
-.PHONY: install run test lint test-lean bench bench-mpnet bench-streams bench-footprint serve bench-serve bench-serve-mixed bench-embed bench-peers-venv bench-gpu-dry-run bench-ray bench-soak clean
+.PHONY: install run test lint test-lean bench bench-mpnet bench-streams bench-spinning bench-footprint serve bench-serve bench-serve-mixed bench-embed bench-peers-venv bench-gpu-dry-run bench-ray bench-soak clean
 
 install: $(VENV)/.installed
 
@@ -68,7 +68,7 @@ bench: bench-peers-venv bench-footprint
 	$(PY) bench/throughput.py --artifact $(ARTIFACT) --st-model $(ST_MODEL) \
 		--peers-python $(VENV)-peers/bin/python --out bench/results/throughput
 	$(PY) bench/ceiling.py --throughput bench/results/throughput.json --out bench/results/ceiling
-	for spin in off on; do \
+	for spin in run on; do \
 		suffix=$$([ $$spin = on ] && echo _spinning); \
 		$(PY) bench/throughput.py --artifact $(ARTIFACT) --st-model $(ST_MODEL) --corpus sentences \
 			--texts 4000 --spinning $$spin --peers-python $(VENV)-peers/bin/python \
@@ -80,7 +80,7 @@ bench: bench-peers-venv bench-footprint
 		--texts 1000 --peers-python $(VENV)-peers/bin/python --out bench/results/throughput_paragraphs
 	$(PY) bench/ceiling.py --throughput bench/results/throughput_paragraphs.json \
 		--out bench/results/ceiling_paragraphs
-	$(MAKE) bench-mpnet bench-serve bench-serve-mixed bench-embed bench-ray
+	$(MAKE) bench-mpnet bench-spinning bench-serve bench-serve-mixed bench-embed bench-ray
 	$(PY) bench/headline.py
 
 $(MPNET_ARTIFACT)/embedrt.json: $(VENV)/.installed
@@ -111,6 +111,15 @@ bench-streams: $(MPNET_ARTIFACT)/embedrt.json $(ARTIFACT)/embedrt.json
 		--out bench/results/streams_mpnet_sentences
 	$(PY) bench/serve_peers.py --rounds 3 --texts 1024 --out bench/results/streams_serve \
 		--servers "embedrt int8 1 stream,embedrt int8 2 streams,embedrt fp32 1 stream,embedrt fp32 2 streams"
+
+# ONNX Runtime's spinning modes (off, run, on) in encode and served, and a loaded model's resident
+# size with and without glibc's mmap threshold pinned during the load (runtime/malloc.py).
+bench-spinning: $(MPNET_ARTIFACT)/embedrt.json $(ARTIFACT)/embedrt.json
+	$(PY) bench/spinning.py --out bench/results/spinning
+	$(PY) bench/serve_peers.py --rounds 3 --texts 1024 --out bench/results/spinning_serve \
+		--servers "embedrt int8,embedrt int8 spinning off,embedrt fp32,embedrt fp32 spinning off"
+	$(PY) bench/load_rss.py --artifact $(MPNET_ARTIFACT) --variant fp32 --loads 8 \
+		--out bench/results/load_rss
 
 # Lean runtime vs sentence-transformers (each in its own venv): install size, import, cold start.
 bench-footprint: test-lean

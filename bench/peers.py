@@ -18,9 +18,9 @@ not exporting. Loading a peer never exports: an unprepared model is an error nam
 
 Threads: args.threads for every peer (sentence-transformers: an onnxruntime SessionOptions with
 intra_op_num_threads, passed through model_kwargs, plus torch.set_num_threads; fastembed:
-threads=, which it sets as both intra- and inter-op threads). --spinning reaches the
-sentence-transformers peers only; fastembed has no such knob (ONNX Runtime's default: on). Each peer
-batches as its users get it: sentence-transformers sorts by character length, fastembed embeds in
+threads=, which it sets as both intra- and inter-op threads). --spinning (off, run, on: as
+embedrt's) reaches the sentence-transformers peers only; fastembed has no such knob (ONNX
+Runtime's default: on). Each peer batches as its users get it: sentence-transformers sorts by character length, fastembed embeds in
 input order, so on a long-tail corpus fastembed pads far more.
 """
 
@@ -191,10 +191,12 @@ def _st_onnx(file_name: str) -> Callable[[argparse.Namespace], EncodeFn]:
         so = ort.SessionOptions()
         so.intra_op_num_threads = args.threads
         so.inter_op_num_threads = 1
+        spinning = getattr(args, "spinning", "on")  # as embedrt's SessionOptions.spinning
         so.add_session_config_entry(
-            "session.intra_op.allow_spinning",
-            "1" if getattr(args, "spinning", "on") == "on" else "0",
+            "session.intra_op.allow_spinning", "0" if spinning == "off" else "1"
         )
+        if spinning == "run":
+            so.add_session_config_entry("session.force_spinning_stop", "1")
         model = SentenceTransformer(
             str(folder),
             backend="onnx",

@@ -39,7 +39,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from fixtures.server_process import ServerProcess  # noqa: E402
 from http_load import answer_vector, arun, cpu_seconds, load  # noqa: E402
 
+from embedrt.session import SPINNING, SessionOptions  # noqa: E402
+
 SCHEDULED = "scheduler"  # the in-process Scheduler run's samples
+SERVER_SPINNING = SessionOptions().spinning  # what `embedrt serve` runs with by default
 
 
 def sentences(n: int) -> list[str]:
@@ -250,17 +253,17 @@ def main() -> None:
         s: Encoder.load(
             args.artifact, device="cpu", spinning=s, threads=args.threads, streams=args.streams
         )
-        for s in (False, True)
+        for s in SPINNING
     }
     for enc in loaded.values():
         enc.encode(texts[:256])
-    # (encoder, group): the whole list at once with and without spinning, and the server's own
-    # setting (spinning off) in groups of --clients texts.
-    encoders = {
-        "spinning=False": (loaded[False], None),
-        "spinning=True": (loaded[True], None),
-        f"spinning=False, {args.clients} at a time": (loaded[False], args.clients),
-    }
+    # (encoder, group): the whole list at once with each spinning mode, and the server's own
+    # setting (SERVER_SPINNING) in groups of --clients texts.
+    encoders = {f"spinning={s}": (loaded[s], None) for s in SPINNING}
+    encoders[f"spinning={SERVER_SPINNING}, {args.clients} at a time"] = (
+        loaded[SERVER_SPINNING],
+        args.clients,
+    )
     servers = {"batching": start_server(args, True), "naive": start_server(args, False)}
     # (server, route) per load run: the batching server also answers TEI's /embed (JSON floats)
     loads = {
@@ -282,8 +285,10 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, (enc, group) in encoders.items():
                 samples[name].append(in_process(enc, texts, group))
-            ref = samples["spinning=False"][-1]["vectors"]
-            samples[SCHEDULED].append(scheduled(loaded[False], texts, args.clients, args.max_queue))
+            ref = samples[f"spinning={SERVER_SPINNING}"][-1]["vectors"]
+            samples[SCHEDULED].append(
+                scheduled(loaded[SERVER_SPINNING], texts, args.clients, args.max_queue)
+            )
             if not np.allclose(samples[SCHEDULED][-1].pop("vectors"), ref, atol=1e-5):
                 raise SystemExit("the in-process scheduler's vectors differ from encode's")
             for name, (server, route) in loads.items():
@@ -302,13 +307,15 @@ def main() -> None:
     best = max(base.values(), key=lambda r: r["texts_per_s"])
     least_cpu = min(r["cpu_ms_per_text"] for r in base.values())
     b, n = runs["batching"], runs["naive"]
-    same = base["spinning=False"]  # the server's own session setting
-    grouped = base[f"spinning=False, {args.clients} at a time"]
+    same = base[f"spinning={SERVER_SPINNING}"]  # the server's own session setting
+    grouped = base[f"spinning={SERVER_SPINNING}, {args.clients} at a time"]
     # Each round's ratio factored (factored()); the round with the median ratio is shown, whose
     # factors multiply to it exactly (medians of each factor would not).
     per_round = [
         factored(srv, enc)
-        for srv, enc in zip(samples["batching"], samples["spinning=False"], strict=True)
+        for srv, enc in zip(
+            samples["batching"], samples[f"spinning={SERVER_SPINNING}"], strict=True
+        )
     ]
     mid = sorted(per_round, key=lambda f: f["ratio"])[len(per_round) // 2]
     ceilings = [f["ceiling"] for f in per_round]
@@ -341,10 +348,10 @@ def main() -> None:
             "rounds": args.rounds,
             "clients": args.clients,
             "texts": "STS-B dev sentences, one per request",
-            "mean_tokens": round(float(loaded[False].count_tokens(texts).mean()), 1),
+            "mean_tokens": round(float(loaded[SERVER_SPINNING].count_tokens(texts).mean()), 1),
             "cpus": len(os.sched_getaffinity(0)),
             "python": platform.python_version(),
-            "streams": loaded[False].info.streams,
+            "streams": loaded[SERVER_SPINNING].info.streams,
             "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         },
     }
@@ -374,7 +381,7 @@ def main() -> None:
     lines += [
         "",
         f"- batching server / in-process whole list, throughput: {summary['batching_vs_in_process_same_setting']}x "
-        f"(spinning off, as the server), {summary['batching_vs_in_process_throughput']}x (best); "
+        f"(spinning {SERVER_SPINNING}, as the server), {summary['batching_vs_in_process_throughput']}x (best); "
         f"CPU per text (in-process / server): {summary['in_process_vs_batching_cpu_per_text']}x",
         f"- in-process {args.clients} texts at a time / whole list: {summary['grouped_vs_whole_list']}x "
         f"(the ceiling {args.clients} clients allow: no round can hold more than {args.clients} texts); "

@@ -82,6 +82,16 @@ def infinity_onnx_dir() -> Path:
     )
 
 
+# What a user would run: embedrt's defaults at each precision, and infinity-emb's engines.
+DEFAULT_SERVERS = (
+    "embedrt int8",
+    "embedrt fp32",
+    "infinity torch",
+    "infinity optimum",
+    "infinity optimum int8",
+)
+
+
 @dataclass(frozen=True)
 class Server:
     cmd: list[str]
@@ -98,7 +108,10 @@ def servers(port: int, onnx_dir: Path) -> dict[str, Server]:
     out = {
         "embedrt int8": Server([*py, "--precision", "int8"]),
         "embedrt fp32": Server([*py, "--precision", "fp32"]),
-        # run only when named in --servers: embedrt with and without streams (--streams 1 / 2)
+        # run only when named in --servers (not in DEFAULT_SERVERS): embedrt with and without
+        # streams (--streams 1 / 2), and with ONNX Runtime's threads never spinning
+        "embedrt int8 spinning off": Server([*py, "--precision", "int8", "--spinning", "off"]),
+        "embedrt fp32 spinning off": Server([*py, "--precision", "fp32", "--spinning", "off"]),
         "embedrt fp32 1 stream": Server([*py, "--precision", "fp32", "--streams", "1"]),
         "embedrt fp32 2 streams": Server([*py, "--precision", "fp32", "--streams", "2"]),
         "embedrt int8 1 stream": Server([*py, "--precision", "int8", "--streams", "1"]),
@@ -233,7 +246,7 @@ def main() -> None:
     ap.add_argument("--shared", action="store_true", help="say the machine was shared")
     ap.add_argument(
         "--servers",
-        help="comma-separated names to run (default: all but the embedrt N stream(s) ones)",
+        help=f"comma-separated names to run (default: {', '.join(DEFAULT_SERVERS)})",
     )
     ap.add_argument(
         "--out",
@@ -252,7 +265,7 @@ def main() -> None:
             raise SystemExit(f"unknown servers {unknown}; known: {sorted(chosen)}")
         chosen = {n: s for n, s in chosen.items() if n in names}
     else:
-        chosen = {n: s for n, s in chosen.items() if "stream" not in n}
+        chosen = {n: s for n, s in chosen.items() if n in DEFAULT_SERVERS}
     check_prepared(chosen)
     texts = sentences(args.texts)
     ref = reference(texts + ["warm up"])

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from corpus import KINDS, build_corpus  # noqa: E402
 
 from embedrt import Encoder, EncodeStats  # noqa: E402
+from embedrt.session import SPINNING  # noqa: E402
 
 
 def _sweep(
@@ -72,7 +73,7 @@ def main() -> None:
         for t in (1, 2)
         for n in (1, 2)
         if n <= t
-        for s in (True, False)
+        for s in SPINNING
     ]
     best1 = _sweep(args, texts, [({**c}, 32) for c in stage1])
     winner = max(best1, key=lambda r: r["texts_per_s"])

@@ -24,6 +24,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from corpus import read_corpus  # noqa: E402
 from memory import peak_rss_mb  # noqa: E402
 
+# embedrt.session.SPINNING, written out: this runs in the peers' venv too, without embedrt.
+SPINNING = ("off", "run", "on")
+
 EncodeFn = Callable[[list[str], int], np.ndarray]
 
 
@@ -44,7 +47,7 @@ STREAMS: dict[str, int] = {}  # "N-streams": Encoder.load(streams=N), set by _wi
 def _with_settings(settings: str) -> None:
     """Make every session embedrt creates in this process use SETTINGS[name] for each name in
     settings ("+"-joined). "no-cells": plan batches by tokens and rows alone, without the
-    attention-area bound (BatchPlan.max_cells). "1-stream", "2-streams": Encoder.load(streams=N),
+    attention-area bound (BatchPlan.max_cells); "cells-N": that bound at N. "1-stream", "2-streams": Encoder.load(streams=N),
     whatever embedrt's default for the graph (1: no streams' session, one copy of the weights)."""
     import embedrt.session as session
 
@@ -52,13 +55,14 @@ def _with_settings(settings: str) -> None:
     for name in [n for n in names if n.endswith(("-stream", "-streams"))]:
         STREAMS["streams"] = int(name.split("-")[0])  # "1-stream", "2-streams"
         names.remove(name)
-    if "no-cells" in names:
+    for name in [n for n in names if n == "no-cells" or n.startswith("cells-")]:
         import functools
 
         import embedrt.encoder as encoder
 
-        encoder.BatchPlan = functools.partial(encoder.BatchPlan, max_cells=None)  # type: ignore[misc]
-        names.remove("no-cells")
+        cells = None if name == "no-cells" else int(name.split("-")[1])
+        encoder.BatchPlan = functools.partial(encoder.BatchPlan, max_cells=cells)  # type: ignore[misc]
+        names.remove(name)
     changes = [SETTINGS[name] for name in names]
     made = session.ort_session_options
 
@@ -80,7 +84,7 @@ def embedrt_candidate(variant: str) -> Callable[[argparse.Namespace], EncodeFn]:
             device=args.device,
             variant=variant,
             threads=args.threads,
-            spinning=args.spinning == "on",
+            spinning=args.spinning,
             **STREAMS,
         )
         return lambda texts, bs: enc.encode(texts, batch_size=bs)
@@ -119,7 +123,7 @@ def main() -> None:
     ap.add_argument("--corpus", required=True)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--spinning", choices=("on", "off"), default="off")
+    ap.add_argument("--spinning", choices=SPINNING, default="run")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--latency-n", type=int, default=200)

@@ -20,6 +20,7 @@ from .jobs.writers import FORMATS
 from .providers import DEVICES
 from .ray.config import RayJobConfig
 from .serve.config import BatchingConfig, ConnectionLimits, Limits, ServerConfig
+from .session import SPINNING, SessionOptions
 from .variants import PRECISIONS
 
 DESCRIPTION = """\
@@ -114,6 +115,12 @@ def _runtime_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: every CPU allowed)")
     p.add_argument("--streams", type=int, help="CPU: batches at once (default: one per thread)")
+    p.add_argument(
+        "--spinning",
+        choices=SPINNING,
+        default=SessionOptions().spinning,
+        help="threads spin-wait: run = only while a run is in flight",
+    )
 
 
 def _export(sub: Subparsers) -> None:
@@ -195,7 +202,6 @@ in, a directory of parquet files out. Needs: pip install 'embedrt[jobs]' ('embed
         "--prompt-name", help="the model's prompt to prepend, e.g. document (default: its default)"
     )
     _runtime_options(p)
-    p.add_argument("--spinning", choices=("on", "off"), default="off", help="idle threads spin")
     p.add_argument("--batch-tokens", type=int, default=plan.max_tokens, help="padded tokens/batch")
     p.add_argument("--batch-size", type=int, default=job.batch_size, help="rows per batch")
     p.add_argument("--shard-rows", type=int, default=job.shard_rows, help="unit of resume")
@@ -229,7 +235,6 @@ Routes: POST /v1/embeddings (OpenAI), POST /embed (text-embeddings-inference), G
     p.add_argument("--host", default=server.host, help="address to bind")
     p.add_argument("--port", type=int, default=server.port, help="port (0: any free one)")
     _runtime_options(p)
-    p.add_argument("--spinning", choices=("on", "off"), default="off", help="idle threads spin")
     p.add_argument("--max-batch-tokens", type=int, default=b.max_batch_tokens, help="per round")
     p.add_argument("--max-batch-requests", type=int, help="per round (default: no limit)")
     p.add_argument("--max-wait-ms", type=float, default=b.max_wait_ms, help="an idle round's wait")

@@ -293,9 +293,16 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def load_encoder(args: argparse.Namespace, path: str, **options: Any) -> Encoder:
-    """The Encoder the runtime options ask for (--device, --precision, --threads, --streams)."""
+    """The Encoder the runtime options ask for (--device, --precision, --threads, --streams,
+    --spinning)."""
     from .encoder import Encoder
 
     return Encoder.load(
-        path, args.device, args.precision, threads=args.threads, streams=args.streams, **options
+        path,
+        args.device,
+        args.precision,
+        threads=args.threads,
+        streams=args.streams,
+        spinning=args.spinning,
+        **options,
     )

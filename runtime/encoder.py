@@ -24,7 +24,14 @@ from .errors import ConfigError, ModelLoadError, ProviderError
 from .manifest import Manifest, load_manifest, verified_bytes, verified_file
 from .providers import TensorRTProfile, auto_devices, provider_list, resolve_device
 from .runner import EncodeStats, Rows, Runner
-from .session import Session, SessionOptions, available_providers, default_threads
+from .session import (
+    SPINNING,
+    Session,
+    SessionOptions,
+    available_providers,
+    default_threads,
+    spinning_mode,
+)
 from .streams import Streams, stream_count
 from .tokenizer import TextTokenizer, as_text_list
 from .variants import PRECISIONS, choose_variant, manifest_variant
@@ -48,7 +55,7 @@ class _LoadOptions:
 
     precision: str
     threads: int | None
-    spinning: bool
+    spinning: str
     streams: int | None
     batch_tokens: int
     cache_dir: Path
@@ -64,8 +71,7 @@ class _LoadOptions:
             none=True,
             why=f": this process may use {cpus} CPUs",
         )
-        if not isinstance(self.spinning, bool):
-            raise ConfigError(f"spinning must be True or False, got {self.spinning!r}")
+        check_choice("spinning", self.spinning, SPINNING)
         check_int("streams", self.streams, most=cpus, none=True)
         check_int("batch_tokens", self.batch_tokens, most=MAX_BATCH_TOKENS)
         if self.variant is not None and not isinstance(self.variant, str):
@@ -107,7 +113,7 @@ class Encoder:
         precision: str = "auto",
         *,
         threads: int | None = None,
-        spinning: bool = False,
+        spinning: str | bool = SessionOptions.spinning,
         streams: int | None = None,
         batch_tokens: int = BatchPlan.max_tokens,
         cache_dir: str | Path | None = None,
@@ -118,7 +124,9 @@ class Encoder:
         device: auto | cpu | cuda | tensorrt. precision: auto | fp32 | fp16 | int8.
         threads: ONNX Runtime intra-op threads, from 1 to the CPUs this process may use (more is
             refused: oversubscribed threads only fight each other); None = all of them.
-        spinning: let idle ONNX Runtime threads spin-wait; off by default (see SessionOptions).
+        spinning: how ONNX Runtime's threads wait for work: "run" (default) spin-waits only
+            while a run is in flight, "on" also between runs, "off" never (True / False are
+            "on" / "off"; see session.SPINNING).
         streams: CPU only: calls with at least this many batches run this many at once, each on
             threads/streams cores, on a second session (one more copy of the weights:
             streams.py); None = one per thread, at most 8, for a graph file of at most 64 MB
@@ -132,7 +140,7 @@ class Encoder:
         options = _LoadOptions(
             precision,
             threads,
-            spinning,
+            spinning_mode(spinning),
             streams,
             batch_tokens,
             Path(cache_dir) if cache_dir else DEFAULT_TRT_CACHE,

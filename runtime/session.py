@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .config import check_choice
 from .errors import ConfigError, ModelLoadError, missing_extra
 from .malloc import model_load
 from .providers import check_active
@@ -63,20 +64,42 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# How ONNX Runtime's intra-op threads wait for work (SessionOptions.spinning):
+#   "off": they sleep between the kernels of a run and between runs;
+#   "run": they spin-wait while a run is in flight and sleep once the last run returns
+#          (session.force_spinning_stop): a run hands work to them hundreds of times and each
+#          wake-up from sleep costs; between runs they take no CPU;
+#   "on":  they spin-wait for a while after every piece of work, runs or not.
+SPINNING = ("off", "run", "on")
+
+
+def spinning_mode(value: object) -> str:
+    """value as one of SPINNING; True and False (the option's type before "run") are "on" and
+    "off"; else ConfigError."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    check_choice("spinning", value, SPINNING)
+    return str(value)
+
+
 @dataclass(frozen=True)
 class SessionOptions:
     """ONNX Runtime knobs embedrt exposes.
 
     threads: intra-op threads, None = every CPU this process may use. On a shared host, set it
         to the cores you give this process.
-    spinning: let idle ONNX Runtime threads spin-wait for work. Off by default: on idle cores
-        it gains little, and with other work on the cores (a tokenizer, an event loop, another
-        process) it costs much more (bench/results/tuning.md, embed_job.md, serve_load.md).
-        Turn it on for a process that has its cores to itself.
+    spinning: how idle intra-op threads wait, one of SPINNING. "run" by default: the single-text
+        and lone-batch latency of "on" without its idle spinning, which with other work on the
+        cores (a tokenizer, an event loop, another process) costs much more than it gains
+        (bench/results/spinning.md, tuning.md, embed_job.md, serve_load.md). "on" for a process
+        that has its cores to itself; "off" where even a run must not spin.
     """
 
     threads: int | None = None
-    spinning: bool = False
+    spinning: str = "run"
+
+    def __post_init__(self) -> None:
+        check_choice("spinning", self.spinning, SPINNING)
 
 
 def _register_env_arena(ort: Any) -> None:
@@ -112,9 +135,11 @@ def ort_session_options(options: SessionOptions, device: str) -> tuple[Any, dict
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    spin = "1" if options.spinning else "0"
+    spin = "0" if options.spinning == "off" else "1"
     so.add_session_config_entry("session.intra_op.allow_spinning", spin)
     so.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    if options.spinning == "run":
+        so.add_session_config_entry("session.force_spinning_stop", "1")
     extra = {"disabled_optimizers": list(CPU_DISABLED_OPTIMIZERS)} if device == "cpu" else {}
     return so, extra
 

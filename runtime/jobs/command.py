@@ -33,9 +33,7 @@ def embed_command(args: argparse.Namespace) -> int:
         log_interval_s=args.log_every,
         prompt_name=args.prompt_name,
     )
-    enc = load_encoder(
-        args, args.model, spinning=args.spinning == "on", batch_tokens=args.batch_tokens
-    )
+    enc = load_encoder(args, args.model, batch_tokens=args.batch_tokens)
     try:
         summary = run_job(args.input, args.output, enc, config)
     except KeyboardInterrupt:
@@ -83,7 +81,7 @@ def _embed_ray(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
         threads=args.threads,
-        spinning=args.spinning == "on",
+        spinning=args.spinning,
         prompt_name=args.prompt_name,
         batch_rows=args.ray_batch_rows,
         batch_size=args.batch_size,

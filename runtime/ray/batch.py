@@ -37,7 +37,7 @@ from ..jobs.readers import (  # the local job's row check: same rules, same word
     InputSpec,
     fields_record,
 )
-from ..session import default_threads
+from ..session import SessionOptions, default_threads
 
 
 def require_ray() -> Any:
@@ -76,8 +76,8 @@ class EmbedBatch:
         num_gpus must not take a GPU another actor was given). precision: as Encoder.load.
     threads: ONNX Runtime intra-op threads; None = the actor's CPUs (at least 1).
     batch_size / batch_tokens: rows and padded tokens per inference run (Encoder's).
-    spinning: off by default: the actor shares its CPUs with Ray's own threads, and an idle
-        ONNX Runtime thread spinning against them costs throughput (README, batch jobs).
+    spinning: as Encoder.load; "run" by default: ONNX Runtime's threads spin only while a run
+        is in flight, not between runs against Ray's own threads on the actor's CPUs.
     keep_text: False drops the text column from the output (an embedding job that writes
         only ids and vectors need not move long texts through the object store again).
     prompt_name: the model's prompt prepended to every text (e.g. "document"); None = the
@@ -97,7 +97,7 @@ class EmbedBatch:
         threads: int | None = None,
         batch_size: int = 32,
         batch_tokens: int = BatchPlan.max_tokens,
-        spinning: bool = False,
+        spinning: str | bool = SessionOptions().spinning,
         keep_text: bool = True,
         prompt_name: str | None = None,
     ):

@@ -11,6 +11,7 @@ from ..batching import BatchPlan
 from ..config import check_choice, check_int, check_number
 from ..encoder import MAX_BATCH_SIZE, MAX_BATCH_TOKENS
 from ..jobs.config import ON_ERROR
+from ..session import SPINNING, SessionOptions
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class RayJobConfig:
     device: str = "auto"
     precision: str = "auto"
     threads: int | None = None
-    spinning: bool = False
+    spinning: str = SessionOptions().spinning
     prompt_name: str | None = None
     batch_rows: int = 1024
     batch_size: int = 32
@@ -58,6 +59,7 @@ class RayJobConfig:
         check_number("actor_cpus", self.actor_cpus, 0.01, 1 << 16)
         check_number("actor_gpus", self.actor_gpus, 0, 1 << 10)
         check_choice("on_error", self.on_error, ON_ERROR)
+        check_choice("spinning", self.spinning, SPINNING)
 
 
 @dataclass(frozen=True)

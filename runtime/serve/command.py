@@ -51,7 +51,7 @@ def serve_command(args: argparse.Namespace) -> int:
         args.device,
         args.precision,
         threads=args.threads,
-        spinning=args.spinning == "on",
+        spinning=args.spinning,
         streams=args.streams,
     )
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EXIT_SETUP, ConfigError, missing_extra
+from ..session import SessionOptions
 from .config import ServerConfig
 
 log = logging.getLogger("embedrt.server")
@@ -28,7 +29,7 @@ def serve(
     device: str = "auto",
     precision: str = "auto",
     threads: int | None = None,
-    spinning: bool = False,
+    spinning: str = SessionOptions().spinning,
     streams: int | None = None,
 ) -> int:
     """Load the artifact and serve it until SIGTERM or SIGINT; returns the exit status.
@@ -49,9 +50,9 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # spinning off by default: ONNX Runtime's idle threads would spin on the cores the event
-    # loop needs, and on a machine the server shares that costs more than it gains
-    # (bench/results/serve_load.md measures both).
+    # spinning "run" by default: ONNX Runtime's threads spin only while a run is in flight;
+    # idle ones spinning between runs would take the cores the event loop needs
+    # (bench/results/spinning.md, serve_load.md).
     encoder = Encoder.load(
         artifact,
         device,

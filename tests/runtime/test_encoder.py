@@ -167,7 +167,8 @@ def test_bad_batch_options(tiny_encoder, tiny_artifact):
         ("streams", 10_000, "streams must be an integer from 1 to"),
         ("batch_tokens", 1 << 30, "batch_tokens must be an integer from 1 to 1,048,576"),
         ("batch_tokens", 2.0, "batch_tokens must be an integer"),
-        ("spinning", "on", "spinning must be True or False"),
+        ("spinning", "sometimes", "spinning .sometimes. is not one of off, run, on"),
+        ("spinning", 1, "spinning 1 is not one of off, run, on"),
         ("variant", 3, "variant must be a variant's name"),
     ],
 )
