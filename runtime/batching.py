@@ -32,11 +32,11 @@ class BatchPlan:
         of the activations that grow with the tokens (a linear layer's output) and keeps
         batches of short texts large and batches of long texts small.
     max_cells: rows x padded length squared: the area of one head's attention scores, which
-        grow with the square of the length. None = no bound (GPUs). The default is 32 rows of
-        128 tokens: 8 rows of 256, 3 of 384, 2 of 512, so one batch's attention scores stay
-        ~25 MB per tensor for 12 heads whatever the texts' length, and a batch of long texts
-        no longer needs four times the memory of a batch of mid-length ones. Measured free in
-        throughput (docs/decisions.md, issue 20).
+        grow with the square of the length. None = no bound (GPUs). The default is 8 rows of
+        128 tokens: 32 rows up to 64 tokens, 2 of 256, 1 above, so one batch's
+        attention scores stay ~6 MB per tensor for 12 heads whatever the texts' length. Against
+        four times that bound it cut MiniLM's peak RSS by a third on paragraphs and the long
+        tail at the same or better texts/s (bench/results/max_cells_*.md, docs/decisions.md).
     max_rows: rows per batch (encode's batch_size), as sentence-transformers users know it.
     pad_multiple: pad each batch's length up to a multiple of this (GPU_PAD_MULTIPLE on GPUs,
         1 on CPU where every padded token costs time).
@@ -48,7 +48,7 @@ class BatchPlan:
     max_rows: int = 32
     pad_multiple: int = 1
     run_cost: int = CPU_RUN_COST
-    max_cells: int | None = 32 * 128 * 128
+    max_cells: int | None = 8 * 128 * 128
 
     def __post_init__(self) -> None:
         for name in ("max_tokens", "max_rows", "pad_multiple"):

@@ -85,12 +85,12 @@ def test_long_tail_is_not_padded_to_its_longest_row():
 
 
 def test_attention_area_bounds_long_batches_not_short_ones():
-    """The default plan: 32 rows up to 128 tokens, then rows x length^2 <= 32 x 128^2."""
+    """The default plan: 32 rows up to 64 tokens, then rows x length^2 <= 8 x 128^2."""
     plan = BatchPlan()
-    widths = (16, 128, 129, 256, 384, 512, 4096)
-    assert [plan.most_rows(w) for w in widths] == [32, 32, 31, 8, 3, 2, 1]
+    widths = (16, 64, 65, 128, 256, 257, 512, 4096)
+    assert [plan.most_rows(w) for w in widths] == [32, 32, 31, 8, 2, 1, 1, 1]
     batches = plan_batches(np.array([256] * 20 + [30] * 40), plan)
-    assert sorted(len(b) for b in batches) == [4, 8, 8, 8, 32]  # 20 long rows: 3 runs
+    assert sorted(len(b) for b in batches) == [2] * 10 + [8, 32]  # 20 long rows: 10 runs
     assert BatchPlan(max_cells=None).most_rows(256) == 32  # GPUs: the token budget alone
 
 
