@@ -25,7 +25,6 @@ from .manifest import Manifest, load_manifest, verified_bytes, verified_file
 from .providers import TensorRTProfile, auto_devices, provider_list, resolve_device
 from .runner import EncodeStats, Rows, Runner
 from .session import (
-    SPINNING,
     Session,
     SessionOptions,
     available_providers,
@@ -55,7 +54,7 @@ class _LoadOptions:
 
     precision: str
     threads: int | None
-    spinning: str
+    spinning: str  # already a SPINNING mode (spinning_mode), checked again by SessionOptions
     streams: int | None
     batch_tokens: int
     cache_dir: Path
@@ -71,7 +70,6 @@ class _LoadOptions:
             none=True,
             why=f": this process may use {cpus} CPUs",
         )
-        check_choice("spinning", self.spinning, SPINNING)
         check_int("streams", self.streams, most=cpus, none=True)
         check_int("batch_tokens", self.batch_tokens, most=MAX_BATCH_TOKENS)
         if self.variant is not None and not isinstance(self.variant, str):
