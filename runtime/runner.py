@@ -16,7 +16,7 @@ cores (lower latency), and the streams' one, made on first use, for several batc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TypeVar
@@ -26,10 +26,10 @@ import numpy as np
 from .batching import BatchPlan
 from .session import Session
 from .streams import Streams
-from .tokenizer import pad_rows
+from .tokenizer import Row, pad_rows
 
 T = TypeVar("T")
-Rows = list[list[int]]  # token ids per text, special tokens included, unpadded
+Rows = Sequence[Row]  # token ids per text, special tokens included, unpadded
 RunFn = Callable[[Rows], np.ndarray]  # one run over exactly these rows -> float32 [rows, dim]
 
 
@@ -145,7 +145,9 @@ class Runner:
 
     def _run_on(self, session: Session, rows: Rows, stats: EncodeStats | None = None) -> np.ndarray:
         width = self.width_of(rows)
-        if not all(rows):  # no tokens at all (an empty text, a tokenizer without specials)
+        if not all(
+            map(len, rows)
+        ):  # no tokens at all (an empty text, a tokenizer without specials)
             return self._with_empty_rows(session, rows, stats)
         ids, mask = pad_rows(rows, width, self._pad_id)
         out = session.run(ids, mask)
@@ -159,7 +161,7 @@ class Runner:
         """A row without tokens gets the zero vector, as sentence-transformers gives it (its
         pooling of nothing is 0), rather than a graph run over a sequence of length 0."""
         out = np.zeros((len(rows), self._dim), dtype=np.float32)
-        kept = [i for i, row in enumerate(rows) if row]
+        kept = [i for i, row in enumerate(rows) if len(row)]
         if kept:
             out[kept] = self._run_on(session, [rows[i] for i in kept], stats)
         return out

@@ -7,7 +7,7 @@ their true length. Huge inputs are truncated by the tokenizer, not rejected.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,10 @@ import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 from .errors import InputError, ModelLoadError
+
+# One text's token ids: a list as the tokenizer gives them, or an int array (a job packs its
+# rows, jobs/shard_memory.py).
+Row = list[int] | np.ndarray
 
 # Texts per call into the tokenizer library. Its intermediate encodings (tokens, offsets,
 # overflow past max_seq_length) take kilobytes per text until the call returns, and the
@@ -191,7 +195,7 @@ def utf8_encodable(text: str) -> bool:
     return True
 
 
-def pad_rows(rows: list[list[int]], width: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+def pad_rows(rows: Sequence[Row], width: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
     """input_ids and attention_mask (int64, [len(rows), width]), right-padded with pad_id."""
     lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)

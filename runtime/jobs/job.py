@@ -39,6 +39,7 @@ from .ledger import Ledger, sync_dir
 from .pipeline import run_stages
 from .progress import Progress
 from .readers import InputSpec, RowId, iter_records
+from .shard_memory import ShardBuffers, pack_rows
 from .writers import ShardWriter, output_writer
 
 SKIPPED_TMP = "skipped.jsonl.tmp"
@@ -51,7 +52,7 @@ class _Chunk:
     index: int
     ids: list[RowId]
     texts: list[str] | None
-    rows: list[list[int]] | None = None
+    rows: list[np.ndarray] | None = None  # packed (shard_memory.py)
     embeddings: np.ndarray | None = None
     lengths: np.ndarray | None = None
 
@@ -97,13 +98,14 @@ def run_job(
             total, resumed, stream=stream, mode=config.progress, interval_s=config.log_interval_s
         )
         stats = EncodeStats()
+        buffers = ShardBuffers(encoder.dim)
         try:
             run_stages(
                 _chunks(spec, config.shard_rows, len(ledger.shards)),
                 [
                     _tokenize(encoder, config.prompt_name),
-                    _infer(encoder, config, progress, stats),
-                    _write(ledger, writer),
+                    _infer(encoder, config, progress, stats, buffers),
+                    _write(ledger, writer, buffers),
                 ],
                 depth=config.queue_depth,
             )
@@ -247,7 +249,7 @@ def _chunks(spec: InputSpec, shard_rows: int, first_shard: int) -> Iterator[_Chu
 def _tokenize(encoder: Encoder, prompt_name: str | None) -> Callable[[_Chunk], _Chunk]:
     def stage(chunk: _Chunk) -> _Chunk:
         assert chunk.texts is not None
-        chunk.rows = encoder.tokenize(encoder.apply_prompt(chunk.texts, prompt_name))
+        chunk.rows = pack_rows(encoder.tokenize(encoder.apply_prompt(chunk.texts, prompt_name)))
         chunk.texts = None  # the raw texts can be long; only tokens travel on
         return chunk
 
@@ -255,7 +257,11 @@ def _tokenize(encoder: Encoder, prompt_name: str | None) -> Callable[[_Chunk], _
 
 
 def _infer(
-    encoder: Encoder, config: JobConfig, progress: Progress, stats: EncodeStats
+    encoder: Encoder,
+    config: JobConfig,
+    progress: Progress,
+    stats: EncodeStats,
+    buffers: ShardBuffers,
 ) -> Callable[[_Chunk], _Chunk]:
     # Planned here, batch by batch, so progress moves per batch rather than per shard.
     plan = job_plan(encoder, config)
@@ -264,7 +270,7 @@ def _infer(
         rows = chunk.rows
         assert rows is not None
         lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-        out = np.empty((len(rows), encoder.dim), dtype=np.float32)
+        out = buffers.take(len(rows))
         for idx, vecs in encoder.runner.run_planned(rows, plan_batches(lengths, plan), stats):
             out[idx] = vecs
             progress.update(len(idx), int(lengths[idx].sum()))
@@ -274,7 +280,7 @@ def _infer(
     return stage
 
 
-def _write(ledger: Ledger, writer: ShardWriter) -> Callable[[_Chunk], None]:
+def _write(ledger: Ledger, writer: ShardWriter, buffers: ShardBuffers) -> Callable[[_Chunk], None]:
     def stage(chunk: _Chunk) -> None:
         embeddings, lengths = chunk.embeddings, chunk.lengths
         assert embeddings is not None and lengths is not None
@@ -284,5 +290,7 @@ def _write(ledger: Ledger, writer: ShardWriter) -> Callable[[_Chunk], None]:
             writer.suffix,
             lambda f: writer.write_shard(f, chunk.ids, embeddings, lengths),
         )
+        chunk.embeddings = None
+        buffers.give(embeddings)  # written and synced: the next shard may fill it
 
     return stage
