@@ -33,7 +33,12 @@ TEXTS = [r["text"] for r in ROWS]
 @pytest.fixture(scope="module", autouse=True)
 def cluster():
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    # Ray Data hands blocks on as they finish unless told to keep order, as a user who needs
+    # rows in order sets it (and `embedrt embed --ray` does): without it, two actors under load
+    # return batch 2 before batch 1.
+    ctx.execution_options.preserve_order = True
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
