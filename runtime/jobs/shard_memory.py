@@ -26,11 +26,16 @@ import numpy as np
 
 
 def pack_rows(rows: Sequence[Sequence[int]]) -> list[np.ndarray]:
-    """rows as int32 arrays that are views into one array, in order (same ids, same lengths)."""
+    """rows as int32 arrays that are views into one array, in order (same ids, same lengths);
+    ValueError for an id outside int32 (no vocabulary is that large: never wrapped silently)."""
     lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-    flat = np.fromiter(
-        itertools.chain.from_iterable(rows), dtype=np.int32, count=int(lengths.sum())
+    wide = np.fromiter(
+        itertools.chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum())
     )
+    if wide.size and (wide.min() < 0 or wide.max() > np.iinfo(np.int32).max):
+        raise ValueError("a token id outside int32: not an id of any tokenizer's vocabulary")
+    flat = wide.astype(np.int32)
+    del wide
     ends = np.cumsum(lengths)
     return [flat[end - n : end] for n, end in zip(lengths.tolist(), ends.tolist(), strict=True)]
 

@@ -33,12 +33,7 @@ TEXTS = [r["text"] for r in ROWS]
 @pytest.fixture(scope="module", autouse=True)
 def cluster():
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    # Ray Data hands blocks on as they finish unless told to keep order, as a user who needs
-    # rows in order sets it (and `embedrt embed --ray` does): without it, two actors under load
-    # return batch 2 before batch 1.
-    ctx.execution_options.preserve_order = True
+    ray.data.DataContext.get_current().enable_progress_bars = False
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
@@ -50,7 +45,13 @@ def embeddings(column):
 
 
 @pytest.mark.parametrize("fmt", ["pyarrow", "pandas", "numpy"])
-def test_embed_batch_in_each_format_matches_encode_in_order(tiny_encoder, fmt):
+def test_embed_batch_in_each_format_matches_encode_in_order(tiny_encoder, fmt, monkeypatch):
+    # Ray Data hands blocks on as they finish unless told to keep order, as a user who needs
+    # rows in order sets it (`embedrt embed --ray` sets it itself, and its tests run without):
+    # without it, two actors under load returned batch 2 before batch 1.
+    monkeypatch.setattr(
+        ray.data.DataContext.get_current().execution_options, "preserve_order", True
+    )
     ds = ray.data.from_items(ROWS).map_batches(
         EmbedBatch,
         fn_constructor_kwargs={"model": str(tiny_encoder.info.path), "text_column": "text"},
