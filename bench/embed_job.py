@@ -111,7 +111,7 @@ def measure(args: argparse.Namespace, mode: str, path: Path, spinning: str) -> d
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     print(
-        f"  {mode:6} spinning={'on ' if spinning else 'off'} {path.stem}: "
+        f"  {mode:6} spinning={spinning:3} {path.stem}: "
         f"{result['rows'] / result['seconds']:8.1f} rows/s, peak RSS {result['peak_rss_mb']:.0f} MB",
         flush=True,
     )
