@@ -24,13 +24,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+from machine import describe  # bench/machine.py (this script runs from bench/)
 from scipy.stats import spearmanr
 
 from embedrt.batching import BatchPlan, plan_batches
 from embedrt.export.datasets import load_stsb
 from embedrt.export.optimize import Geometry, optimize
 from embedrt.export.quantize import linear_matmuls, quantize_int8
-from embedrt.session import SessionOptions, ort_session_options
+from embedrt.session import SPINNING, SessionOptions, ort_session_options
 from embedrt.tokenizer import TextTokenizer, pad_rows
 
 GEOMETRY = Geometry(layers=6, heads=12, hidden=384)  # all-MiniLM-L6-v2
@@ -114,7 +115,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--artifact", type=Path, required=True)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--spinning", choices=("on", "off"), default="off")
+    ap.add_argument("--spinning", choices=SPINNING, default=SessionOptions().spinning)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
@@ -141,9 +142,7 @@ def main() -> None:
         files = build_candidates(args.artifact, Path(tmp), calib)
         sessions = {}
         for name, path in files.items():
-            so, extra = ort_session_options(
-                SessionOptions(args.threads, args.spinning == "on"), "cpu"
-            )
+            so, extra = ort_session_options(SessionOptions(args.threads, args.spinning), "cpu")
             sessions[name] = ort.InferenceSession(
                 str(path), so, providers=["CPUExecutionProvider"], **extra
             )
@@ -187,7 +186,9 @@ def main() -> None:
                 "texts": len(rows),
                 "batch_size": 32,
                 "threads": args.threads,
+                "spinning": args.spinning,
                 "rounds": args.rounds,
+                "machine": describe(),
                 "results": results,
             },
             indent=2,
@@ -202,7 +203,16 @@ def main() -> None:
         "batch_invariance_min_cosine",
         "stsb_dev_spearman",
     ]
-    lines = ["| scheme | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines = [
+        "# int8 schemes side by side (bench/int8.py)",
+        "",
+        f"`python bench/int8.py --artifact {args.artifact} --out {args.out}`: {len(rows)} STS-B "
+        f"dev texts at batch 32, {args.threads} threads, spinning {args.spinning}, best of "
+        f"{args.rounds} interleaved rounds; {describe()}",
+        "",
+        "| scheme | " + " | ".join(cols) + " |",
+        "|---" * (len(cols) + 1) + "|",
+    ]
     lines += [f"| {k} | " + " | ".join(str(v[c]) for c in cols) + " |" for k, v in results.items()]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
