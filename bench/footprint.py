@@ -92,6 +92,11 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
+        "# Footprint: embedrt[cpu] against sentence-transformers with torch",
+        "",
+        f"`make bench-footprint` (bench/footprint.py, each in its own venv); times are medians of "
+        f"{args.runs} fresh processes; {result['machine']}",
+        "",
         "| | install (MB) | import (s) | cold start to first embedding (s) |",
         "|---|---|---|---|",
     ]
