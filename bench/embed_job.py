@@ -30,7 +30,7 @@ from memory import peak_rss_mb  # bench/memory.py (this script runs from bench/)
 
 from embedrt.session import SPINNING, SessionOptions
 
-DEFAULT = SessionOptions().spinning  # Encoder.load's and the job's
+DEFAULT = SessionOptions.spinning  # Encoder.load's and the job's
 
 
 def sts_sentences() -> list[str]:

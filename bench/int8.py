@@ -115,7 +115,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--artifact", type=Path, required=True)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--spinning", choices=SPINNING, default=SessionOptions().spinning)
+    ap.add_argument("--spinning", choices=SPINNING, default=SessionOptions.spinning)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()

@@ -42,7 +42,7 @@ from http_load import answer_vector, arun, cpu_seconds, load  # noqa: E402
 from embedrt.session import SPINNING, SessionOptions  # noqa: E402
 
 SCHEDULED = "scheduler"  # the in-process Scheduler run's samples
-SERVER_SPINNING = SessionOptions().spinning  # what `embedrt serve` runs with by default
+SERVER_SPINNING = SessionOptions.spinning  # what `embedrt serve` runs with by default
 
 
 def sentences(n: int) -> list[str]:

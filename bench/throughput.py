@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from corpus import KINDS, build_corpus, write_corpus  # noqa: E402
 from machine import describe  # noqa: E402
 
-from embedrt.session import SPINNING  # noqa: E402
+from embedrt.session import SPINNING, SessionOptions  # noqa: E402
 
 LOCAL = ("embedrt-fp32", "embedrt-opt", "embedrt-int8", "st-torch")
 PEERS = ("st-onnx", "st-onnx-int8", "fastembed")
@@ -91,7 +91,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
-        "--spinning", choices=SPINNING, default="run", help="embedrt's and st-onnx's sessions"
+        "--spinning",
+        choices=SPINNING,
+        default=SessionOptions.spinning,
+        help="embedrt's and st-onnx's sessions",
     )
     ap.add_argument(
         "--rounds",

@@ -118,7 +118,7 @@ def _runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--spinning",
         choices=SPINNING,
-        default=SessionOptions().spinning,
+        default=SessionOptions.spinning,
         help="threads spin-wait: run = only while a run is in flight",
     )
 

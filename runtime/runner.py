@@ -145,9 +145,8 @@ class Runner:
 
     def _run_on(self, session: Session, rows: Rows, stats: EncodeStats | None = None) -> np.ndarray:
         width = self.width_of(rows)
-        if not all(
-            map(len, rows)
-        ):  # no tokens at all (an empty text, a tokenizer without specials)
+        # a row with no tokens at all: an empty text, a tokenizer without specials
+        if not all(map(len, rows)):
             return self._with_empty_rows(session, rows, stats)
         ids, mask = pad_rows(rows, width, self._pad_id)
         out = session.run(ids, mask)

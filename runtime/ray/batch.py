@@ -97,7 +97,7 @@ class EmbedBatch:
         threads: int | None = None,
         batch_size: int = 32,
         batch_tokens: int = BatchPlan.max_tokens,
-        spinning: str | bool = SessionOptions().spinning,
+        spinning: str | bool = SessionOptions.spinning,
         keep_text: bool = True,
         prompt_name: str | None = None,
     ):

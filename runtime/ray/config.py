@@ -38,7 +38,7 @@ class RayJobConfig:
     device: str = "auto"
     precision: str = "auto"
     threads: int | None = None
-    spinning: str = SessionOptions().spinning
+    spinning: str = SessionOptions.spinning
     prompt_name: str | None = None
     batch_rows: int = 1024
     batch_size: int = 32

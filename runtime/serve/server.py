@@ -29,7 +29,7 @@ def serve(
     device: str = "auto",
     precision: str = "auto",
     threads: int | None = None,
-    spinning: str = SessionOptions().spinning,
+    spinning: str = SessionOptions.spinning,
     streams: int | None = None,
 ) -> int:
     """Load the artifact and serve it until SIGTERM or SIGINT; returns the exit status.
