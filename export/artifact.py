@@ -26,6 +26,7 @@ from .output import check_replaceable, replacing, tool_versions
 from .parity import PARITY_SENTENCES, check_fp32, reference_embeddings
 from .progress import Progress, Stages
 from .source import SourceModel, read_source
+from .tables import graph_entry
 from .tokenizer_file import write_tokenizer
 from .variants import VARIANTS, build_variants
 
@@ -124,7 +125,6 @@ def contrib_ops(model_path: Path) -> list[str]:
 
 
 def _manifest(source: SourceModel, folder: Path, opset: int, pad_id: int) -> Manifest:
-    model = folder / "model.onnx"
     return Manifest(
         source={
             "model": source.name,
@@ -144,14 +144,13 @@ def _manifest(source: SourceModel, folder: Path, opset: int, pad_id: int) -> Man
         variants=(
             Variant(
                 name="fp32",
-                file=model.name,
-                sha256=sha256_file(model),
                 precision="fp32",
                 providers=(
                     "TensorrtExecutionProvider",
                     "CUDAExecutionProvider",
                     "CPUExecutionProvider",
                 ),
+                **graph_entry(folder, "model.onnx"),
             ),
         ),
         inputs=INPUTS,

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from embedrt import Encoder
-from embedrt.manifest import Manifest, Variant, sha256_file, write_manifest
+from embedrt.manifest import Manifest, Variant, write_manifest
 from embedrt.providers import CPU, CUDA
 
 from .datasets import DataSource, calibration_texts, eval_data
@@ -33,6 +33,7 @@ from .progress import Stages
 from .quality import FP16_MIN_COSINE, Evaluation, encode_texts, int8_gate, measure
 from .quantize import quantize_int8
 from .source import SourceModel
+from .tables import graph_entry
 
 VARIANTS = ("opt", "int8", "fp16")
 _ORDER = ("opt", "fp32", "int8", "fp16")
@@ -293,7 +294,8 @@ def _gate(
         return _replace_variant(
             folder, manifest, replace(variant, notes=notes), quality | {"gate": "passed"}
         )
-    (folder / variant.file).unlink()
+    for file in variant.files:
+        (folder / file).unlink()
     manifest = replace(manifest, variants=tuple(v for v in manifest.variants if v.name != name))
     return _refuse(folder, manifest, name, why, quality)
 
@@ -317,11 +319,10 @@ def _add(
 ) -> Manifest:
     variant = Variant(
         name=name,
-        file=file,
-        sha256=sha256_file(folder / file),
         precision=precision,
         providers=providers,
         fused_ops=dict(fused),
+        **graph_entry(folder, file),
     )
     manifest = replace(manifest, variants=manifest.variants + (variant,))
     write_manifest(folder, manifest)

@@ -111,8 +111,9 @@ def _info_lines(artifact: str, manifest: Manifest, loaded: dict[str, Any]) -> li
     lines.append("")
     rows = []
     for v in manifest.variants:
-        path = Path(artifact) / v.file
-        size = f"{path.stat().st_size / 1e6:.1f}" if path.is_file() else "missing"
+        paths = [Path(artifact) / f for f in v.files]
+        total = sum(p.stat().st_size for p in paths if p.is_file())
+        size = f"{total / 1e6:.1f}" if all(p.is_file() for p in paths) else "missing"
         gate = str(v.quality.get("gate", "-"))
         providers = ", ".join(_short_provider(p) for p in v.providers)
         rows.append([v.name, v.file, size, v.precision, gate, _figures(v), providers])

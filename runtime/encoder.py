@@ -21,7 +21,7 @@ import numpy as np
 from .batching import GPU_PAD_MULTIPLE, GPU_RUN_COST, BatchPlan, plan_batches
 from .config import check_choice, check_int
 from .errors import ConfigError, ModelLoadError, ProviderError
-from .manifest import Manifest, load_manifest, verified_bytes, verified_file
+from .manifest import Manifest, load_manifest, tables_record
 from .providers import TensorRTProfile, auto_devices, provider_list, resolve_device
 from .runner import EncodeStats, Rows, Runner
 from .session import (
@@ -35,6 +35,7 @@ from .streams import Streams, stream_count
 from .tokenizer import TextTokenizer, as_text_list
 from .variants import PRECISIONS, choose_variant, manifest_variant
 from .vectors import similarity
+from .verified import verified_bytes, verified_file, verified_tables
 
 DEFAULT_TRT_CACHE = Path.home() / ".cache" / "embedrt" / "tensorrt"
 log = logging.getLogger("embedrt")
@@ -206,17 +207,29 @@ class Encoder:
             fp16=fp16,
         )
 
+        tables = verified_tables(path, variant)  # one copy, for every session
+
         def session_with(options: SessionOptions) -> Session:  # each loads the verified file
             with verified_file(path, variant) as model:
                 return Session(
-                    model, variant.file, device, providers, options, manifest.output, manifest.dim
+                    model,
+                    variant.file,
+                    device,
+                    providers,
+                    options,
+                    manifest.output,
+                    manifest.dim,
+                    tables,
+                    str(path),
+                    tables_record(variant.tables),
                 )
 
         session = session_with(SessionOptions(o.threads, o.spinning))
         streams = None
         if device == "cpu":
             threads = o.threads or default_threads()
-            count = stream_count(o.streams, threads, (path / variant.file).stat().st_size)
+            size = sum((path / f).stat().st_size for f in variant.files)
+            count = stream_count(o.streams, threads, size)
             if count > 1:
                 per_stream = SessionOptions(threads // count, o.spinning)
                 streams = Streams(count, lambda: session_with(per_stream))  # made on first use

@@ -1,18 +1,19 @@
 """The artifact manifest (embedrt.json): what is in an artifact directory, and its checks.
 
 An artifact is a directory holding tokenizer.json, one or more ONNX variants and this manifest.
-The manifest records every file with its sha256; loading refuses a file that is missing, whose
-hash differs, or whose path leaves the directory. The export step writes it; the runtime reads it.
+A variant may keep its token tables (the word-embedding matrix a Gather reads by input_ids) in a
+second file, ONNX external data that the runtime reads itself (verified.py, session.py). The
+manifest records every file with its sha256; loading (verified.py) refuses a file that is
+missing, whose hash differs, or whose path leaves the directory. The export step writes it; the
+runtime reads it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
+import math
 import os
-import stat
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,10 @@ from typing import Any
 from .errors import ModelLoadError
 
 MANIFEST_NAME = "embedrt.json"
-FORMAT_VERSION = 1
+# 2: a variant may have token tables in a data file (Variant.data, Variant.tables); an embedrt
+# that reads only 1 would hand such a graph to ONNX Runtime without its tables.
+FORMAT_VERSION = 2
+FORMATS_READ = (1, 2)
 PRECISIONS = ("fp32", "fp16", "int8")
 # sentence-transformers' pooling modes; a manifest's pooling is one of them or several joined
 # with "+" (concatenated in this order, as sentence-transformers' Pooling does).
@@ -32,6 +36,9 @@ SIMILARITY_FNS = ("cosine", "dot", "euclidean", "manhattan")
 MAX_DIM = 1 << 16
 MAX_SEQ_LENGTH = 1 << 17
 MAX_MANIFEST_BYTES = 1 << 24
+# A table's element types as numpy names, with their sizes in bytes.
+TABLE_DTYPES = {"float32": 4, "float16": 2, "int8": 1, "uint8": 1}
+MAX_TABLE_BYTES = 1 << 40
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,32 @@ class FileEntry:
 
 
 @dataclass(frozen=True)
+class Table:
+    """A tensor of a variant's data file: the initializer `name` of the graph, `shape` elements
+    of `dtype` (one of TABLE_DTYPES) starting `offset` bytes into the file."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    offset: int
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * TABLE_DTYPES[self.dtype]
+
+
+# The graph's own record of its tables (ONNX metadata_props), which loading compares with the
+# manifest's: ONNX Runtime takes a table of another type or shape than the graph declares
+# without a word, so a manifest edited by hand would otherwise give wrong vectors.
+TABLES_METADATA_KEY = "embedrt.tables"
+
+
+def tables_record(tables: tuple[Table, ...]) -> str:
+    """The tables as the graph's metadata records them (canonical JSON)."""
+    return json.dumps([[t.name, t.dtype, list(t.shape), t.offset] for t in tables])
+
+
+@dataclass(frozen=True)
 class Variant:
     """One ONNX graph of the artifact.
 
@@ -50,6 +83,8 @@ class Variant:
     precision: the arithmetic of the graph's weights; the graph's I/O is always int64 in, fp32 out.
     providers: the execution providers it is meant for, best first.
     quality: figures measured at export (parity against sentence-transformers, Spearman, ...).
+    data, tables: the file holding the graph's token tables as ONNX external data, and where
+        each table lies in it; None and () when the graph holds all its weights.
     """
 
     name: str
@@ -60,6 +95,13 @@ class Variant:
     fused_ops: dict[str, int] = field(default_factory=dict)
     quality: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
+    data: FileEntry | None = None
+    tables: tuple[Table, ...] = ()
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The variant's files in the artifact: the graph, then its data file if it has one."""
+        return (self.file,) + ((self.data.file,) if self.data else ())
 
 
 @dataclass(frozen=True)
@@ -144,8 +186,11 @@ def _parse(raw: dict[str, Any], directory: Path) -> Manifest:
     if not isinstance(raw, dict):
         raise TypeError("top level must be an object")
     fmt = raw.get("format")
-    if fmt != FORMAT_VERSION:
-        raise ValueError(f"format {fmt!r} is not supported (this embedrt reads {FORMAT_VERSION})")
+    if fmt not in FORMATS_READ or isinstance(fmt, bool):
+        raise ValueError(
+            f"format {fmt!r} is not supported (this embedrt reads {list(FORMATS_READ)}): "
+            "upgrade embedrt"
+        )
     tok = raw["tokenizer"]
     tokenizer = FileEntry(file=_inside(directory, tok["file"]), sha256=str(tok["sha256"]))
     variants = []
@@ -164,6 +209,7 @@ def _parse(raw: dict[str, Any], directory: Path) -> Manifest:
                 fused_ops=dict(v.get("fused_ops", {})),
                 quality=dict(v.get("quality", {})),
                 notes=str(v.get("notes", "")),
+                **_data(v, directory),
             )
         )
     if not variants:
@@ -207,6 +253,37 @@ def _parse(raw: dict[str, Any], directory: Path) -> Manifest:
     )
 
 
+def _data(raw: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """A variant's data file and tables (Variant.data, Variant.tables), checked: each table
+    named once, of a known type, with a positive shape, aligned to its element size."""
+    data, tables = raw.get("data"), raw.get("tables", [])
+    if data is None and not tables:
+        return {}
+    if not isinstance(data, dict) or not isinstance(tables, list) or not tables:
+        raise ValueError(f"variant {raw.get('name')!r}: data and tables come together")
+    out = []
+    for t in tables:
+        if not isinstance(t, dict):
+            raise ValueError(f"a table must be an object, got {t!r}"[:200])
+        dtype = t.get("dtype")
+        if dtype not in TABLE_DTYPES:
+            raise ValueError(f"table dtype {dtype!r} not in {list(TABLE_DTYPES)}"[:200])
+        shape = t.get("shape")
+        if not isinstance(shape, list) or not 1 <= len(shape) <= 8:
+            raise ValueError(f"table shape must be a list of 1 to 8 sizes, got {shape!r}"[:200])
+        dims = tuple(_count({"shape": d}, "shape", 1, MAX_TABLE_BYTES) for d in shape)
+        table = Table(
+            _name(t.get("name"), "table name"), dtype, dims, _count(t, "offset", 0, MAX_TABLE_BYTES)
+        )
+        if table.nbytes > MAX_TABLE_BYTES or table.offset % TABLE_DTYPES[dtype]:
+            raise ValueError(f"table {table.name!r}: too large or misaligned"[:200])
+        out.append(table)
+    if len({t.name for t in out}) != len(out):
+        raise ValueError(f"variant {raw.get('name')!r}: a table is named twice")
+    entry = FileEntry(file=_inside(directory, data.get("file", "")), sha256=str(data.get("sha256")))
+    return {"data": entry, "tables": tuple(out)}
+
+
 def _count(raw: dict[str, Any], key: str, least: int, most: int, default: int | None = None) -> int:
     """An integer field in [least, most] (a bool, a float or a huge number is not one)."""
     value = raw[key] if default is None else raw.get(key, default)
@@ -230,62 +307,3 @@ def _inside(directory: Path, name: str) -> str:
     if Path(name).is_absolute() or not target.is_relative_to(root):
         raise ValueError(f"file {name!r} leaves the artifact directory; refusing to read it")
     return name
-
-
-def verified_bytes(directory: str | Path, entry: FileEntry | Variant) -> bytes:
-    """A (small) manifest file's bytes, read through the descriptor that was hashed."""
-    with verified_file(directory, entry) as path:
-        return Path(path).read_bytes()
-
-
-@contextlib.contextmanager
-def verified_file(directory: str | Path, entry: FileEntry | Variant) -> Iterator[str]:
-    """A path to a manifest file that reads exactly the bytes whose sha256 matched, for as long
-    as the context lasts: the file is opened once, hashed through that descriptor, and handed
-    on as /proc/self/fd/N (Linux), so a file renamed or replaced meanwhile is not what loads;
-    one written in place is caught at exit (its size, mtime or ctime changed). Unlike reading the bytes into
-    Python, this costs no second copy of a large model in memory."""
-    path = Path(directory) / entry.file
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO in its place must not hang
-    except FileNotFoundError:
-        raise ModelLoadError(
-            f"artifact file {entry.file!r} is missing from {str(directory)!r}"
-        ) from None
-    except OSError as e:
-        raise ModelLoadError(f"artifact file {entry.file!r} cannot be read: {e.strerror}") from None
-    try:
-        before = os.fstat(fd)
-        if not stat.S_ISREG(before.st_mode):
-            raise ModelLoadError(f"artifact file {entry.file!r} is not a regular file")
-        digest = hashlib.sha256()
-        with os.fdopen(os.dup(fd), "rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
-        _check_sha256(entry, digest.hexdigest())
-        proc = Path(f"/proc/self/fd/{fd}")
-        yield str(proc) if proc.exists() else str(path)
-        after = os.fstat(fd)
-        if not proc.exists():  # loaded by path: it must still be the file that was hashed
-            now = os.stat(path)
-            if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino):
-                raise ModelLoadError(
-                    f"artifact file {entry.file!r} was replaced while it was loaded; load again"
-                )
-        # Writes change the size or mtime; a write hidden by resetting mtime still changes the
-        # ctime, which also changes when the file is renamed away (then its link count does).
-        hidden = after.st_ctime_ns != before.st_ctime_ns and after.st_nlink == before.st_nlink
-        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or hidden:
-            raise ModelLoadError(
-                f"artifact file {entry.file!r} changed while it was loaded; load again"
-            )
-    finally:
-        os.close(fd)
-
-
-def _check_sha256(entry: FileEntry | Variant, got: str) -> None:
-    if got != entry.sha256:
-        raise ModelLoadError(
-            f"artifact file {entry.file!r} is corrupted: sha256 {got[:16]}... does not match "
-            f"the manifest's {entry.sha256[:16]}...; re-export or re-copy the artifact"
-        )

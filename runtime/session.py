@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 from .config import check_choice
 from .errors import ConfigError, ModelLoadError, missing_extra
 from .malloc import model_load
+from .manifest import TABLES_METADATA_KEY
 from .providers import check_active
 
 
@@ -156,13 +158,21 @@ class Session:
         options: SessionOptions,
         output: str,
         dim: int,
+        tables: Mapping[str, np.ndarray] | None = None,
+        folder: str = ".",
+        record: str = "",
     ):
         """model: the path ONNX Runtime reads the (verified) ONNX file from; name: the file's
-        name in the artifact, for messages."""
+        name in the artifact, for messages; tables: the graph's external token tables
+        (verified.verified_tables), which the session uses in place on the CPU; folder: the
+        artifact directory; record: the manifest's tables as the graph must record them
+        (manifest.tables_record)."""
         ort = import_onnxruntime()
         if device != "cpu":
             _preload_gpu_libraries(ort)
         so, extra = ort_session_options(options, device)
+        # What ONNX Runtime reads from these must outlive the session: it keeps no reference.
+        self._tables = _supply_tables(ort, so, tables or {}, folder, device)
         for _, opts in providers:
             for key in ("trt_engine_cache_path", "trt_timing_cache_path"):
                 if key in opts:
@@ -187,6 +197,8 @@ class Session:
                 f"ONNX Runtime cannot load {name!r}: {type(e).__name__}: {e}"
             ) from None
         _check_graph(self._sess, name, output, dim)
+        if tables:
+            _check_tables(self._sess, name, record)
         self.active_providers: list[str] = list(self._sess.get_providers())
         check_active(device, self.active_providers)
         self.device = device
@@ -204,6 +216,44 @@ class Session:
         io.bind_output(self._output, "cuda")
         self._sess.run_with_iobinding(io)
         return io.copy_outputs_to_cpu()[0]
+
+
+def _supply_tables(
+    ort: Any, so: Any, tables: Mapping[str, np.ndarray], folder: str, device: str
+) -> list[Any]:
+    """Hand the graph's external token tables to ONNX Runtime, so it never reads the data file
+    itself (by path, unverified); the values it is handed, to keep alive.
+
+    On the CPU the session uses the arrays in place (add_initializer): no copy is made while
+    the model loads, so the load's peak is not the weights plus a copy of the largest table, and
+    every session of the encoder shares one table. ONNX Runtime still checks that each
+    external-data reference names a file inside the model's directory, which for a model
+    loaded from /proc/self/fd/N it cannot tell, so the folder is given as that directory. On a
+    GPU the tables are copied into the graph before it is partitioned
+    (add_external_initializers), as a provider that builds its own engine (TensorRT) expects.
+    """
+    if not tables:
+        return []
+    values = [ort.OrtValue.ortvalue_from_numpy(array) for array in tables.values()]
+    if device == "cpu":
+        key = "session.model_external_initializers_file_folder_path"
+        so.add_session_config_entry(key, str(Path(folder).resolve()))
+        for name, value in zip(tables, values, strict=True):
+            so.add_initializer(name, value)
+    else:
+        so.add_external_initializers(list(tables), values)
+    return [tables, values]
+
+
+def _check_tables(sess: Any, name: str, record: str) -> None:
+    """The graph records the tables it was given (the export wrote the record into it), or
+    ModelLoadError."""
+    recorded = sess.get_modelmeta().custom_metadata_map.get(TABLES_METADATA_KEY)
+    if recorded != record:
+        raise ModelLoadError(
+            f"{name!r} records its tables as {str(recorded)[:200]}; the manifest says "
+            f"{record[:200]}: the manifest does not match the graph"
+        )
 
 
 def _check_graph(sess: Any, name: str, output: str, dim: int) -> None:

@@ -53,7 +53,8 @@ def test_export_matches_sentence_transformers(tmp_path, pooling, normalize, layo
 def test_artifact_structure(tmp_path, st_mean):
     export_model(st_mean, tmp_path / "out", variants=())
     out = tmp_path / "out"
-    assert sorted(p.name for p in out.iterdir()) == ["embedrt.json", "model.onnx", "tokenizer.json"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["embedrt.json", "model.onnx", "model.onnx_data", "tokenizer.json"]
     model = onnx.load(str(out / "model.onnx"))
     assert [i.name for i in model.graph.input] == ["input_ids", "attention_mask"]
     assert [o.name for o in model.graph.output] == ["sentence_embedding"]

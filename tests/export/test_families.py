@@ -45,6 +45,10 @@ def test_family_exports_and_matches_sentence_transformers(families, name):
     assert parity["min_cosine"] >= 0.99999
 
     st = SentenceTransformer(str(src), device="cpu")
+    # the word table lies in model.onnx_data, as the model has it, for the runtime to read
+    word = st[0].auto_model.get_input_embeddings().weight
+    tables = manifest.variant("fp32").tables
+    assert [(t.dtype, t.shape) for t in tables] == [("float32", tuple(word.shape))]
     enc = Encoder.load(artifact, device="cpu")
     ref = st.encode(TEXTS, batch_size=4)
     ours = enc.encode(TEXTS, batch_size=3)  # other batch company than the reference's

@@ -34,6 +34,9 @@ def test_all_variants_written_with_gates(tiny_variants):
     assert not list(tiny_variants.glob(".*.onnx"))  # the fully fused graph fp16 came from is gone
     for v in m.variants:
         assert (tiny_variants / v.file).is_file()
+        # every graph keeps its word table (int8: its rows and scales) in its own data file
+        assert v.data is not None and v.data.file == v.file + "_data" and v.tables
+        assert (tiny_variants / v.data.file).is_file()
         assert v.quality["gate"] == "passed"
         assert v.quality["batch_invariance_min_cosine"] >= 0.99999
     assert set(names) | set(m.refused) == {"opt", "fp32", "int8", "fp16"}
@@ -135,6 +138,7 @@ def test_refused_variant_is_deleted_and_recorded(tiny_variants, tmp_path):
         pytest.skip("int8 already refused")
     m2 = _gate(folder, m, "int8", {"stsb_dev_spearman": 0.5}, "STS-B dev Spearman 0.5 is too low")
     assert not (folder / "model_int8.onnx").exists()
+    assert not (folder / "model_int8.onnx_data").exists()  # its tables went with it
     assert "int8" not in [v.name for v in load_manifest(folder).variants]
     assert "0.5 is too low" in json.loads((folder / "embedrt.json").read_text())["refused"]["int8"]
     assert m2.refused == load_manifest(folder).refused
