@@ -124,6 +124,20 @@ def contrib_ops(model_path: Path) -> list[str]:
     )
 
 
+def activation_width(model_path: Path) -> int | None:
+    """Floats per token of the graph's widest matrix product: the largest output width of a
+    MatMul or Gemm by a weight (the feed-forward's inner layer, or a wider Dense); None if it
+    has none."""
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    weights = {t.name: list(t.dims) for t in graph.initializer if len(t.dims) == 2}
+    widths = []
+    for node in graph.node:
+        if node.op_type in ("MatMul", "Gemm") and len(node.input) > 1 and node.input[1] in weights:
+            trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+            widths.append(weights[node.input[1]][0 if trans_b else 1])
+    return max(widths, default=None)
+
+
 def _manifest(source: SourceModel, folder: Path, opset: int, pad_id: int) -> Manifest:
     return Manifest(
         source={
@@ -161,4 +175,5 @@ def _manifest(source: SourceModel, folder: Path, opset: int, pad_id: int) -> Man
         prompts=dict(source.prompts),
         default_prompt_name=source.default_prompt_name,
         similarity_fn=source.similarity_fn,
+        activation_width=activation_width(folder / "model.onnx"),
     )

@@ -22,6 +22,21 @@ CPU_RUN_COST = 32
 GPU_RUN_COST = 512
 # GPUs pad each batch's length to a multiple of 8 (tensor cores); the CPU pays for every token.
 GPU_PAD_MULTIPLE = 8
+# On the CPU a run's widest activation (the feed-forward's inner layer, tokens x its width
+# floats) is held to this many floats, 6 MiB: 1024 tokens a run for MiniLM (width 1536), 512
+# for MPNet (3072). The matrix products lose nothing at that size (their speed per token levels
+# off from ~256 rows), and a model's arena stays near what one such run needs instead of
+# growing with batch_size x length (docs/decisions.md "A CPU run's tokens sized by the model").
+CPU_ACTIVATION_FLOATS = 6 << 18
+CPU_MIN_RUN_TOKENS = 256
+
+
+def cpu_run_tokens(batch_tokens: int, activation_width: int | None) -> int:
+    """The padded tokens a CPU run may hold: batch_tokens, and for a graph whose widest
+    activation is known, no more than CPU_ACTIVATION_FLOATS of it (CPU_MIN_RUN_TOKENS at least)."""
+    if activation_width is None:
+        return batch_tokens
+    return min(batch_tokens, max(CPU_MIN_RUN_TOKENS, CPU_ACTIVATION_FLOATS // activation_width))
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from .batching import GPU_PAD_MULTIPLE, GPU_RUN_COST, BatchPlan, plan_batches
+from .batching import (
+    GPU_PAD_MULTIPLE,
+    GPU_RUN_COST,
+    BatchPlan,
+    cpu_run_tokens,
+    plan_batches,
+)
 from .config import check_choice, check_int
 from .errors import ConfigError, ModelLoadError, ProviderError
+from .malloc import model_load
 from .manifest import Manifest, load_manifest, tables_record
 from .providers import TensorRTProfile, auto_devices, provider_list, resolve_device
 from .runner import EncodeStats, Rows, Runner
@@ -131,7 +138,8 @@ class Encoder:
             streams.py); None = one per thread, at most 8, for a graph file of at most 64 MB
             (a small model's int8), else 1; 1 = every batch on all threads, one after another.
         batch_tokens: padded tokens per batch (rows x longest row), bounding memory; at most
-            MAX_BATCH_TOKENS.
+            MAX_BATCH_TOKENS. On the CPU a batch also holds at most what keeps the graph's
+            widest activation under batching.CPU_ACTIVATION_FLOATS (512 tokens for MPNet).
         cache_dir: TensorRT engine/timing caches (default: ~/.cache/embedrt/tensorrt; the
             artifact directory may be read-only). Entries are keyed by the variant's sha256.
         variant: load this variant by name (e.g. "opt"), overriding precision.
@@ -181,7 +189,7 @@ class Encoder:
         )
         gpu = device != "cpu"
         plan = (
-            BatchPlan(max_tokens=o.batch_tokens)
+            BatchPlan(max_tokens=cpu_run_tokens(o.batch_tokens, manifest.activation_width))
             if not gpu
             else BatchPlan(
                 max_tokens=o.batch_tokens,
@@ -245,7 +253,8 @@ class Encoder:
             streams=streams.count if streams else 1,
         )
         runner = Runner(session, plan, manifest.dim, manifest.pad_token_id, streams)
-        _probe(runner, tokenizer, variant.file, device)
+        with model_load():  # the probe's blocks its own mappings, so that shrink unmaps them
+            _probe(runner, tokenizer, variant.file, device)
         return cls(manifest, tokenizer, runner, info)
 
     @property
@@ -378,10 +387,12 @@ def resolve_prompt(manifest: Manifest, prompt_name: str | None, prompt: str | No
 
 def _probe(runner: Runner, tokenizer: TextTokenizer, name: str, device: str) -> None:
     """Run one text of max_seq_length tokens: a manifest whose dim or max_seq_length the graph
-    cannot honour fails here, at load, as ModelLoadError, not at a user's first encode."""
+    cannot honour fails here, at load, as ModelLoadError, not at a user's first encode. The
+    memory that run took goes back (shrink): kept, it was 40 MB of MPNet's resident memory
+    that a workload of short texts never needs (docs/decisions.md)."""
     rows = tokenizer.tokenize(["embedrt load check " * tokenizer.max_length])
     try:
-        vecs = runner.run(rows)
+        vecs = runner.run(rows, shrink=True)
     except Exception as e:  # onnxruntime's own exception types
         # On a GPU a failing first run may be the device (auto then tries the next one).
         kind = ModelLoadError if device == "cpu" else ProviderError

@@ -127,6 +127,9 @@ class Manifest:
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
     similarity_fn: str = "cosine"
+    # Floats per token of the graph's widest matrix product (the feed-forward's inner width):
+    # what the CPU's per-run token bound is sized by (batching.cpu_run_tokens). None: unknown.
+    activation_width: int | None = None
     format: int = FORMAT_VERSION
 
     def variant(self, name: str) -> Variant:
@@ -249,6 +252,11 @@ def _parse(raw: dict[str, Any], directory: Path) -> Manifest:
         prompts=dict(prompts),
         default_prompt_name=default_prompt,
         similarity_fn=similarity_fn,
+        activation_width=(
+            None
+            if raw.get("activation_width") is None
+            else _count(raw, "activation_width", 1, MAX_DIM)
+        ),
         format=fmt,
     )
 

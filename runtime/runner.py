@@ -93,10 +93,13 @@ class Runner:
         """The padded width a run of these rows takes."""
         return self._plan.padded(max(map(len, rows), default=0))
 
-    def run(self, rows: Rows, stats: EncodeStats | None = None) -> np.ndarray:
+    def run(
+        self, rows: Rows, stats: EncodeStats | None = None, *, shrink: bool = False
+    ) -> np.ndarray:
         """One inference run over exactly these rows on the all-thread session, float32
-        [len(rows), dim] in row order."""
-        return self._run_on(self._session, rows, stats)
+        [len(rows), dim] in row order. shrink: give the memory this run's activations took back
+        afterwards (Session.run), for a run much larger than the ones that follow."""
+        return self._run_on(self._session, rows, stats, shrink)
 
     def run_planned(
         self, rows: Rows, batches: list[np.ndarray], stats: EncodeStats | None = None
@@ -143,24 +146,26 @@ class Runner:
         if self._streams is not None:
             self._streams.start()
 
-    def _run_on(self, session: Session, rows: Rows, stats: EncodeStats | None = None) -> np.ndarray:
+    def _run_on(
+        self, session: Session, rows: Rows, stats: EncodeStats | None = None, shrink: bool = False
+    ) -> np.ndarray:
         width = self.width_of(rows)
         # a row with no tokens at all: an empty text, a tokenizer without specials
         if not all(map(len, rows)):
-            return self._with_empty_rows(session, rows, stats)
+            return self._with_empty_rows(session, rows, stats, shrink)
         ids, mask = pad_rows(rows, width, self._pad_id)
-        out = session.run(ids, mask)
+        out = session.run(ids, mask, shrink=shrink)
         if stats is not None:
             stats.count(rows, width)
         return out
 
     def _with_empty_rows(
-        self, session: Session, rows: Rows, stats: EncodeStats | None
+        self, session: Session, rows: Rows, stats: EncodeStats | None, shrink: bool
     ) -> np.ndarray:
         """A row without tokens gets the zero vector, as sentence-transformers gives it (its
         pooling of nothing is 0), rather than a graph run over a sequence of length 0."""
         out = np.zeros((len(rows), self._dim), dtype=np.float32)
         kept = [i for i, row in enumerate(rows) if len(row)]
         if kept:
-            out[kept] = self._run_on(session, [rows[i] for i in kept], stats)
+            out[kept] = self._run_on(session, [rows[i] for i in kept], stats, shrink)
         return out

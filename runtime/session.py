@@ -205,11 +205,19 @@ class Session:
         self._output = output
         self._bind = device in ("cuda", "tensorrt")
 
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """Embeddings (float32, [rows, dim]) of one padded batch."""
+    def run(
+        self, input_ids: np.ndarray, attention_mask: np.ndarray, *, shrink: bool = False
+    ) -> np.ndarray:
+        """Embeddings (float32, [rows, dim]) of one padded batch. shrink (CPU): the arena
+        returns the chunks this run left free to the OS afterwards, where it would keep them for
+        the next runs (ONNX Runtime's memory.enable_memory_arena_shrinkage)."""
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         if not self._bind:
-            return self._sess.run([self._output], feeds)[0]
+            options = None
+            if shrink and self.device == "cpu":
+                options = import_onnxruntime().RunOptions()
+                options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+            return self._sess.run([self._output], feeds, options)[0]
         io = self._sess.io_binding()
         for name, array in feeds.items():
             io.bind_cpu_input(name, array)

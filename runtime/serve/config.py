@@ -59,12 +59,12 @@ class BatchingConfig:
     fair: bool = True
 
     def plan(self, device: BatchPlan) -> BatchPlan:
-        """The plan of each round's runs: this config's limits, the device's pad multiple, and
-        its run cost unless run_cost is set."""
+        """The plan of each round's runs: this config's limits within the device's own (its
+        tokens per run, on the CPU sized by the model: batching.cpu_run_tokens), its pad
+        multiple, and its run cost unless run_cost is set."""
         cost = device.run_cost if self.run_cost is None else self.run_cost
-        return replace(
-            device, max_tokens=self.max_batch_tokens, max_rows=self.batch_size, run_cost=cost
-        )
+        tokens = min(device.max_tokens, self.max_batch_tokens)
+        return replace(device, max_tokens=tokens, max_rows=self.batch_size, run_cost=cost)
 
     def __post_init__(self) -> None:
         for name in ("max_batch_tokens", "max_queue", "batch_size"):

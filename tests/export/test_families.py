@@ -7,6 +7,7 @@ from functools import partial
 
 import numpy as np
 import pytest
+import torch
 from conftest import exported
 from fixtures.st_zoo import FAMILIES, FAMILY_POOLING, build_family
 from sentence_transformers import SentenceTransformer
@@ -49,6 +50,9 @@ def test_family_exports_and_matches_sentence_transformers(families, name):
     word = st[0].auto_model.get_input_embeddings().weight
     tables = manifest.variant("fp32").tables
     assert [(t.dtype, t.shape) for t in tables] == [("float32", tuple(word.shape))]
+    # the widest matrix product, which sizes a CPU run's tokens
+    linears = [m.out_features for m in st.modules() if isinstance(m, torch.nn.Linear)]
+    assert manifest.activation_width == max(linears)
     enc = Encoder.load(artifact, device="cpu")
     ref = st.encode(TEXTS, batch_size=4)
     ours = enc.encode(TEXTS, batch_size=3)  # other batch company than the reference's

@@ -134,3 +134,17 @@ def test_padding_efficiency_sorted_beats_unsorted():
     unsorted = [np.array([i, i + 1]) for i in range(0, 8, 2)]
     assert sorted_eff > 0.9 > padding_efficiency(lengths, unsorted, plan)
     assert padding_efficiency(np.array([7, 7]), [np.array([0, 1])], plan) == 1.0
+
+
+def test_a_cpu_run_holds_the_widest_activation_to_its_budget():
+    from embedrt.batching import CPU_ACTIVATION_FLOATS, CPU_MIN_RUN_TOKENS, cpu_run_tokens
+
+    assert cpu_run_tokens(16384, None) == 16384  # an artifact that does not say: as asked
+    assert cpu_run_tokens(16384, 1536) == 1024  # MiniLM's feed-forward
+    assert cpu_run_tokens(16384, 3072) == 512  # MPNet's
+    assert cpu_run_tokens(300, 3072) == 300  # a smaller batch_tokens still rules
+    assert cpu_run_tokens(16384, 16) == 16384  # a narrow graph: the budget
+    assert cpu_run_tokens(16384, 1 << 16) == CPU_MIN_RUN_TOKENS  # a huge width: still 256 rows
+    for width in (384, 1000, 3072, 4096):
+        tokens = cpu_run_tokens(1 << 20, width)
+        assert tokens * width <= max(CPU_ACTIVATION_FLOATS, CPU_MIN_RUN_TOKENS * width)

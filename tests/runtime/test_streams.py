@@ -70,9 +70,9 @@ def test_batches_go_to_stream_threads_only_when_there_are_enough(tiny_artifact):
     seen: list[str] = []
     run = enc.runner._run_on
 
-    def recording(session, batch, stats=None):
+    def recording(session, batch, *args):
         seen.append(threading.current_thread().name)
-        return run(session, batch, stats)
+        return run(session, batch, *args)
 
     enc.runner._run_on = recording  # type: ignore[method-assign]
     here = threading.current_thread().name

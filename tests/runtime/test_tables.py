@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from fixtures.tiny_model import build_artifact
 
-from embedrt import Encoder, ModelLoadError, load_manifest
+from embedrt import Encoder, EncodeStats, ModelLoadError, load_manifest
 from embedrt.manifest import sha256_file
 
 TEXTS = ["a man plays the guitar", "the dog", "someone cooks food in the kitchen", ""]
@@ -151,3 +151,27 @@ def test_the_gpu_hand_over_copies_the_tables_into_the_graph(tiny_artifact, tiny_
     ids = np.array(tiny_encoder.tokenizer.tokenize(TEXTS[:1]), np.int64)
     out = sess.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0]
     np.testing.assert_allclose(out, tiny_encoder.encode(TEXTS[0]), atol=1e-6)
+
+
+def test_the_manifest_s_activation_width_sizes_the_cpu_runs(tiny_copy, tiny_encoder):
+    # The export records the graph's widest matrix product; the CPU plan keeps a run's tokens
+    # to what holds that activation to batching.CPU_ACTIVATION_FLOATS. Same vectors either way.
+    from embedrt.batching import CPU_ACTIVATION_FLOATS
+
+    assert load_manifest(tiny_copy).activation_width is None  # the fixture does not say
+    assert tiny_encoder.runner.plan.max_tokens == 16384
+    doc = json.loads((tiny_copy / "embedrt.json").read_text())
+    doc["activation_width"] = CPU_ACTIVATION_FLOATS // 300  # 300 tokens a run
+    (tiny_copy / "embedrt.json").write_text(json.dumps(doc))
+    enc = Encoder.load(tiny_copy, device="cpu", streams=1)
+    assert enc.runner.plan.max_tokens == 300
+    texts = [" ".join(["the quick brown fox jumps over the lazy dog"] * 3)] * 40
+    stats = EncodeStats()
+    got = enc.encode(texts, stats=stats)
+    np.testing.assert_allclose(got, tiny_encoder.encode(texts), atol=1e-6)
+    per_run = 300 // int(max(enc.count_tokens(texts)))  # rows a 300-token run holds
+    assert per_run < 32 and stats.batches == -(-40 // per_run)
+    doc["activation_width"] = 0
+    (tiny_copy / "embedrt.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelLoadError, match="activation_width must be an integer from 1"):
+        Encoder.load(tiny_copy, device="cpu")

@@ -640,3 +640,14 @@ def test_a_big_request_yields_to_arrivals_but_is_never_starved():
         assert sum(e - s for _, s, e in parts) <= 4
     assert all(a or b for a, b in zip(rounds_with_big, rounds_with_big[1:], strict=False))
     assert big.taken >= 20  # it moved on, round after round
+
+
+def test_a_round_s_runs_stay_within_the_encoder_s_own_run_size():
+    # The server's max_batch_tokens sizes a round; each run inside it also keeps to the
+    # encoder's plan, which on the CPU is sized by the model (batching.cpu_run_tokens).
+    from embedrt.batching import BatchPlan
+
+    config = BatchingConfig(max_batch_tokens=16384, batch_size=64)
+    assert config.plan(BatchPlan(max_tokens=512)).max_tokens == 512
+    assert config.plan(BatchPlan(max_tokens=1 << 20)).max_tokens == 16384
+    assert config.plan(BatchPlan(max_tokens=512)).max_rows == 64
