@@ -95,6 +95,10 @@ bench-mpnet: $(MPNET_ARTIFACT)/embedrt.json $(ARTIFACT)/embedrt.json
 		--corpus sentences --texts 1000 --out bench/results/throughput_mpnet
 	$(PY) bench/throughput.py --artifact $(MPNET_ARTIFACT) --st-model $(MPNET_ST_MODEL) \
 		--corpus paragraphs --texts 300 --out bench/results/throughput_mpnet_paragraphs
+	$(PY) bench/load_rss.py --artifact $(MPNET_ARTIFACT) --variant fp32 --loads 6 \
+		--settings with,inline-tables --out bench/results/load_rss_tables
+	$(PY) bench/load_rss.py --artifact $(ARTIFACT) --variant opt --loads 6 \
+		--settings with,inline-tables --out bench/results/load_rss_tables_minilm
 
 # Streams (a second session, one more copy of the weights) against none, in encode and served,
 # for the graphs on each side of the default's size line (runtime/streams.py).

@@ -296,9 +296,10 @@ class Run:
             return self.rep.skip(
                 name, f"the artifact has no {variant!r} variant (has: {', '.join(have)})"
             )
-        if not (self.artifact / have[variant].file).is_file():
+        missing = [f for f in have[variant].files if not (self.artifact / f).is_file()]
+        if missing:
             return self.rep.skip(
-                name, f"{have[variant].file} is not here (not carried to this machine)"
+                name, f"{', '.join(missing)} not here (not carried to this machine)"
             )
         log(f"{name}: loading")
         try:

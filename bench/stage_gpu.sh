@@ -56,7 +56,10 @@ stage() {
   # the proof needs), and the whole payload's sha256 is checked there.
   (cd .gpu/payload/site && unzip -q "$OLDPWD/$whl")
   # The loader hashes only the files it reads, so an artifact without model_opt.onnx loads.
-  for f in $FILES; do cp "$ARTIFACT/$f" .gpu/payload/artifact/; done
+  for f in $FILES; do  # a graph's token tables (<file>_data, format 2) travel with it
+    cp "$ARTIFACT/$f" .gpu/payload/artifact/
+    if [ -f "$ARTIFACT/${f}_data" ]; then cp "$ARTIFACT/${f}_data" .gpu/payload/artifact/; fi
+  done
   $py bench/gpu.py prepare --artifact .gpu/payload/artifact --st-model "$st_model" \
     --texts "$TEXTS" --ref-texts "$REF_TEXTS" --threads 2 --out .gpu/payload/inputs
   if [ "${CHECK:-1}" = 1 ]; then  # what the GPU gets, on the CPU: artifact subset, inputs, torch rebuild
