@@ -14,6 +14,7 @@ import onnx
 from embedrt.errors import ConfigError
 from embedrt.manifest import (
     MANIFEST_NAME,
+    MAX_DIM,
     FileEntry,
     Manifest,
     Variant,
@@ -135,7 +136,8 @@ def activation_width(model_path: Path) -> int | None:
         if node.op_type in ("MatMul", "Gemm") and len(node.input) > 1 and node.input[1] in weights:
             trans_b = any(a.name == "transB" and a.i for a in node.attribute)
             widths.append(weights[node.input[1]][0 if trans_b else 1])
-    return max(widths, default=None)
+    widest = max(widths, default=None)
+    return None if widest is None else min(widest, MAX_DIM)  # what the manifest may hold
 
 
 def _manifest(source: SourceModel, folder: Path, opset: int, pad_id: int) -> Manifest:

@@ -5,14 +5,16 @@ as an EmbedLayerNormalization's word embedding): the word-embedding matrix, and 
 row scales. `graph_entry` moves a variant's tables to `<file>_data` (model.onnx ->
 model.onnx_data), each on its own page, and returns the manifest's record of the variant with
 the data file and where each table lies (Variant.data, Variant.tables); the graph's metadata
-records the same, for the runtime to check the manifest against.
+records the same and the data file's sha256, so the graph's own sha256 stands for its tables
+and the runtime can check the manifest against it.
 
 Why: ONNX Runtime copies each initializer out of the parsed file before it frees that file's
 bytes, so loading a graph that holds its table peaks at all the weights plus a copy of the
 table (94 MB for MPNet, 768 MB for XLM-R's 250k rows). The runtime reads the data file itself,
 verified, and hands the tables to ONNX Runtime to use in place (runtime/session.py): no copy.
 ONNX Runtime and text-embeddings-inference still load the graph by path, reading the data file
-by its name (docs/decisions.md "Token tables as external data").
+by its name (docs/decisions.md "Token tables in a data file, read by the runtime and used in
+place").
 """
 
 from __future__ import annotations
@@ -61,14 +63,14 @@ def graph_entry(folder: Path, file: str) -> dict[str, Any]:
                 tensor.ClearField(kept)
             tensor.data_location = onnx.TensorProto.EXTERNAL
             tables.append(Table(tensor.name, array.dtype.name, tuple(array.shape), offset))
-    onnx.helper.set_model_props(model, {TABLES_METADATA_KEY: tables_record(tuple(tables))})
+    entry = FileEntry(data.name, sha256_file(data))
+    kept = [p for p in model.metadata_props if p.key != TABLES_METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    record = model.metadata_props.add()
+    record.key, record.value = TABLES_METADATA_KEY, tables_record(entry, tuple(tables))
     onnx.save(model, str(path))
-    return {
-        "file": file,
-        "sha256": sha256_file(path),
-        "data": FileEntry(data.name, sha256_file(data)),
-        "tables": tuple(tables),
-    }
+    return {"file": file, "sha256": sha256_file(path), "data": entry, "tables": tuple(tables)}
 
 
 def token_tables(graph: onnx.GraphProto) -> list[onnx.TensorProto]:

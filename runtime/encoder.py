@@ -9,6 +9,7 @@ by token length, pads each batch to its own longest row, runs it, and restores i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterable
@@ -135,7 +136,7 @@ class Encoder:
             "on" / "off"; see session.SPINNING).
         streams: CPU only: calls with at least this many batches run this many at once, each on
             threads/streams cores, on a second session (one more copy of the weights:
-            streams.py); None = one per thread, at most 8, for a graph file of at most 64 MB
+            streams.py); None = one per thread, at most 8, for a graph of at most 64 MB (its files together)
             (a small model's int8), else 1; 1 = every batch on all threads, one after another.
         batch_tokens: padded tokens per batch (rows x longest row), bounding memory; at most
             MAX_BATCH_TOKENS. On the CPU a batch also holds at most what keeps the graph's
@@ -229,7 +230,7 @@ class Encoder:
                     manifest.dim,
                     tables,
                     str(path),
-                    tables_record(variant.tables),
+                    tables_record(variant.data, variant.tables),
                 )
 
         session = session_with(SessionOptions(o.threads, o.spinning))
@@ -253,7 +254,8 @@ class Encoder:
             streams=streams.count if streams else 1,
         )
         runner = Runner(session, plan, manifest.dim, manifest.pad_token_id, streams)
-        with model_load():  # the probe's blocks its own mappings, so that shrink unmaps them
+        # On the CPU the probe's blocks are their own mappings, so that shrink unmaps them.
+        with model_load() if device == "cpu" else contextlib.nullcontext():
             _probe(runner, tokenizer, variant.file, device)
         return cls(manifest, tokenizer, runner, info)
 

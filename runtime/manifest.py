@@ -64,15 +64,21 @@ class Table:
         return math.prod(self.shape) * TABLE_DTYPES[self.dtype]
 
 
-# The graph's own record of its tables (ONNX metadata_props), which loading compares with the
-# manifest's: ONNX Runtime takes a table of another type or shape than the graph declares
-# without a word, so a manifest edited by hand would otherwise give wrong vectors.
+# The graph's own record of its data file and tables (ONNX metadata_props), which loading
+# compares with the manifest's: ONNX Runtime takes a table of another type or shape than the
+# graph declares without a word, so a manifest edited by hand would otherwise give wrong
+# vectors. The data file's sha256 in it makes the graph's sha256 (TensorRT's engine cache key,
+# a job's identity) stand for the tables too.
 TABLES_METADATA_KEY = "embedrt.tables"
 
 
-def tables_record(tables: tuple[Table, ...]) -> str:
-    """The tables as the graph's metadata records them (canonical JSON)."""
-    return json.dumps([[t.name, t.dtype, list(t.shape), t.offset] for t in tables])
+def tables_record(data: FileEntry | None, tables: tuple[Table, ...]) -> str:
+    """The data file and tables as the graph's metadata records them (canonical JSON); "" for
+    a graph that holds its tables (no record)."""
+    if data is None:
+        return ""
+    listed = [[t.name, t.dtype, list(t.shape), t.offset] for t in tables]
+    return json.dumps({"data_sha256": data.sha256, "tables": listed})
 
 
 @dataclass(frozen=True)

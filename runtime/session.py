@@ -165,14 +165,13 @@ class Session:
         """model: the path ONNX Runtime reads the (verified) ONNX file from; name: the file's
         name in the artifact, for messages; tables: the graph's external token tables
         (verified.verified_tables), which the session uses in place on the CPU; folder: the
-        artifact directory; record: the manifest's tables as the graph must record them
-        (manifest.tables_record)."""
+        artifact directory; record: the manifest's data file and tables as the graph must
+        record them (manifest.tables_record; "" for none)."""
         ort = import_onnxruntime()
         if device != "cpu":
             _preload_gpu_libraries(ort)
         so, extra = ort_session_options(options, device)
-        # What ONNX Runtime reads from these must outlive the session: it keeps no reference.
-        self._tables = _supply_tables(ort, so, tables or {}, folder, device)
+        supplied = _supply_tables(ort, so, tables or {}, folder, device)
         for _, opts in providers:
             for key in ("trt_engine_cache_path", "trt_timing_cache_path"):
                 if key in opts:
@@ -193,12 +192,19 @@ class Session:
                     **extra,
                 )
         except Exception as e:  # onnxruntime raises its own non-exported exception types
+            hint = ""
+            if "External data" in str(e) and not tables:
+                hint = (
+                    " (the graph keeps tables in a data file the manifest does not list: re-export)"
+                )
             raise ModelLoadError(
-                f"ONNX Runtime cannot load {name!r}: {type(e).__name__}: {e}"
+                f"ONNX Runtime cannot load {name!r}: {type(e).__name__}: {e}{hint}"
             ) from None
+        # On the CPU the session reads the tables in place and keeps no reference to them: they
+        # must outlive it. On a GPU they were copied; the host copy goes.
+        self._tables = supplied if device == "cpu" else []
         _check_graph(self._sess, name, output, dim)
-        if tables:
-            _check_tables(self._sess, name, record)
+        _check_tables(self._sess, name, record)
         self.active_providers: list[str] = list(self._sess.get_providers())
         check_active(device, self.active_providers)
         self.device = device
@@ -254,9 +260,9 @@ def _supply_tables(
 
 
 def _check_tables(sess: Any, name: str, record: str) -> None:
-    """The graph records the tables it was given (the export wrote the record into it), or
-    ModelLoadError."""
-    recorded = sess.get_modelmeta().custom_metadata_map.get(TABLES_METADATA_KEY)
+    """The graph records the data file and tables it was given (the export wrote the record
+    into it; none for a graph that holds its tables), or ModelLoadError."""
+    recorded = sess.get_modelmeta().custom_metadata_map.get(TABLES_METADATA_KEY, "")
     if recorded != record:
         raise ModelLoadError(
             f"{name!r} records its tables as {str(recorded)[:200]}; the manifest says "

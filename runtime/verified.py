@@ -74,12 +74,12 @@ def verified_tables(directory: str | Path, variant: Variant) -> dict[str, np.nda
     fd = _open(directory, entry)
     try:
         size = os.fstat(fd).st_size
-        for t in variant.tables:
-            if t.offset + t.nbytes > size:
-                raise ModelLoadError(
-                    f"artifact file {entry.file!r} holds {size} bytes; table {t.name!r} needs "
-                    f"{t.offset + t.nbytes}: the manifest does not match the file"
-                )
+        end = max(t.offset + t.nbytes for t in variant.tables)
+        if size != end:  # the export's file ends with its last table; checked before reading
+            raise ModelLoadError(
+                f"artifact file {entry.file!r} holds {size} bytes where its tables end at "
+                f"{end}: the manifest does not match the file; re-export or re-copy the artifact"
+            )
         buffer = np.empty(size, np.uint8)
         digest = hashlib.sha256()
         with os.fdopen(os.dup(fd), "rb", buffering=0) as f:

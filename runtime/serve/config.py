@@ -26,8 +26,9 @@ class BatchingConfig:
     """How the scheduler's worker forms rounds and runs.
 
     max_batch_tokens: real tokens (sum of row lengths) taken from the queue per round, and the
-        padded-token cap of each inference run inside it. 16384 is text-embeddings-inference's
-        default; for a 6-layer, 384-wide model a full run stays around 100 MB of activations.
+        padded-token cap of each inference run inside it, within the encoder's own (on the CPU
+        sized by the model: batching.cpu_run_tokens). 16384 is text-embeddings-inference's
+        default.
     max_wait_ms: how long the oldest queued request may wait for others to join its round while
         a stream is idle. Under load the streams are busy and rounds fill while they run, so this
         only matters at low load, where it trades a little latency for larger batches.

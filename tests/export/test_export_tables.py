@@ -77,10 +77,10 @@ def test_the_split_graph_computes_what_it_did(tmp_path):
     external = {t.name for t in model.graph.initializer if t.data_location == 1}
     assert external == {"word", "scale"}
     recorded = {p.key: p.value for p in model.metadata_props}[TABLES_METADATA_KEY]
-    assert json.loads(recorded) == [
-        ["word", "float32", [50, 8], 0],
-        ["scale", "float32", [50, 1], ALIGN],
-    ]
+    assert json.loads(recorded) == {
+        "data_sha256": entry["data"].sha256,  # so the graph's sha256 stands for its tables too
+        "tables": [["word", "float32", [50, 8], 0], ["scale", "float32", [50, 1], ALIGN]],
+    }
     # plain ONNX Runtime by path reads the data file by its name
     got = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, feeds)[0]
     np.testing.assert_array_equal(got, want)
@@ -103,3 +103,20 @@ def test_a_graph_without_token_tables_is_left_alone(tmp_path):
     entry = graph_entry(tmp_path, "m.onnx")
     assert entry == {"file": "m.onnx", "sha256": before, "data": None, "tables": ()}
     assert not (tmp_path / "m.onnx_data").exists()
+
+
+def test_the_graph_s_sha256_changes_with_its_tables_and_keeps_other_metadata(tmp_path):
+    # TensorRT's engine cache and a job's identity key on the graph's sha256: two graphs that
+    # differ only in a table must not share it.
+    shas = []
+    for scale in (1.0, 2.0):
+        tables = _tables()
+        tables["word"] = tables["word"] * scale
+        model = _model(tables)
+        onnx.helper.set_model_props(model, {"producer.note": "kept"})
+        (tmp_path / str(scale)).mkdir()
+        onnx.save(model, str(tmp_path / str(scale) / "m.onnx"))
+        shas.append(graph_entry(tmp_path / str(scale), "m.onnx")["sha256"])
+        props = onnx.load(str(tmp_path / str(scale) / "m.onnx"), load_external_data=False)
+        assert {p.key for p in props.metadata_props} == {"producer.note", TABLES_METADATA_KEY}
+    assert shas[0] != shas[1]

@@ -48,3 +48,28 @@ def test_encoders_sharing_the_arena_keep_their_own_vectors(tiny_artifact):
         np.testing.assert_array_equal(vecs, alone_a)
     for vecs in got["b"]:
         np.testing.assert_array_equal(vecs, alone_b)
+
+
+def test_the_load_check_run_gives_its_memory_back_and_later_runs_keep_theirs(
+    tiny_artifact, monkeypatch
+):
+    # The load's check of one max_seq_length text runs with ONNX Runtime's arena shrinkage on
+    # (its memory goes back); the encode runs after it do not shrink (the arena keeps serving).
+    import onnxruntime
+
+    from embedrt import session
+
+    seen: list[str | None] = []
+    real = onnxruntime.InferenceSession.run
+
+    def run(self, outputs, feeds, options=None):
+        key = "memory.enable_memory_arena_shrinkage"
+        seen.append(options.get_run_config_entry(key) if options is not None else None)
+        return real(self, outputs, feeds, options)
+
+    monkeypatch.setattr(onnxruntime.InferenceSession, "run", run)
+    enc = Encoder.load(tiny_artifact, device="cpu", streams=1)
+    assert seen == ["cpu:0"]  # the probe
+    enc.encode(TEXTS, batch_size=8)
+    assert len(seen) > 2 and set(seen[1:]) == {None}
+    assert session.Session.run.__kwdefaults__ == {"shrink": False}

@@ -92,7 +92,12 @@ def test_a_data_file_shorter_than_its_tables_is_refused_before_reading(tiny_copy
     data = tiny_copy / "model.onnx_data"
     data.write_bytes(data.read_bytes()[:-4])
     _edit(tiny_copy, lambda v: v["data"].update(sha256=sha256_file(data)))
-    with pytest.raises(ModelLoadError, match="holds 7356 bytes; table 'word' needs 7360"):
+    with pytest.raises(ModelLoadError, match="holds 7356 bytes where its tables end at 7360"):
+        Encoder.load(tiny_copy, device="cpu")
+    # nor one longer (refused before any of it is read: a manifest pointing at a big file)
+    data.write_bytes(data.read_bytes() + b"\0" * 8)
+    _edit(tiny_copy, lambda v: v["data"].update(sha256=sha256_file(data)))
+    with pytest.raises(ModelLoadError, match="holds 7364 bytes where its tables end at 7360"):
         Encoder.load(tiny_copy, device="cpu")
 
 
@@ -100,6 +105,7 @@ def test_a_data_file_shorter_than_its_tables_is_refused_before_reading(tiny_copy
     ("edit", "message"),
     [
         (lambda v: v.pop("data"), "data and tables come together"),
+        (lambda v: [v.pop("data"), v.pop("tables")], "data file the manifest does not list"),
         (lambda v: v.update(tables=[]), "data and tables come together"),
         (lambda v: v["tables"][0].update(dtype="float64"), "table dtype 'float64' not in"),
         (lambda v: v["tables"][0].update(shape=[]), "a list of 1 to 8 sizes"),
@@ -135,8 +141,8 @@ def test_a_format_1_embedrt_refuses_a_format_2_artifact_by_its_number(tiny_copy)
 
 def test_the_gpu_hand_over_copies_the_tables_into_the_graph(tiny_artifact, tiny_encoder):
     # On CUDA and TensorRT the tables go in before the graph is partitioned
-    # (add_external_initializers); the same call, run here with the CPU provider, loads the
-    # verified file by descriptor and computes the same vectors.
+    # (add_external_initializers), copied; the same call, run here with the CPU provider, loads
+    # the verified file by descriptor and computes the same vectors.
     import onnxruntime
 
     from embedrt.session import _supply_tables
@@ -145,9 +151,13 @@ def test_the_gpu_hand_over_copies_the_tables_into_the_graph(tiny_artifact, tiny_
     variant = load_manifest(tiny_artifact).variant("fp32")
     so = onnxruntime.SessionOptions()
     tables = verified_tables(tiny_artifact, variant)
-    kept = _supply_tables(onnxruntime, so, tables, "", "cuda")  # noqa: F841 (outlives sess)
+    tables = {name: array.copy() for name, array in tables.items()}  # writable, to scribble on
+    kept = _supply_tables(onnxruntime, so, tables, "", "cuda")
     with verified_file(tiny_artifact, variant) as path:
         sess = onnxruntime.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    for array in tables.values():  # copied into the graph: the session no longer reads these,
+        array[...] = 0.0  # so Session keeps no host copy on a GPU
+    del kept
     ids = np.array(tiny_encoder.tokenizer.tokenize(TEXTS[:1]), np.int64)
     out = sess.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0]
     np.testing.assert_allclose(out, tiny_encoder.encode(TEXTS[0]), atol=1e-6)
