@@ -58,10 +58,10 @@ def _with_settings(settings: str) -> None:
     for name in [n for n in names if n == "no-cells" or n.startswith("cells-")]:
         import functools
 
-        import embedrt.encoder as encoder
+        import embedrt.loading as loading
 
         cells = None if name == "no-cells" else int(name.split("-")[1])
-        encoder.BatchPlan = functools.partial(encoder.BatchPlan, max_cells=cells)  # type: ignore[misc]
+        loading.BatchPlan = functools.partial(loading.BatchPlan, max_cells=cells)  # type: ignore[misc]
         names.remove(name)
     changes = [SETTINGS[name] for name in names]
     made = session.ort_session_options

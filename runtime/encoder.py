@@ -9,95 +9,40 @@ by token length, pads each batch to its own longest row, runs it, and restores i
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .batching import (
-    GPU_PAD_MULTIPLE,
-    GPU_RUN_COST,
     BatchPlan,
-    cpu_run_tokens,
     plan_batches,
 )
-from .config import check_choice, check_int
-from .errors import ConfigError, ModelLoadError, ProviderError
-from .malloc import model_load
-from .manifest import Manifest, load_manifest, tables_record
-from .providers import TensorRTProfile, auto_devices, provider_list, resolve_device
+from .config import check_int
+from .errors import ConfigError, ProviderError
+from .loading import (
+    DEFAULT_TRT_CACHE,
+    MAX_BATCH_SIZE,
+    EncoderInfo,
+    LoadOptions,
+    load_on,
+)
+from .manifest import Manifest, load_manifest
+from .providers import auto_devices, resolve_device
 from .runner import EncodeStats, Rows, Runner
 from .session import (
-    Session,
     SessionOptions,
     available_providers,
-    default_threads,
     spinning_mode,
 )
-from .streams import Streams, stream_count
 from .tokenizer import TextTokenizer, as_text_list
-from .variants import PRECISIONS, choose_variant, manifest_variant
 from .vectors import similarity
-from .verified import verified_bytes, verified_file, verified_tables
 
-DEFAULT_TRT_CACHE = Path.home() / ".cache" / "embedrt" / "tensorrt"
 log = logging.getLogger("embedrt")
-
-
-# Padded tokens per batch: above this one batch's activations alone would outgrow any machine
-# this runs on (MiniLM: ~100 MB at the default 16384).
-MAX_BATCH_TOKENS = 1 << 20
-MAX_BATCH_SIZE = 1 << 16
-# TensorRT tunes its kernels for this batch shape (rows x tokens): the batcher's common case.
-TRT_OPT_BATCH, TRT_OPT_SEQ = 32, 64
-
-
-@dataclass(frozen=True)
-class _LoadOptions:
-    """Encoder.load's options, checked once and carried to each device tried."""
-
-    precision: str
-    threads: int | None
-    spinning: str  # already a SPINNING mode (spinning_mode), checked again by SessionOptions
-    streams: int | None
-    batch_tokens: int
-    cache_dir: Path
-    variant: str | None
-
-    def __post_init__(self) -> None:
-        check_choice("precision", self.precision, PRECISIONS)
-        cpus = default_threads()
-        check_int(
-            "threads",
-            self.threads,
-            most=cpus,
-            none=True,
-            why=f": this process may use {cpus} CPUs",
-        )
-        check_int("streams", self.streams, most=cpus, none=True)
-        check_int("batch_tokens", self.batch_tokens, most=MAX_BATCH_TOKENS)
-        if self.variant is not None and not isinstance(self.variant, str):
-            raise ConfigError(f"variant must be a variant's name or None, got {self.variant!r}")
-
-
-@dataclass(frozen=True)
-class EncoderInfo:
-    """What was loaded and where it runs."""
-
-    path: str
-    device: str
-    precision: str
-    variant: str
-    file: str
-    active_providers: tuple[str, ...]
-    dim: int
-    max_seq_length: int
-    streams: int = 1
 
 
 class Encoder:
@@ -136,8 +81,9 @@ class Encoder:
             "on" / "off"; see session.SPINNING).
         streams: CPU only: calls with at least this many batches run this many at once, each on
             threads/streams cores, on a second session (one more copy of the weights:
-            streams.py); None = one per thread, at most 8, for a graph of at most 64 MB (its files together)
-            (a small model's int8), else 1; 1 = every batch on all threads, one after another.
+            streams.py); None = one per thread, at most 8, for a graph of at most 64 MB, its
+            files together (a small model's int8), else 1; 1 = every batch on all threads, one
+            after another.
         batch_tokens: padded tokens per batch (rows x longest row), bounding memory; at most
             MAX_BATCH_TOKENS. On the CPU a batch also holds at most what keeps the graph's
             widest activation under batching.CPU_ACTIVATION_FLOATS (512 tokens for MPNet).
@@ -145,7 +91,7 @@ class Encoder:
             artifact directory may be read-only). Entries are keyed by the variant's sha256.
         variant: load this variant by name (e.g. "opt"), overriding precision.
         """
-        options = _LoadOptions(
+        options = LoadOptions(
             precision,
             threads,
             spinning_mode(spinning),
@@ -162,102 +108,20 @@ class Encoder:
         manifest = load_manifest(path)
         available = available_providers()
         if device != "auto":
-            return cls._load_on(path, manifest, resolve_device(device, available), options)
+            return cls(
+                manifest, *load_on(path, manifest, resolve_device(device, available), options)
+            )
         # auto: TensorRT > CUDA > CPU among what ONNX Runtime offers. A GPU build lists TensorRT
         # even where its libraries are missing and then silently runs CUDA: fall through.
         devices = auto_devices(available)
         for i, candidate in enumerate(devices):
             try:
-                return cls._load_on(path, manifest, candidate, options)
+                return cls(manifest, *load_on(path, manifest, candidate, options))
             except ProviderError as e:
                 if i == len(devices) - 1:
                     raise
                 log.warning("device %s is not usable (%s); trying %s", candidate, e, devices[i + 1])
         raise ProviderError(f"ONNX Runtime offers no usable provider; available: {available}")
-
-    @classmethod
-    def _load_on(cls, path: Path, manifest: Manifest, device: str, o: _LoadOptions) -> Encoder:
-        variant = (
-            manifest_variant(manifest, o.variant)
-            if o.variant
-            else choose_variant(manifest, device, o.precision)
-        )
-        tokenizer = TextTokenizer.from_bytes(
-            verified_bytes(path, manifest.tokenizer),
-            manifest.tokenizer.file,
-            manifest.max_seq_length,
-            manifest.do_lower_case,
-        )
-        gpu = device != "cpu"
-        plan = (
-            BatchPlan(max_tokens=cpu_run_tokens(o.batch_tokens, manifest.activation_width))
-            if not gpu
-            else BatchPlan(
-                max_tokens=o.batch_tokens,
-                pad_multiple=GPU_PAD_MULTIPLE,
-                run_cost=GPU_RUN_COST,
-                max_cells=None,
-            )
-        )
-        fp16 = variant.precision == "fp16" or (
-            device == "tensorrt" and o.precision in ("auto", "fp16")
-        )
-        providers = provider_list(
-            device,
-            variant_sha256=variant.sha256,
-            inputs=manifest.inputs,
-            cache_dir=o.cache_dir,
-            profile=TensorRTProfile(
-                max_batch=max(1, o.batch_tokens // GPU_PAD_MULTIPLE),
-                max_seq=plan.padded(manifest.max_seq_length),
-                opt_batch=TRT_OPT_BATCH,
-                opt_seq=TRT_OPT_SEQ,
-            ),
-            fp16=fp16,
-        )
-
-        tables = verified_tables(path, variant)  # one copy, for every session
-
-        def session_with(options: SessionOptions) -> Session:  # each loads the verified file
-            with verified_file(path, variant) as model:
-                return Session(
-                    model,
-                    variant.file,
-                    device,
-                    providers,
-                    options,
-                    manifest.output,
-                    manifest.dim,
-                    tables,
-                    str(path),
-                    tables_record(variant.data, variant.tables),
-                )
-
-        session = session_with(SessionOptions(o.threads, o.spinning))
-        streams = None
-        if device == "cpu":
-            threads = o.threads or default_threads()
-            size = sum((path / f).stat().st_size for f in variant.files)
-            count = stream_count(o.streams, threads, size)
-            if count > 1:
-                per_stream = SessionOptions(threads // count, o.spinning)
-                streams = Streams(count, lambda: session_with(per_stream))  # made on first use
-        info = EncoderInfo(
-            path=str(path),
-            device=device,
-            precision="fp16" if fp16 else variant.precision,
-            variant=variant.name,
-            file=variant.file,
-            active_providers=tuple(session.active_providers),
-            dim=manifest.dim,
-            max_seq_length=manifest.max_seq_length,
-            streams=streams.count if streams else 1,
-        )
-        runner = Runner(session, plan, manifest.dim, manifest.pad_token_id, streams)
-        # On the CPU the probe's blocks are their own mappings, so that shrink unmaps them.
-        with model_load() if device == "cpu" else contextlib.nullcontext():
-            _probe(runner, tokenizer, variant.file, device)
-        return cls(manifest, tokenizer, runner, info)
 
     @property
     def dim(self) -> int:
@@ -385,25 +249,3 @@ def resolve_prompt(manifest: Manifest, prompt_name: str | None, prompt: str | No
         known = ", ".join(map(repr, manifest.prompts)) or "none"
         raise ConfigError(f"prompt_name {name!r} is not one of the model's prompts ({known})")
     return manifest.prompts[name]
-
-
-def _probe(runner: Runner, tokenizer: TextTokenizer, name: str, device: str) -> None:
-    """Run one text of max_seq_length tokens: a manifest whose dim or max_seq_length the graph
-    cannot honour fails here, at load, as ModelLoadError, not at a user's first encode. The
-    memory that run took goes back (shrink): kept, it was 40 MB of MPNet's resident memory
-    that a workload of short texts never needs (docs/decisions.md)."""
-    rows = tokenizer.tokenize(["embedrt load check " * tokenizer.max_length])
-    try:
-        vecs = runner.run(rows, shrink=True)
-    except Exception as e:  # onnxruntime's own exception types
-        # On a GPU a failing first run may be the device (auto then tries the next one).
-        kind = ModelLoadError if device == "cpu" else ProviderError
-        raise kind(
-            f"{name!r} cannot encode a text of {len(rows[0])} tokens (the manifest's "
-            f"max_seq_length {tokenizer.max_length}): {type(e).__name__}: {str(e)[:300]}"
-        ) from None
-    if vecs.shape != (1, runner.dim) or not np.isfinite(vecs).all():
-        raise ModelLoadError(
-            f"{name!r} gives {vecs.shape} for one text, expected (1, {runner.dim})"
-            " finite floats: the manifest does not match the graph"
-        )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import check_choice, check_int, check_number
-from ..encoder import MAX_BATCH_SIZE
+from ..loading import MAX_BATCH_SIZE
 from .progress import MODES as PROGRESS
 
 # A shard is held whole in memory (its texts, tokens and vectors) and is the unit a kill loses.

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from ..batching import BatchPlan
 from ..config import check_choice, check_int, check_number
-from ..encoder import MAX_BATCH_SIZE, MAX_BATCH_TOKENS
 from ..jobs.config import ON_ERROR
+from ..loading import MAX_BATCH_SIZE, MAX_BATCH_TOKENS
 from ..session import SPINNING, SessionOptions
 
 

@@ -8,7 +8,6 @@ from fixtures.st_zoo import build_stack
 
 from embedrt import Encoder, load_manifest
 from embedrt.cli import main
-from embedrt.encoder import choose_variant
 from embedrt.export import export_model
 from embedrt.export.quality import (
     INT8_MIN_MEDIAN_COSINE,
@@ -19,6 +18,7 @@ from embedrt.export.quality import (
     neighbour_agreement,
     row_cosines,
 )
+from embedrt.variants import choose_variant
 
 
 def _figures(invariance=1.0, spearman=0.86, **agreement):

@@ -10,11 +10,11 @@ import pytest
 from onnx import TensorProto
 
 from embedrt import ConfigError, Encoder, load_manifest
-from embedrt.encoder import choose_variant
 from embedrt.export import export_model
 from embedrt.export.fp16 import pooling_tail
 from embedrt.export.optimize import Geometry, check_fusions, optimize
 from embedrt.export.variants import _gate
+from embedrt.variants import choose_variant
 
 TEXTS = ["the man plays guitar", "a dog", "", "someone fell on monday " * 3, "the quick brown fox"]
 
