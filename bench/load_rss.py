@@ -75,14 +75,13 @@ def inline_twin(artifact: Path, variant: str, directory: Path) -> Path:
     """A copy of the artifact with only `variant`, its tables inside the graph (format 1)."""
     import onnx
 
-    from embedrt.manifest import TABLES_METADATA_KEY, sha256_file
+    from embedrt.export.tables import set_record
+    from embedrt.manifest import sha256_file
 
     doc = json.loads((artifact / "embedrt.json").read_text())
     entry = next(v for v in doc["variants"] if v["name"] == variant)
     model = onnx.load(str(artifact / entry["file"]))  # its external data read in
-    kept = [p for p in model.metadata_props if p.key != TABLES_METADATA_KEY]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
+    set_record(model, None)
     onnx.save(model, str(directory / entry["file"]))
     shutil.copy(artifact / doc["tokenizer"]["file"], directory)
     entry.update(sha256=sha256_file(directory / entry["file"]), data=None, tables=[])

@@ -64,13 +64,20 @@ def graph_entry(folder: Path, file: str) -> dict[str, Any]:
             tensor.data_location = onnx.TensorProto.EXTERNAL
             tables.append(Table(tensor.name, array.dtype.name, tuple(array.shape), offset))
     entry = FileEntry(data.name, sha256_file(data))
+    set_record(model, tables_record(entry, tuple(tables)))
+    onnx.save(model, str(path))
+    return {"file": file, "sha256": sha256_file(path), "data": entry, "tables": tuple(tables)}
+
+
+def set_record(model: onnx.ModelProto, record: str | None) -> None:
+    """Set the graph's record of its tables (TABLES_METADATA_KEY), or remove it with None,
+    keeping the graph's other metadata."""
     kept = [p for p in model.metadata_props if p.key != TABLES_METADATA_KEY]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
-    record = model.metadata_props.add()
-    record.key, record.value = TABLES_METADATA_KEY, tables_record(entry, tuple(tables))
-    onnx.save(model, str(path))
-    return {"file": file, "sha256": sha256_file(path), "data": entry, "tables": tuple(tables)}
+    if record is not None:
+        prop = model.metadata_props.add()
+        prop.key, prop.value = TABLES_METADATA_KEY, record
 
 
 def token_tables(graph: onnx.GraphProto) -> list[onnx.TensorProto]:

@@ -18,10 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .batching import (
-    BatchPlan,
-    plan_batches,
-)
+from .batching import BatchPlan, plan_batches
 from .config import check_int
 from .errors import ConfigError, ProviderError
 from .loading import (

@@ -33,8 +33,8 @@ def verified_file(directory: str | Path, entry: FileEntry | Variant) -> Iterator
     """A path to a manifest file that reads exactly the bytes whose sha256 matched, for as long
     as the context lasts: the file is opened once, hashed through that descriptor, and handed
     on as /proc/self/fd/N (Linux), so a file renamed or replaced meanwhile is not what loads;
-    one written in place is caught at exit (its size, mtime or ctime changed). Unlike reading the bytes into
-    Python, this costs no second copy of a large model in memory."""
+    one written in place is caught at exit (its size, mtime or ctime changed). Unlike reading
+    the bytes into Python, this costs no second copy of a large model in memory."""
     path = Path(directory) / entry.file
     fd = _open(directory, entry)
     try:
@@ -103,10 +103,8 @@ def verified_tables(directory: str | Path, variant: Variant) -> dict[str, np.nda
 
 def _open(directory: str | Path, entry: FileEntry | Variant) -> int:
     """A read descriptor on the entry's file, a regular one, or ModelLoadError naming it."""
-    try:
-        fd = os.open(
-            Path(directory) / entry.file, os.O_RDONLY | os.O_NONBLOCK
-        )  # a FIFO in its place must not hang
+    try:  # O_NONBLOCK: a FIFO in its place must not hang
+        fd = os.open(Path(directory) / entry.file, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise ModelLoadError(
             f"artifact file {entry.file!r} is missing from {str(directory)!r}"
