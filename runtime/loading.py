@@ -166,12 +166,26 @@ def load_on(
     return tokenizer, runner, info
 
 
+# The load check's text. Every family's tokenizer makes at least 3 tokens of it (WordPiece 5,
+# SentencePiece and byte-level BPE 4), so max_length / 3 of it reach max_length tokens at ~6
+# characters a token: under tokenizer.HEAD_CHARS_PER_TOKEN, so the check never makes the
+# tokenizer cut a long text (TextTokenizer._head), which builds a second, untruncated copy of
+# the tokenizer for the process's life: 8 MB for all-mpnet-base-v2's, more for a big vocabulary.
+PROBE_WORDS = "embedrt load check "
+
+
+def probe_text(max_length: int) -> str:
+    return PROBE_WORDS * -(-max_length // 3)
+
+
 def _probe(runner: Runner, tokenizer: TextTokenizer, name: str, device: str) -> None:
     """Run one text of max_seq_length tokens: a manifest whose dim or max_seq_length the graph
     cannot honour fails here, at load, as ModelLoadError, not at a user's first encode. The
     memory that run took goes back (shrink): kept, it was 40 MB of MPNet's resident memory
     that a workload of short texts never needs (docs/decisions.md)."""
-    rows = tokenizer.tokenize(["embedrt load check " * tokenizer.max_length])
+    rows = tokenizer.tokenize([probe_text(tokenizer.max_length)])
+    if len(rows[0]) < tokenizer.max_length:  # a tokenizer with whole words for these
+        rows = tokenizer.tokenize([PROBE_WORDS * tokenizer.max_length])
     try:
         vecs = runner.run(rows, shrink=True)
     except Exception as e:  # onnxruntime's own exception types

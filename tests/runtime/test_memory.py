@@ -73,3 +73,13 @@ def test_the_load_check_run_gives_its_memory_back_and_later_runs_keep_theirs(
     enc.encode(TEXTS, batch_size=8)
     assert len(seen) > 2 and set(seen[1:]) == {None}
     assert session.Session.run.__kwdefaults__ == {"shrink": False}
+
+
+def test_loading_leaves_the_tokenizer_uncopied(tiny_artifact):
+    # The load check's text is not cut, so the load builds no untruncated copy of the
+    # tokenizer (tokenizer.TextTokenizer._full, 8 MB for all-mpnet-base-v2's); a text that is
+    # cut still builds it.
+    enc = Encoder.load(tiny_artifact, device="cpu")
+    assert enc._tokenizer._untruncated is None
+    enc.encode(["word " * 10_000])
+    assert enc._tokenizer._untruncated is not None

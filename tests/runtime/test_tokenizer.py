@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+from embedrt.loading import probe_text
 from embedrt.tokenizer import HEAD_CHARS_PER_TOKEN, TextTokenizer
 
 CORPUS = [
@@ -104,3 +105,14 @@ def test_a_huge_text_is_tokenized_from_its_head_only():
     whole = build_tokenizer()
     whole.enable_truncation(max_length=256)
     assert tok.tokenize([text]) == [whole.encode(text).ids]
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+@pytest.mark.parametrize("max_length", [8, 128, 512])
+def test_the_load_check_text_fills_max_length_without_a_cut(name, max_length):
+    # Encoder.load's check runs one text of max_length tokens. A text long enough to be cut
+    # builds the tokenizer's untruncated copy, kept for the process's life (8 MB for
+    # all-mpnet-base-v2's): the check's text must reach max_length without that.
+    tok = TextTokenizer(FAMILIES[name](), max_length)
+    assert len(tok.tokenize([probe_text(max_length)])[0]) == max_length
+    assert tok._untruncated is None
