@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from embedrt import Encoder
-from embedrt.manifest import Manifest, Variant, write_manifest
+from embedrt.manifest import Manifest, write_manifest
 from embedrt.providers import CPU, CUDA
 
 from .datasets import DataSource, calibration_texts, eval_data
@@ -33,7 +33,16 @@ from .progress import Stages
 from .quality import FP16_MIN_COSINE, Evaluation, encode_texts, int8_gate, measure
 from .quantize import quantize_int8
 from .source import SourceModel
-from .tables import graph_entry
+from .variant_manifest import (
+    add_variant,
+    counts_line,
+    error_line,
+    gate,
+    keep,
+    refuse,
+    replace_variant,
+    verdict,
+)
 
 VARIANTS = ("opt", "int8", "fp16")
 _ORDER = ("opt", "fp32", "int8", "fp16")
@@ -74,7 +83,7 @@ def build_variants(
         evaluation = Evaluation(data, texts_fp32, manifest.similarity_fn)
     fp32_figs = measure(folder, "fp32", sentences, fp32_vecs, evaluation)
     fp32_spearman = fp32_figs.spearman
-    manifest = _replace_variant(
+    manifest = replace_variant(
         folder, manifest, manifest.variant("fp32"), fp32_figs.as_dict(None) | {"gate": "passed"}
     )
     stages.end(fp32_figs.line())
@@ -131,24 +140,24 @@ def _build_opt(
         if geometry.fully_fused:
             raise  # a BERT-family graph the optimizer cannot fuse is a bug, not a model
         dst.unlink(missing_ok=True)
-        why = f"ONNX Runtime's optimizer failed on this {geometry.family} graph: {_error(e)}"
-        return _refuse(folder, manifest, "opt", why, {}), f"refused: {why}"
+        why = f"ONNX Runtime's optimizer failed on this {geometry.family} graph: " + error_line(e)
+        return refuse(folder, manifest, "opt", why, {}), f"refused: {why}"
     short = why_not_more(counts, geometry, skip_layer_norm=False)
     if not attention_fused(counts):
         dst.unlink()
         why = (
-            f"nothing useful fused: {short}; what did fuse ({_counts(counts)}) ONNX Runtime "
+            f"nothing useful fused: {short}; what did fuse ({counts_line(counts)}) ONNX Runtime "
             "fuses at load anyway, so model.onnx runs as fast"
         )
-        return _refuse(folder, manifest, "opt", why, {"fused_ops": counts}), f"refused: {why}"
-    manifest = _add(folder, manifest, "opt", dst.name, "fp32", (CPU, CUDA), counts)
+        return refuse(folder, manifest, "opt", why, {"fused_ops": counts}), f"refused: {why}"
+    manifest = add_variant(folder, manifest, "opt", dst.name, "fp32", (CPU, CUDA), counts)
     try:
         figs = measure(folder, "opt", sentences, fp32_vecs)
     except Exception as e:  # e.g. a fused operator ONNX Runtime's CPU provider lacks
         if geometry.fully_fused:
             raise
-        why = f"ONNX Runtime cannot run the fused graph: {_error(e)}"
-        return _gate(folder, manifest, "opt", {}, why), f"refused: {why}"
+        why = f"ONNX Runtime cannot run the fused graph: {error_line(e)}"
+        return gate(folder, manifest, "opt", {}, why), f"refused: {why}"
     quality = figs.as_dict(None)
     checked = f"min cosine to fp32 {figs.vs_fp32['min_cosine']:.7f}"
     why = ""
@@ -163,8 +172,8 @@ def _build_opt(
                 raise ParityError(why)
         quality["parity_vs_sentence_transformers"] = parity.as_dict()
         checked = f"min cosine to sentence-transformers {parity.min_cosine:.7f}"
-    manifest = _gate(folder, manifest, "opt", quality, why, notes=short)
-    return manifest, f"fused {_counts(counts)}; {checked}: {_verdict(why)}"
+    manifest = gate(folder, manifest, "opt", quality, why, notes=short)
+    return manifest, f"fused {counts_line(counts)}; {checked}: {verdict(why)}"
 
 
 def _build_int8(
@@ -189,14 +198,14 @@ def _build_int8(
         )
     except Exception as e:  # a speed option: recorded, never the end of the export
         (folder / "model_int8.onnx").unlink(missing_ok=True)
-        why = f"quantization failed: {_error(e)}"
-        return _refuse(folder, manifest, "int8", why, {}), f"refused: {why}"
-    manifest = _add(folder, manifest, "int8", "model_int8.onnx", "int8", (CPU,), counts)
+        why = f"quantization failed: {error_line(e)}"
+        return refuse(folder, manifest, "int8", why, {}), f"refused: {why}"
+    manifest = add_variant(folder, manifest, "int8", "model_int8.onnx", "int8", (CPU,), counts)
     try:
         figs = measure(folder, "int8", sentences, fp32_vecs, evaluation)
     except Exception as e:  # a quantized graph ONNX Runtime cannot run is no int8 at all
-        why = f"ONNX Runtime cannot run the quantized graph: {_error(e)}"
-        return _gate(folder, manifest, "int8", {}, why), f"refused: {why}"
+        why = f"ONNX Runtime cannot run the quantized graph: {error_line(e)}"
+        return gate(folder, manifest, "int8", {}, why), f"refused: {why}"
     quality = figs.as_dict(fp32_spearman) | {
         "calibration": calibrated_on.as_dict(),
         "eval_data": [s.as_dict() for s in evaluation.data.sources],
@@ -208,9 +217,9 @@ def _build_int8(
         if evaluation.data.english_only
         else ""
     )
-    manifest = _keep(folder, manifest, "int8", quality, why, notes=language)
-    verdict = f"failed, kept for precision='int8' only: {why}" if why else "passed"
-    return manifest, f"{figs.line(fp32_spearman)}: {verdict}"
+    manifest = keep(folder, manifest, "int8", quality, why, notes=language)
+    outcome = f"failed, kept for precision='int8' only: {why}" if why else "passed"
+    return manifest, f"{figs.line(fp32_spearman)}: {outcome}"
 
 
 def _build_fp16(
@@ -240,16 +249,16 @@ def _build_fp16(
                 errors.append(f"from {'the fused' if src == fused else 'the plain'} graph: {e}")
         else:
             why = f"conversion failed ({'; '.join(errors)})"
-            return _refuse(folder, manifest, "fp16", why, {}), f"refused: {why}"
+            return refuse(folder, manifest, "fp16", why, {}), f"refused: {why}"
     finally:
         fused.unlink(missing_ok=True)
     fused_ops = {"fp32_pooling_nodes": len(kept)}
-    manifest = _add(folder, manifest, "fp16", dst.name, "fp16", (CUDA,), fused_ops)
+    manifest = add_variant(folder, manifest, "fp16", dst.name, "fp16", (CUDA,), fused_ops)
     try:
         figs = measure(folder, "fp16", sentences, fp32_vecs)
     except Exception as e:  # e.g. an If node whose branches the converter typed apart
-        why = f"ONNX Runtime cannot run the converted graph: {_error(e)}"
-        return _gate(folder, manifest, "fp16", {}, why), f"refused: {why}"
+        why = f"ONNX Runtime cannot run the converted graph: {error_line(e)}"
+        return gate(folder, manifest, "fp16", {}, why), f"refused: {why}"
     quality = figs.as_dict(None) | {"verified_on": ["CPUExecutionProvider (reference path)"]}
     cos = float(figs.vs_fp32["min_cosine"])
     why = "" if cos >= FP16_MIN_COSINE else f"min cosine to fp32 {cos:.6f} < {FP16_MIN_COSINE}"
@@ -259,80 +268,5 @@ def _build_fp16(
     )
     if errors:
         notes += f"; built from the plain graph ({'; '.join(errors)})"
-    manifest = _gate(folder, manifest, "fp16", quality, why, notes=notes)
-    return manifest, f"min cosine to fp32 {cos:.7f} (CPU reference path): {_verdict(why)}"
-
-
-def _verdict(why: str) -> str:
-    return f"refused: {why}" if why else "passed"
-
-
-def _error(e: Exception) -> str:
-    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
-
-
-def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{op} {n}" for op, n in sorted(counts.items())) or "nothing"
-
-
-def _keep(
-    folder: Path, manifest: Manifest, name: str, quality: dict, why: str, notes: str = ""
-) -> Manifest:
-    """Keep the variant either way: gate 'passed', or 'failed' with the reason (loaded only
-    when asked for by name or precision; precision='auto' skips it)."""
-    gate = {"gate": "failed", "gate_failed": why} if why else {"gate": "passed"}
-    variant = replace(manifest.variant(name), notes=notes)
-    return _replace_variant(folder, manifest, variant, quality | gate)
-
-
-def _gate(
-    folder: Path, manifest: Manifest, name: str, quality: dict, why: str, notes: str = ""
-) -> Manifest:
-    """Keep the variant with gate 'passed', or delete its file and record why it was refused."""
-    variant = manifest.variant(name)
-    if not why:
-        return _replace_variant(
-            folder, manifest, replace(variant, notes=notes), quality | {"gate": "passed"}
-        )
-    for file in variant.files:
-        (folder / file).unlink()
-    manifest = replace(manifest, variants=tuple(v for v in manifest.variants if v.name != name))
-    return _refuse(folder, manifest, name, why, quality)
-
-
-def _refuse(folder: Path, manifest: Manifest, name: str, why: str, figures: dict) -> Manifest:
-    """Record in the manifest's `refused` why a variant was not written, with its figures."""
-    reason = f"{why}; figures: {figures}" if figures else why
-    manifest = replace(manifest, refused=dict(manifest.refused) | {name: reason})
-    write_manifest(folder, manifest)
-    return manifest
-
-
-def _add(
-    folder: Path,
-    manifest: Manifest,
-    name: str,
-    file: str,
-    precision: str,
-    providers: tuple[str, ...],
-    fused: dict[str, int],
-) -> Manifest:
-    variant = Variant(
-        name=name,
-        precision=precision,
-        providers=providers,
-        fused_ops=dict(fused),
-        **graph_entry(folder, file),
-    )
-    manifest = replace(manifest, variants=manifest.variants + (variant,))
-    write_manifest(folder, manifest)
-    return manifest
-
-
-def _replace_variant(folder: Path, manifest: Manifest, variant: Variant, quality: dict) -> Manifest:
-    new = replace(variant, quality=dict(variant.quality) | quality)
-    manifest = replace(
-        manifest, variants=tuple(new if v.name == variant.name else v for v in manifest.variants)
-    )
-    write_manifest(folder, manifest)
-    return manifest
+    manifest = gate(folder, manifest, "fp16", quality, why, notes=notes)
+    return manifest, f"min cosine to fp32 {cos:.7f} (CPU reference path): {verdict(why)}"

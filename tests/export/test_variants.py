@@ -13,7 +13,7 @@ from embedrt import ConfigError, Encoder, load_manifest
 from embedrt.export import export_model
 from embedrt.export.fp16 import pooling_tail
 from embedrt.export.optimize import Geometry, check_fusions, optimize
-from embedrt.export.variants import _gate
+from embedrt.export.variant_manifest import gate
 from embedrt.variants import choose_variant
 
 TEXTS = ["the man plays guitar", "a dog", "", "someone fell on monday " * 3, "the quick brown fox"]
@@ -136,7 +136,7 @@ def test_refused_variant_is_deleted_and_recorded(tiny_variants, tmp_path):
     m = load_manifest(folder)
     if "int8" in m.refused:
         pytest.skip("int8 already refused")
-    m2 = _gate(folder, m, "int8", {"stsb_dev_spearman": 0.5}, "STS-B dev Spearman 0.5 is too low")
+    m2 = gate(folder, m, "int8", {"stsb_dev_spearman": 0.5}, "STS-B dev Spearman 0.5 is too low")
     assert not (folder / "model_int8.onnx").exists()
     assert not (folder / "model_int8.onnx_data").exists()  # its tables went with it
     assert "int8" not in [v.name for v in load_manifest(folder).variants]
