@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import errors
-from ..errors import ConfigError, EmbedrtError, InputError
+from ..errors import EmbedrtError, InputError
 from ..manifest import load_manifest
 from .batch import EmbedBatch, require_ray
 from .config import RayJobConfig, RayJobSummary
 from .input import Source, list_source, read_rows, resolve_path
+from .output import check_apart, check_output, count_output, put, remove, write_empty
 
 
 def run_ray_job(
@@ -62,8 +62,8 @@ def run_ray_job(
     skipped_path = None
     if config.on_error == "skip":
         skipped_path = config.skipped_path or os.fspath(output) + ".skipped.jsonl"
-    _check_apart(os.fspath(input_path), os.fspath(output), skipped_path)
-    replace = _check_output(out_fs, out_path, config.overwrite, output)
+    check_apart(os.fspath(input_path), os.fspath(output), skipped_path)
+    replace = check_output(out_fs, out_path, config.overwrite, output)
 
     own = not ray.is_initialized()
     if own:
@@ -84,23 +84,23 @@ def run_ray_job(
                 actors = min(config.actors or _default_actors(ray, config), batches)
                 rows = source.rows - bad
                 if replace:  # only now: a scan that stops at a bad row leaves the old output
-                    _remove(out_fs, out_path)
+                    remove(out_fs, out_path)
                 if rows:
                     _embed(
                         frags, source, config, actors, str(Path(model).resolve()), out_fs, out_path
                     )
                 else:  # Ray writes no file for no rows; the local job writes an empty table
-                    _write_empty(
+                    write_empty(
                         out_fs, out_path, manifest.dim, string_ids=config.id_field is not None
                     )
-                written, tokens = _count_output(out_fs, out_path)
+                written, tokens = count_output(out_fs, out_path)
                 if written != rows:
                     raise InputError(
                         f"{output}: {written} rows written, the scan counted {rows}; "
                         "did the input change while the job ran? Run it again"
                     )
                 if skipped_path is not None:
-                    _put(Path(tmp) / "skipped.jsonl", skipped_path)
+                    put(Path(tmp) / "skipped.jsonl", skipped_path)
         finally:
             ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
     finally:
@@ -116,50 +116,6 @@ def run_ray_job(
         actors=actors,
         skipped_path=skipped_path,
     )
-
-
-def _check_apart(source: str, output: str, skipped: str | None) -> None:
-    """Nothing the job writes (or replaces) may be, hold, or sit inside its input. Paths are
-    compared as given with their scheme (s3://b/x and ./b/x are not the same place); local ones
-    with links resolved."""
-
-    def where(path: str) -> str:
-        return path.rstrip("/") if "://" in path else os.path.realpath(path)
-
-    src = where(source)
-    for what, path in (("output", output), ("skipped-rows file", skipped)):
-        if path is None:
-            continue
-        dst = where(path)
-        if dst == src or dst.startswith(src + "/") or src.startswith(dst + "/"):
-            raise ConfigError(
-                f"the {what} {path!r} is or holds the input {source!r}; name another one"
-            )
-
-
-def _check_output(fs: Any, path: str, overwrite: bool, shown: Any) -> bool:
-    """Whether an existing output is to be replaced; ConfigError if it may not be."""
-    import pyarrow.fs as pafs
-
-    info = fs.get_file_info(path)
-    if info.type == pafs.FileType.NotFound:
-        return False
-    if not overwrite:
-        raise ConfigError(f"{os.fspath(shown)} exists; pass --overwrite to replace it")
-    if info.type == pafs.FileType.Directory and not _looks_like_output(fs, path):
-        raise ConfigError(
-            f"{os.fspath(shown)} is a directory holding more than parquet files; "
-            "not replacing it, name another output"
-        )
-    return True
-
-
-def _looks_like_output(fs: Any, path: str) -> bool:
-    # --overwrite replaces an earlier output, never a directory of someone's other files.
-    import pyarrow.fs as pafs
-
-    found = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-    return all(f.type == pafs.FileType.Directory or f.path.endswith(".parquet") for f in found)
 
 
 def _scan(frags: Any, source: Source, config: RayJobConfig, side: Path) -> int:
@@ -240,31 +196,10 @@ def _embed(
             )
     except BaseException:
         try:
-            _remove(out_fs, out_path)  # nothing half-written is left to look like a result
+            remove(out_fs, out_path)  # nothing half-written is left to look like a result
         except OSError:
             pass  # the job's own error is the one to report
         raise
-
-
-def _write_empty(fs: Any, path: str, dim: int, string_ids: bool) -> None:
-    import numpy as np
-
-    from ..jobs.writers import ParquetWriter
-
-    fs.create_dir(path)
-    with fs.open_output_stream(path + "/part-000000.parquet") as f:
-        ParquetWriter(dim, string_ids).write_shard(
-            f, [], np.empty((0, dim), np.float32), np.empty(0, np.int32)
-        )
-
-
-def _count_output(fs: Any, path: str) -> tuple[int, int]:
-    """(rows, tokens) of the written output, from its small tokens column."""
-    import pyarrow.compute as pc
-    import pyarrow.dataset as pads
-
-    table = pads.dataset(path, filesystem=fs, format="parquet").to_table(columns=["tokens"])
-    return table.num_rows, int(pc.sum(table["tokens"]).as_py() or 0)
 
 
 def _default_actors(ray: Any, config: RayJobConfig) -> int:
@@ -294,19 +229,3 @@ def _task_errors() -> Iterator[None]:
         if isinstance(kind, type) and issubclass(kind, EmbedrtError):
             raise kind(f"an EmbedBatch actor failed to start: {found[-1][1]}") from None
         raise
-
-
-def _remove(fs: Any, path: str) -> None:
-    import pyarrow.fs as pafs
-
-    kind = fs.get_file_info(path).type
-    if kind == pafs.FileType.Directory:
-        fs.delete_dir(path)
-    elif kind == pafs.FileType.File:  # e.g. the local job's single-file output
-        fs.delete_file(path)
-
-
-def _put(local: Path, dest: str) -> None:
-    fs, path = resolve_path(dest)
-    with open(local, "rb") as src, fs.open_output_stream(path) as out:
-        shutil.copyfileobj(src, out, 1 << 20)
