@@ -1,7 +1,8 @@
 """A variant's entry in the artifact's manifest as the export builds it: added when its file is
 written, then kept with its gate ("passed" or "failed" and why), or refused (its files deleted,
 the reason and figures in the manifest's `refused`). Each change is written to embedrt.json at
-once: the next step measures the variant through Encoder.load, which finds it there.
+once: the next step measures the variant through Encoder.load, which finds it there. Also the
+stage's progress-line pieces (verdict, error_line, counts_line).
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ def keep(
 ) -> Manifest:
     """Keep the variant either way: gate 'passed', or 'failed' with the reason (loaded only
     when asked for by name or precision; precision='auto' skips it)."""
-    gate = {"gate": "failed", "gate_failed": why} if why else {"gate": "passed"}
+    outcome = {"gate": "failed", "gate_failed": why} if why else {"gate": "passed"}
     variant = replace(manifest.variant(name), notes=notes)
-    return replace_variant(folder, manifest, variant, quality | gate)
+    return replace_variant(folder, manifest, variant, quality | outcome)
 
 
 def gate(

@@ -22,7 +22,7 @@ from .providers import TensorRTProfile, provider_list
 from .runner import Runner
 from .session import Session, SessionOptions, default_threads
 from .streams import Streams, stream_count
-from .tokenizer import TextTokenizer
+from .tokenizer import HEAD_CHARS_PER_TOKEN, TextTokenizer
 from .variants import PRECISIONS, choose_variant, manifest_variant
 from .verified import verified_bytes, verified_file, verified_tables
 
@@ -166,16 +166,17 @@ def load_on(
     return tokenizer, runner, info
 
 
-# The load check's text. Every family's tokenizer makes at least 3 tokens of it (WordPiece 5,
-# SentencePiece and byte-level BPE 4), so max_length / 3 of it reach max_length tokens at ~6
-# characters a token: under tokenizer.HEAD_CHARS_PER_TOKEN, so the check never makes the
-# tokenizer cut a long text (TextTokenizer._head), which builds a second, untruncated copy of
-# the tokenizer for the process's life: 8 MB for all-mpnet-base-v2's, more for a big vocabulary.
+# The load check's text: as many of these words as fit in HEAD_CHARS_PER_TOKEN characters per
+# token of max_length, so the tokenizer never cuts it (TextTokenizer._head), which would build
+# a second, untruncated copy of the tokenizer for the process's life (8 MB for
+# all-mpnet-base-v2's, more for a big vocabulary). That is max_length x 16 / 19 repetitions,
+# max_length tokens for any tokenizer that makes more than one token of 1.2 repetitions:
+# WordPiece makes 5 of one, a tokenizer that splits words at spaces at least 3.
 PROBE_WORDS = "embedrt load check "
 
 
 def probe_text(max_length: int) -> str:
-    return PROBE_WORDS * -(-max_length // 3)
+    return PROBE_WORDS * (HEAD_CHARS_PER_TOKEN * max_length // len(PROBE_WORDS))
 
 
 def _probe(runner: Runner, tokenizer: TextTokenizer, name: str, device: str) -> None:
@@ -184,8 +185,6 @@ def _probe(runner: Runner, tokenizer: TextTokenizer, name: str, device: str) -> 
     memory that run took goes back (shrink): kept, it was 40 MB of MPNet's resident memory
     that a workload of short texts never needs (docs/decisions.md)."""
     rows = tokenizer.tokenize([probe_text(tokenizer.max_length)])
-    if len(rows[0]) < tokenizer.max_length:  # a tokenizer with whole words for these
-        rows = tokenizer.tokenize([PROBE_WORDS * tokenizer.max_length])
     try:
         vecs = runner.run(rows, shrink=True)
     except Exception as e:  # onnxruntime's own exception types

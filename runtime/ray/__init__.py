@@ -9,8 +9,9 @@
 
 batch.py: the callable class for Dataset.map_batches (one Encoder per actor). input.py: the
 parquet input listed on the driver, rows numbered as the local job numbers them. config.py:
-what the job is told and reports. job.py: the whole job (scan, embed, write). Importing this
-package needs no Ray; using it does, and says so.
+what the job is told and reports. job.py: the whole job (scan, embed, write). output.py: its
+output checked, written empty, counted, removed. Importing this package needs no Ray; using it
+does, and says so.
 """
 
 from .batch import ActorShare, EmbedBatch, require_ray

@@ -107,12 +107,21 @@ def test_a_huge_text_is_tokenized_from_its_head_only():
     assert tok.tokenize([text]) == [whole.encode(text).ids]
 
 
-@pytest.mark.parametrize("name", sorted(FAMILIES))
-@pytest.mark.parametrize("max_length", [8, 128, 512])
+def whole_words() -> Tokenizer:
+    # The fewest tokens a tokenizer that splits at spaces makes of the load check's text: one
+    # per word, no special tokens.
+    tok = Tokenizer(models.WordLevel({"[UNK]": 0, "embedrt": 1, "load": 2, "check": 3}, "[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return tok
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES) + ["whole-words"])
+@pytest.mark.parametrize("max_length", [2, 8, 128, 512, 8192])
 def test_the_load_check_text_fills_max_length_without_a_cut(name, max_length):
     # Encoder.load's check runs one text of max_length tokens. A text long enough to be cut
     # builds the tokenizer's untruncated copy, kept for the process's life (8 MB for
     # all-mpnet-base-v2's): the check's text must reach max_length without that.
-    tok = TextTokenizer(FAMILIES[name](), max_length)
+    built = whole_words() if name == "whole-words" else FAMILIES[name]()
+    tok = TextTokenizer(built, max_length)
     assert len(tok.tokenize([probe_text(max_length)])[0]) == max_length
     assert tok._untruncated is None
