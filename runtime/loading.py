@@ -1,5 +1,6 @@
 """Building an encoder on one device: the variant it loads, its files verified as they are read,
-the sessions and streams, the batch plan, and the load check of one max_seq_length text.
+the sessions and streams, the batch plan, and the load check of one max_seq_length text (512
+tokens at most).
 
 Encoder.load (encoder.py) checks its options once (LoadOptions) and calls load_on for each
 device it tries.
@@ -173,6 +174,14 @@ def load_on(
 # max_length tokens for any tokenizer that makes more than one token of 1.2 repetitions:
 # WordPiece makes 5 of one, a tokenizer that splits words at spaces at least 3.
 PROBE_WORDS = "embedrt load check "
+# The load check's length: max_seq_length, but no more than this. A full-length check of a
+# long-context model would cost its load the attention of one such text: ONNX Runtime's
+# unfused attention holds heads x length^2 floats per score tensor, 3.2 GB for a 12-head model
+# at 8192 tokens (ModernBERT-base's positions; bge-m3 has 16 heads at 8192, Qwen3 embedders
+# 32768 positions), a few of them at once, at every load and in the export's own checks.
+# 512 is the whole length of most BERT, RoBERTa, XLM-R and MPNet models, so theirs is still
+# proven at load; a longer text is proven by its first run.
+PROBE_MAX_TOKENS = 512
 
 
 def probe_text(max_length: int) -> str:
@@ -180,11 +189,12 @@ def probe_text(max_length: int) -> str:
 
 
 def _probe(runner: Runner, tokenizer: TextTokenizer, name: str, device: str) -> None:
-    """Run one text of max_seq_length tokens: a manifest whose dim or max_seq_length the graph
-    cannot honour fails here, at load, as ModelLoadError, not at a user's first encode. The
-    memory that run took goes back (shrink): kept, it was 40 MB of MPNet's resident memory
-    that a workload of short texts never needs (docs/decisions.md)."""
-    rows = tokenizer.tokenize([probe_text(tokenizer.max_length)])
+    """Run one text of max_seq_length tokens (PROBE_MAX_TOKENS at most): a manifest whose dim or
+    max_seq_length the graph cannot honour fails here, at load, as ModelLoadError, not at a
+    user's first encode. The memory that run took goes back (shrink): kept, it was 40 MB of
+    MPNet's resident memory that a workload of short texts never needs (docs/decisions.md)."""
+    length = min(tokenizer.max_length, PROBE_MAX_TOKENS)
+    rows = [tokenizer.tokenize_to(probe_text(length), length)]
     try:
         vecs = runner.run(rows, shrink=True)
     except Exception as e:  # onnxruntime's own exception types

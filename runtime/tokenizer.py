@@ -76,6 +76,20 @@ class TextTokenizer:
             ]
         return rows
 
+    def tokenize_to(self, text: str, length: int) -> list[int]:
+        """One text's token ids cut to `length` tokens (at most max_length) as truncation at that
+        length cuts them: content tokens from the end, the special tokens kept."""
+        if self.lowercase:
+            text = text.lower()
+        encoding = self._tok.encode(self._heads([text])[0])
+        ids, special = encoding.ids, encoding.special_tokens_mask
+        if len(ids) <= length:
+            return list(ids)
+        tail = 0  # special tokens at the end (BERT's [SEP], a decoder's end token)
+        while tail < len(special) and special[len(special) - 1 - tail]:
+            tail += 1
+        return list(ids[: length - tail]) + list(ids[len(ids) - tail :])
+
     def untruncated_lengths(self, texts: list[str]) -> list[int]:
         """Token counts without truncation, to tell a client its text would be cut. A text long
         enough to be cut before tokenizing is counted from its head: at least max_length +

@@ -83,3 +83,27 @@ def test_loading_leaves_the_tokenizer_uncopied(tiny_artifact):
     assert enc._tokenizer._untruncated is None
     enc.encode(["word " * 10_000])
     assert enc._tokenizer._untruncated is not None
+
+
+def test_the_load_check_runs_at_most_probe_max_tokens(tiny_artifact, monkeypatch):
+    # A long-context model's full-length check would hold heads x length^2 floats of attention
+    # per tensor at every load (3.2 GB at 8192 tokens for 12 heads): the check stops at
+    # PROBE_MAX_TOKENS, cut as the tokenizer cuts.
+    from embedrt import loading
+    from embedrt.runner import Runner
+
+    seen: list[list[int]] = []
+    real = Runner.run
+
+    def run(self, rows, *args, **kwargs):
+        seen.extend(list(r) for r in rows)
+        return real(self, rows, *args, **kwargs)
+
+    monkeypatch.setattr(Runner, "run", run)
+    Encoder.load(tiny_artifact, device="cpu")
+    assert [len(r) for r in seen] == [32]  # the tiny model's whole max_seq_length
+    monkeypatch.setattr(loading, "PROBE_MAX_TOKENS", 12)
+    seen.clear()
+    enc = Encoder.load(tiny_artifact, device="cpu")
+    assert [len(r) for r in seen] == [12]
+    assert seen[0][-1] == enc._tokenizer.tokenize(["x"])[0][-1]  # ends with [SEP], as cut rows do

@@ -125,3 +125,16 @@ def test_the_load_check_text_fills_max_length_without_a_cut(name, max_length):
     tok = TextTokenizer(built, max_length)
     assert len(tok.tokenize([probe_text(max_length)])[0]) == max_length
     assert tok._untruncated is None
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES) + ["whole-words"])
+def test_tokenize_to_cuts_as_truncation_at_that_length_would(name):
+    # The load check of a long-context model runs PROBE_MAX_TOKENS of its text: the row must be
+    # what a tokenizer truncating there gives, special tokens and all.
+    build = whole_words if name == "whole-words" else FAMILIES[name]
+    built = build()
+    long, short = TextTokenizer(built, 512), TextTokenizer(Tokenizer.from_str(built.to_str()), 40)
+    text = probe_text(40)
+    assert long.tokenize_to(text, 40) == short.tokenize([text])[0]
+    assert len(long.tokenize_to(text, 40)) == 40
+    assert long.tokenize_to("the", 40) == long.tokenize(["the"])[0]  # shorter: left whole
