@@ -52,6 +52,7 @@ def export_model(
     progress: Progress | None = None,
     calibration: str | Path | None = None,
     eval_pairs: str | Path | None = None,
+    max_seq_length: int | None = None,
 ) -> Manifest:
     """Export `src` (a folder, or a known model name) to the artifact directory `out`.
 
@@ -63,6 +64,12 @@ def export_model(
     file (sentence1, sentence2, score) to gate int8 on; by default the English STS-B data
     shipped with embedrt (datasets.py).
 
+    max_seq_length: truncate at this many tokens instead of the model's own max_seq_length (at
+    most that), as `model.max_seq_length = N` does in sentence-transformers: the artifact's
+    tokenizer, manifest and parity check all take it. For a long-context model (8192 tokens
+    and more) it bounds what one text costs: ONNX Runtime's attention holds heads x length^2
+    floats per score tensor.
+
     progress is told of each stage as it starts and ends (progress.py's StageLines prints them).
     The export leaves logging, warnings and progress bars as the caller set them, so the
     libraries it drives print what they print (transformers' weight-loading bars, torch.onnx's
@@ -73,6 +80,8 @@ def export_model(
         manifest = export_model("models/ft", "artifacts/ft", progress=StageLines(sys.stderr))
     """
     source = read_source(src)
+    if max_seq_length is not None:
+        source = replace(source, max_seq_length=_shorter(max_seq_length, source.max_seq_length))
     out = Path(out)
     check_replaceable(
         out, MANIFEST_NAME, f"{out} exists and is not an embedrt artifact; refusing to overwrite it"
@@ -92,7 +101,7 @@ def export_model(
         reference = None
         if check_parity:
             stages.start("parity vs sentence-transformers")
-            reference = reference_embeddings(source.path, PARITY_SENTENCES)
+            reference = reference_embeddings(source.path, PARITY_SENTENCES, source.max_seq_length)
             parity = check_fp32(tmp, reference, PARITY_SENTENCES)
             fp32 = manifest.variants[0]
             quality = {
@@ -115,6 +124,16 @@ def export_model(
                 eval_pairs=None if eval_pairs is None else Path(eval_pairs),
             )
     return manifest
+
+
+def _shorter(length: object, most: int) -> int:
+    """A max_seq_length the caller gives: from 2 tokens up to the model's own."""
+    if isinstance(length, bool) or not isinstance(length, int) or not 2 <= length <= most:
+        raise ConfigError(
+            f"max_seq_length {length!r}: give a whole number of tokens from 2 to {most}, "
+            "this model's own max_seq_length"
+        )
+    return length
 
 
 def contrib_ops(model_path: Path) -> list[str]:

@@ -112,11 +112,16 @@ def compare(reference: np.ndarray, ours: np.ndarray) -> Parity:
     return Parity(max_abs_diff=diff, min_cosine=cos, sentences=len(ours))
 
 
-def reference_embeddings(source_path: Path, sentences: tuple[str, ...]) -> np.ndarray:
-    """SentenceTransformer.encode of the source folder, on the CPU."""
+def reference_embeddings(
+    source_path: Path, sentences: tuple[str, ...], max_seq_length: int | None = None
+) -> np.ndarray:
+    """SentenceTransformer.encode of the source folder, on the CPU (truncating at
+    max_seq_length where given, as the artifact does)."""
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(source_path), device="cpu")
+    if max_seq_length is not None:
+        model.max_seq_length = max_seq_length
     return model.encode(list(sentences), batch_size=8, convert_to_numpy=True)
 
 

@@ -139,6 +139,13 @@ says why. Needs: pip install 'embedrt[export]'.""",
     p.add_argument("--opset", type=int, default=17, help="ONNX opset")
     p.add_argument("--no-parity", action="store_true", help="skip the sentence-transformers check")
     p.add_argument(
+        "--max-seq-length",
+        type=int,
+        metavar="N",
+        help="truncate at N tokens, not the model's max_seq_length (as model.max_seq_length = N "
+        "in sentence-transformers); bounds a long-context model's memory per text",
+    )
+    p.add_argument(
         "--variants", default="opt,int8,fp16", help="comma list of opt, int8, fp16; none"
     )
     p.add_argument(

@@ -58,6 +58,7 @@ def export(args: argparse.Namespace) -> int:
                 progress=lines,
                 calibration=args.calibration,
                 eval_pairs=args.eval_pairs,
+                max_seq_length=args.max_seq_length,
             )
     finally:
         lines.close()  # a stage an error cut short ends its line before the error's message

@@ -50,6 +50,31 @@ def test_export_matches_sentence_transformers(tmp_path, pooling, normalize, layo
     assert np.allclose(norms, 1.0, atol=1e-5) == normalize
 
 
+@pytest.mark.parametrize("layout", ["5.7+", "pre-5.7"])
+def test_max_seq_length_given_truncates_as_sentence_transformers_does(tmp_path, layout):
+    # `model.max_seq_length = N` in sentence-transformers; how a long-context model's memory
+    # per text is bounded. The artifact's tokenizer, manifest and parity check all take N.
+    src = build_st_model(tmp_path / "src", max_seq_length=24, seed=4)
+    if layout == "pre-5.7":
+        to_old_layout(src, 24, "mean", True)
+    manifest = export_model(src, tmp_path / "out", variants=(), max_seq_length=10)
+    assert manifest.max_seq_length == 10
+    tok = json.loads((tmp_path / "out" / "tokenizer.json").read_text())
+    assert tok["truncation"]["max_length"] == 10
+    texts = ["the man plays guitar in the kitchen while a woman cooks food " * 2, "a dog"]
+    st = SentenceTransformer(str(src), device="cpu")
+    whole = st.encode(texts, convert_to_numpy=True)
+    st.max_seq_length = 10
+    ref = st.encode(texts, convert_to_numpy=True)
+    ours = Encoder.load(tmp_path / "out", device="cpu").encode(texts)
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
+    assert float(ours[0] @ whole[0]) < 0.999  # the long text really was cut at 10
+    for bad in (25, 1, 10.0, True):
+        with pytest.raises(ConfigError, match="from 2 to 24"):
+            export_model(src, tmp_path / "bad", variants=(), max_seq_length=bad)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_artifact_structure(tmp_path, st_mean):
     export_model(st_mean, tmp_path / "out", variants=())
     out = tmp_path / "out"

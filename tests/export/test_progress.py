@@ -70,8 +70,8 @@ def test_quiet_does_not_hide_errors(tmp_path, st_mean, monkeypatch, capsys):
     """A ParityError in the middle of a stage: the stage line ends, the one-line error follows."""
     real = artifact_module.reference_embeddings
 
-    def shifted(path, sentences):
-        ref = real(path, sentences)
+    def shifted(path, sentences, *rest):
+        ref = real(path, sentences, *rest)
         ref[3] = np.roll(ref[3], 1)
         return ref
 
@@ -89,6 +89,10 @@ def test_quiet_does_not_hide_errors(tmp_path, st_mean, monkeypatch, capsys):
     assert "not an embedrt artifact" in capsys.readouterr().err
     assert main(["export", str(st_mean), str(tmp_path / "new"), "--variants", "opt,int4"]) == 2
     assert "no variant int4" in capsys.readouterr().err
+    assert main(["export", str(st_mean), str(tmp_path / "new"), "--max-seq-length", "99"]) == 2
+    assert "max_seq_length 99: give a whole number of tokens from 2 to 24" in (
+        capsys.readouterr().err
+    )
 
 
 def test_quiet_libraries_restores_every_setting_and_lets_errors_through():
