@@ -80,6 +80,7 @@ def export_model(
         manifest = export_model("models/ft", "artifacts/ft", progress=StageLines(sys.stderr))
     """
     source = read_source(src)
+    own_length = source.max_seq_length
     if max_seq_length is not None:
         source = replace(source, max_seq_length=_shorter(max_seq_length, source.max_seq_length))
     out = Path(out)
@@ -94,7 +95,7 @@ def export_model(
         if contrib:
             raise ConfigError(f"model.onnx must stay portable but has contrib ops: {contrib}")
         pad_id = write_tokenizer(source, tmp / "tokenizer.json")
-        manifest = _manifest(source, tmp, opset, pad_id)
+        manifest = _manifest(source, tmp, opset, pad_id, own_length)
         write_manifest(tmp, manifest)
         size = (tmp / "model.onnx").stat().st_size / 1e6
         stages.end(f"model.onnx {size:.1f} MB, opset {opset}")
@@ -159,9 +160,12 @@ def activation_width(model_path: Path) -> int | None:
     return None if widest is None else min(widest, MAX_DIM)  # what the manifest may hold
 
 
-def _manifest(source: SourceModel, folder: Path, opset: int, pad_id: int) -> Manifest:
+def _manifest(
+    source: SourceModel, folder: Path, opset: int, pad_id: int, own_length: int
+) -> Manifest:
     return Manifest(
         source={
+            "max_seq_length": own_length,  # the model's own; the manifest's may be shorter
             "model": source.name,
             "path": str(source.path),
             "layout": source.layout,

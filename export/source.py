@@ -205,6 +205,12 @@ def _read_pooling(folder: Path) -> tuple[list[str], int]:
     return modes, width * len(modes)
 
 
+# Families whose position ids start after the padding id (fairseq's RoBERTa and its kin, and
+# MPNet): pad_token_id + 1 of their max_position_embeddings (514) are no text's positions, so a
+# text takes 512 tokens at most.
+OFFSET_POSITIONS = frozenset({"roberta", "xlm-roberta", "camembert", "mpnet"})
+
+
 def _read_transformer_config(tpath: Path) -> tuple[int, bool]:
     """max_seq_length and do_lower_case, from whichever layout holds them."""
     st = _read_json(tpath / "sentence_bert_config.json")
@@ -212,6 +218,8 @@ def _read_transformer_config(tpath: Path) -> tuple[int, bool]:
         raise ConfigError(f"{tpath}: transformer_task {st['transformer_task']!r} is not supported")
     model_cfg = _read_json(tpath / "config.json")
     positions = int(model_cfg.get("max_position_embeddings", 512))
+    if model_cfg.get("model_type") in OFFSET_POSITIONS:
+        positions -= int(model_cfg.get("pad_token_id", 1)) + 1
     max_len = st.get("max_seq_length")
     if max_len is None:  # 5.7+: moved to tokenizer_config.json
         tok_cfg_path = tpath / "tokenizer_config.json"

@@ -189,9 +189,9 @@ def probe_text(max_length: int) -> str:
 
 
 def _probe(runner: Runner, tokenizer: TextTokenizer, name: str, device: str) -> None:
-    """Run one text of max_seq_length tokens (PROBE_MAX_TOKENS at most): a manifest whose dim or
-    max_seq_length the graph cannot honour fails here, at load, as ModelLoadError, not at a
-    user's first encode. The memory that run took goes back (shrink): kept, it was 40 MB of
+    """Run one text of max_seq_length tokens (PROBE_MAX_TOKENS at most): a manifest whose dim,
+    or a max_seq_length up to PROBE_MAX_TOKENS, the graph cannot honour fails here, at load, as
+    ModelLoadError, not at a user's first encode. The memory that run took goes back (shrink): kept, it was 40 MB of
     MPNet's resident memory that a workload of short texts never needs (docs/decisions.md)."""
     length = min(tokenizer.max_length, PROBE_MAX_TOKENS)
     rows = [tokenizer.tokenize_to(probe_text(length), length)]

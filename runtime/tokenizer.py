@@ -77,18 +77,16 @@ class TextTokenizer:
         return rows
 
     def tokenize_to(self, text: str, length: int) -> list[int]:
-        """One text's token ids cut to `length` tokens (at most max_length) as truncation at that
-        length cuts them: content tokens from the end, the special tokens kept."""
+        """One text's token ids cut to `length` tokens (at most max_length) by the tokenizer's
+        own steps, as its truncation at that length cuts: the content tokens cut to what leaves
+        room for the special tokens, then those added."""
         if self.lowercase:
             text = text.lower()
-        encoding = self._tok.encode(self._heads([text])[0])
-        ids, special = encoding.ids, encoding.special_tokens_mask
-        if len(ids) <= length:
-            return list(ids)
-        tail = 0  # special tokens at the end (BERT's [SEP], a decoder's end token)
-        while tail < len(special) and special[len(special) - 1 - tail]:
-            tail += 1
-        return list(ids[: length - tail]) + list(ids[len(ids) - tail :])
+        encoding = self._tok.encode(self._heads([text])[0], add_special_tokens=False)
+        room = max(length - self._tok.num_special_tokens_to_add(False), 0)
+        if len(encoding.ids) > room:
+            encoding.truncate(room)
+        return list(self._tok.post_process(encoding).ids)
 
     def untruncated_lengths(self, texts: list[str]) -> list[int]:
         """Token counts without truncation, to tell a client its text would be cut. A text long

@@ -58,7 +58,7 @@ def test_max_seq_length_given_truncates_as_sentence_transformers_does(tmp_path, 
     if layout == "pre-5.7":
         to_old_layout(src, 24, "mean", True)
     manifest = export_model(src, tmp_path / "out", variants=(), max_seq_length=10)
-    assert manifest.max_seq_length == 10
+    assert manifest.max_seq_length == 10 and manifest.source["max_seq_length"] == 24
     tok = json.loads((tmp_path / "out" / "tokenizer.json").read_text())
     assert tok["truncation"]["max_length"] == 10
     texts = ["the man plays guitar in the kitchen while a woman cooks food " * 2, "a dog"]
@@ -139,8 +139,8 @@ def test_parity_failure_refuses_and_writes_nothing(tmp_path, st_mean, monkeypatc
     """A graph that disagrees with sentence-transformers fails the export with the numbers."""
     real = artifact_module.reference_embeddings
 
-    def shifted(path, sentences):
-        ref = real(path, sentences)
+    def shifted(path, sentences, *rest):
+        ref = real(path, sentences, *rest)
         ref[3] = np.roll(ref[3], 1)  # one sentence's reference differs, as a wrong graph would
         return ref
 

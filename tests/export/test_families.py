@@ -94,3 +94,21 @@ def test_left_padded_decoders_are_run_right_padded_with_the_same_result(families
     texts = ["a", "the man plays guitar while a woman cooks food in the kitchen " * 3]
     result = compare(st.encode(texts, batch_size=2), Encoder.load(artifact).encode(texts))
     assert result.min_cosine >= 0.99999, result
+
+
+@pytest.mark.parametrize("name", ["roberta", "xlm-roberta", "mpnet"])
+def test_positions_after_the_padding_id_are_not_counted(tmp_path, name):
+    # These families number positions from pad_token_id + 1: of 128 position embeddings, 126
+    # hold a text. A folder asking for more (here 500) exports at 126 and runs a long text;
+    # at 128, every text past 126 tokens failed inside ONNX Runtime.
+    from embedrt.export import export_model
+
+    src = build_family(tmp_path / "src", name, max_seq_length=500)
+    manifest = export_model(src, tmp_path / "out", variants=())
+    assert manifest.max_seq_length == 126
+    st = SentenceTransformer(str(src), device="cpu")
+    st.max_seq_length = 126
+    ref = st.encode(TEXTS, convert_to_numpy=True)
+    ours = Encoder.load(tmp_path / "out", device="cpu").encode(TEXTS)
+    result = compare(ref, ours)
+    assert result.min_cosine >= 0.99999 and result.max_abs_diff <= 1e-4, result

@@ -127,12 +127,26 @@ def test_the_load_check_text_fills_max_length_without_a_cut(name, max_length):
     assert tok._untruncated is None
 
 
-@pytest.mark.parametrize("name", sorted(FAMILIES) + ["whole-words"])
+def _zoo(name: str):
+    from fixtures import st_zoo
+
+    return lambda: st_zoo._tokenizer(st_zoo.FAMILIES[name])
+
+
+# Every post-processor the export meets: BERT's [CLS] $A [SEP], RoBERTa's <s> $A </s>, a
+# decoder's $A <eos>, none.
+CUT_FAMILIES = (
+    FAMILIES
+    | {"whole-words": whole_words}
+    | {f"zoo-{n}": _zoo(n) for n in ("roberta", "xlm-roberta", "qwen3", "modernbert")}
+)
+
+
+@pytest.mark.parametrize("name", sorted(CUT_FAMILIES))
 def test_tokenize_to_cuts_as_truncation_at_that_length_would(name):
     # The load check of a long-context model runs PROBE_MAX_TOKENS of its text: the row must be
     # what a tokenizer truncating there gives, special tokens and all.
-    build = whole_words if name == "whole-words" else FAMILIES[name]
-    built = build()
+    built = CUT_FAMILIES[name]()
     long, short = TextTokenizer(built, 512), TextTokenizer(Tokenizer.from_str(built.to_str()), 40)
     text = probe_text(40)
     assert long.tokenize_to(text, 40) == short.tokenize([text])[0]
