@@ -16,11 +16,13 @@ def info_lines(artifact: str, manifest: Manifest, loaded: dict[str, Any]) -> lis
     """`embedrt info` for a person: the model, a table of variants, what runs here."""
     src = manifest.source
     sha = src.get("weights_sha256")
+    own = src.get("max_seq_length")  # the model's own (export --max-seq-length may cut it)
+    cut = f" (the model's {own})" if own not in (None, manifest.max_seq_length) else ""
     lines = [
         f"artifact   {artifact}",
         f"source     {src.get('model', '?')}" + (f" (weights sha256 {sha[:16]}...)" if sha else ""),
         f"model      {src.get('architecture') or '?'}: dim {manifest.dim}, max_seq_length "
-        f"{manifest.max_seq_length}, pooling {manifest.pooling}, normalize "
+        f"{manifest.max_seq_length}{cut}, pooling {manifest.pooling}, normalize "
         f"{str(manifest.normalize).lower()}, similarity {manifest.similarity_fn}, "
         f"opset {manifest.opset}",
     ]

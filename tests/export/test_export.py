@@ -10,6 +10,7 @@ from conftest import build_st_model, to_old_layout
 from sentence_transformers import SentenceTransformer
 
 from embedrt import Encoder, load_manifest
+from embedrt.cli import main
 from embedrt.errors import ConfigError, ModelLoadError
 from embedrt.export import PARITY_SENTENCES, ParityError, export_model, read_source
 from embedrt.export import artifact as artifact_module
@@ -51,7 +52,7 @@ def test_export_matches_sentence_transformers(tmp_path, pooling, normalize, layo
 
 
 @pytest.mark.parametrize("layout", ["5.7+", "pre-5.7"])
-def test_max_seq_length_given_truncates_as_sentence_transformers_does(tmp_path, layout):
+def test_max_seq_length_given_truncates_as_sentence_transformers_does(tmp_path, layout, capsys):
     # `model.max_seq_length = N` in sentence-transformers; how a long-context model's memory
     # per text is bounded. The artifact's tokenizer, manifest and parity check all take N.
     src = build_st_model(tmp_path / "src", max_seq_length=24, seed=4)
@@ -69,6 +70,8 @@ def test_max_seq_length_given_truncates_as_sentence_transformers_does(tmp_path, 
     ours = Encoder.load(tmp_path / "out", device="cpu").encode(texts)
     np.testing.assert_allclose(ours, ref, atol=1e-4)
     assert float(ours[0] @ whole[0]) < 0.999  # the long text really was cut at 10
+    assert main(["info", str(tmp_path / "out")]) == 0
+    assert "max_seq_length 10 (the model's 24)" in capsys.readouterr().out
     for bad in (25, 1, 10.0, True):
         with pytest.raises(ConfigError, match="from 2 to 24"):
             export_model(src, tmp_path / "bad", variants=(), max_seq_length=bad)
