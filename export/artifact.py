@@ -11,6 +11,7 @@ from pathlib import Path
 
 import onnx
 
+from embedrt.config import check_int
 from embedrt.errors import ConfigError
 from embedrt.manifest import (
     MANIFEST_NAME,
@@ -81,8 +82,10 @@ def export_model(
     """
     source = read_source(src)
     own_length = source.max_seq_length
+    why = " (at most the model's own max_seq_length)"
+    check_int("max_seq_length", max_seq_length, 2, own_length, none=True, why=why)
     if max_seq_length is not None:
-        source = replace(source, max_seq_length=_shorter(max_seq_length, source.max_seq_length))
+        source = replace(source, max_seq_length=max_seq_length)
     out = Path(out)
     check_replaceable(
         out, MANIFEST_NAME, f"{out} exists and is not an embedrt artifact; refusing to overwrite it"
@@ -125,16 +128,6 @@ def export_model(
                 eval_pairs=None if eval_pairs is None else Path(eval_pairs),
             )
     return manifest
-
-
-def _shorter(length: object, most: int) -> int:
-    """A max_seq_length the caller gives: from 2 tokens up to the model's own."""
-    if isinstance(length, bool) or not isinstance(length, int) or not 2 <= length <= most:
-        raise ConfigError(
-            f"max_seq_length {length!r}: give a whole number of tokens from 2 to {most}, "
-            "this model's own max_seq_length"
-        )
-    return length
 
 
 def contrib_ops(model_path: Path) -> list[str]:

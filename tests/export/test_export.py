@@ -73,7 +73,7 @@ def test_max_seq_length_given_truncates_as_sentence_transformers_does(tmp_path, 
     assert main(["info", str(tmp_path / "out")]) == 0
     assert "max_seq_length 10 (the model's 24)" in capsys.readouterr().out
     for bad in (25, 1, 10.0, True):
-        with pytest.raises(ConfigError, match="from 2 to 24"):
+        with pytest.raises(ConfigError, match="max_seq_length must be an integer from 2 to 24"):
             export_model(src, tmp_path / "bad", variants=(), max_seq_length=bad)
     assert not (tmp_path / "bad").exists()
 
