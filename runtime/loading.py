@@ -167,13 +167,6 @@ def load_on(
     return tokenizer, runner, info
 
 
-# The load check's text: as many of these words as fit in HEAD_CHARS_PER_TOKEN characters per
-# token of max_length, so the tokenizer never cuts it (TextTokenizer._head), which would build
-# a second, untruncated copy of the tokenizer for the process's life (8 MB for
-# all-mpnet-base-v2's, more for a big vocabulary). That is max_length x 16 / 19 repetitions,
-# max_length tokens for any tokenizer that makes more than one token of 1.2 repetitions:
-# WordPiece makes 5 of one, a tokenizer that splits words at spaces at least 3.
-PROBE_WORDS = "embedrt load check "
 # The load check's length: max_seq_length, but no more than this. A full-length check of a
 # long-context model would cost its load the attention of one such text: ONNX Runtime's
 # unfused attention holds heads x length^2 floats per score tensor, 3.2 GB for a 12-head model
@@ -182,17 +175,24 @@ PROBE_WORDS = "embedrt load check "
 # 512 is the whole length of most BERT, RoBERTa, XLM-R and MPNet models, so theirs is still
 # proven at load; a longer text is proven by its first run.
 PROBE_MAX_TOKENS = 512
+PROBE_WORDS = "embedrt load check "
 
 
-def probe_text(max_length: int) -> str:
-    return PROBE_WORDS * (HEAD_CHARS_PER_TOKEN * max_length // len(PROBE_WORDS))
+def probe_text(tokens: int) -> str:
+    """The load check's text for a row of `tokens` tokens: as many PROBE_WORDS as fit in
+    HEAD_CHARS_PER_TOKEN characters a token, so the tokenizer never cuts it (TextTokenizer._head
+    builds an untruncated copy of the tokenizer, kept for the process's life: 8 MB for
+    all-mpnet-base-v2's). tokens x 16 / 19 repetitions: enough for any tokenizer that makes more
+    than one token of 1.2 of them (WordPiece makes 5 of one, one that splits at spaces 3)."""
+    return PROBE_WORDS * (HEAD_CHARS_PER_TOKEN * tokens // len(PROBE_WORDS))
 
 
 def _probe(runner: Runner, tokenizer: TextTokenizer, name: str, device: str) -> None:
     """Run one text of max_seq_length tokens (PROBE_MAX_TOKENS at most): a manifest whose dim,
     or a max_seq_length up to PROBE_MAX_TOKENS, the graph cannot honour fails here, at load, as
-    ModelLoadError, not at a user's first encode. The memory that run took goes back (shrink): kept, it was 40 MB of
-    MPNet's resident memory that a workload of short texts never needs (docs/decisions.md)."""
+    ModelLoadError, not at a user's first encode. The memory that run took goes back (shrink):
+    kept, it was 40 MB of MPNet's resident memory that a workload of short texts never needs
+    (docs/decisions.md)."""
     length = min(tokenizer.max_length, PROBE_MAX_TOKENS)
     rows = [tokenizer.tokenize_to(probe_text(length), length)]
     try:
