@@ -23,7 +23,7 @@ from .providers import TensorRTProfile, provider_list
 from .runner import Runner
 from .session import Session, SessionOptions, default_threads
 from .streams import Streams, stream_count
-from .tokenizer import HEAD_CHARS_PER_TOKEN, TextTokenizer
+from .tokenizer import TextTokenizer
 from .variants import PRECISIONS, choose_variant, manifest_variant
 from .verified import verified_bytes, verified_file, verified_tables
 
@@ -179,12 +179,11 @@ PROBE_WORDS = "embedrt load check "
 
 
 def probe_text(tokens: int) -> str:
-    """The load check's text for a row of `tokens` tokens: as many PROBE_WORDS as fit in
-    HEAD_CHARS_PER_TOKEN characters a token, so the tokenizer never cuts it (TextTokenizer._head
-    builds an untruncated copy of the tokenizer, kept for the process's life: 8 MB for
-    all-mpnet-base-v2's). tokens x 16 / 19 repetitions: enough for any tokenizer that makes more
-    than one token of 1.2 of them (WordPiece makes 5 of one, one that splits at spaces 3)."""
-    return PROBE_WORDS * (HEAD_CHARS_PER_TOKEN * tokens // len(PROBE_WORDS))
+    """The load check's text for a row of `tokens` tokens: PROBE_WORDS once a token, as every
+    tokenizer makes at least one token of each repetition (WordPiece makes 5, one that splits at
+    spaces 3). Past HEAD_CHARS_PER_TOKEN characters a token the tokenizer reads only a head of
+    it (TextTokenizer._encode)."""
+    return PROBE_WORDS * tokens
 
 
 def _probe(runner: Runner, tokenizer: TextTokenizer, name: str, device: str) -> None:

@@ -25,12 +25,14 @@ Row = list[int] | np.ndarray
 # allocator keeps that peak; 1024 texts bound it to a few MB and still give the library's
 # threads enough texts per call.
 CHUNK_TEXTS = 1024
-# A text longer than this many characters per token of max_length is cut at a space before
-# tokenizing (TextTokenizer._head): a 4 MB text cost the tokenizer seconds only to be cut to
-# 256 tokens. Each try tokenizes at most twice as many characters; a text with no space near
-# the cut is tokenized whole.
-HEAD_CHARS_PER_TOKEN = 16
-# The cut keeps this many tokens past max_length, so that what the cut may change (the last
+# A text longer than this many characters per token of max_length + HEAD_SLACK_TOKENS is
+# tokenized from a piece of it cut at a space (cut_at_space): a 4 MB text cost the tokenizer
+# seconds only to be cut to 256 tokens, and a document of 10 kB four times the work it keeps.
+# English runs 4-5 characters a token (WordPiece and byte-level BPE), so the first piece nearly
+# always holds enough tokens; a piece that does not is widened 4 times and tokenized again. A
+# text with no space near the cut is tokenized whole.
+HEAD_CHARS_PER_TOKEN = 8
+# The piece holds this many tokens past max_length, so that what the cut may change (the last
 # word's pieces, a trailing space's token) lies beyond the truncation point.
 HEAD_SLACK_TOKENS = 16
 
@@ -44,9 +46,7 @@ class TextTokenizer:
         self._tok = tokenizer
         self.max_length = max_length
         self.lowercase = lowercase
-        # encode_batch_fast skips offset tracking, which embeddings never use.
-        self._encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
-        self._untruncated: Tokenizer | None = None  # built on first use, see untruncated_lengths
+        self._untruncated: Tokenizer | None = None  # built on first use, see encodings
         self._left: Tokenizer | None = None  # built on first use, see tokenize_left
 
     @classmethod
@@ -66,15 +66,7 @@ class TextTokenizer:
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each text, in input order."""
-        if self.lowercase:
-            texts = [t.lower() for t in texts]
-        texts = self._heads(texts)
-        rows: list[list[int]] = []
-        for i in range(0, len(texts), CHUNK_TEXTS):
-            rows += [
-                e.ids for e in self._encode(texts[i : i + CHUNK_TEXTS], add_special_tokens=True)
-            ]
-        return rows
+        return self._rows(self._tok, texts, head=True)
 
     def tokenize_to(self, text: str, length: int) -> list[int]:
         """One text's token ids cut to `length` tokens (at most max_length) by the tokenizer's
@@ -82,48 +74,62 @@ class TextTokenizer:
         room for the special tokens, then those added."""
         if self.lowercase:
             text = text.lower()
-        encoding = self._tok.encode(self._heads([text])[0], add_special_tokens=False)
+        encoding = self._encode(self._tok, [text], head=True, special=False)[0]
         room = max(length - self._tok.num_special_tokens_to_add(False), 0)
         if len(encoding.ids) > room:
             encoding.truncate(room)
         return list(self._tok.post_process(encoding).ids)
 
     def untruncated_lengths(self, texts: list[str]) -> list[int]:
-        """Token counts without truncation, to tell a client its text would be cut. A text long
-        enough to be cut before tokenizing is counted from its head: at least max_length +
+        """Token counts without truncation, to tell a client its text would be cut: the kept
+        tokens and the content the truncation cut off (the encoding's overflow). A text long
+        enough to be cut before tokenizing is counted from its piece: at least max_length +
         HEAD_SLACK_TOKENS, a lower bound (so a megabyte of text is counted in milliseconds)."""
         if self.lowercase:
             texts = [t.lower() for t in texts]
-        return self._lengths(self._heads(texts))
+        specials = self._tok.num_special_tokens_to_add(False)
+        encodings = self._encode(self._tok, texts, head=True, special=True)
+        return [len(e.ids) + _past_truncation(e, specials) for e in encodings]
 
-    def _heads(self, texts: list[str]) -> list[str]:
-        """Each text, cut (_head) where it is many times longer than max_length tokens."""
-        long = HEAD_CHARS_PER_TOKEN * self.max_length
-        return [t if len(t) <= long else self._head(t) for t in texts]
+    def _rows(self, tok: Tokenizer, texts: list[str], head: bool) -> list[list[int]]:
+        """Each text's truncated token ids, special tokens added, CHUNK_TEXTS at a time."""
+        if self.lowercase:
+            texts = [t.lower() for t in texts]
+        rows: list[list[int]] = []
+        for i in range(0, len(texts), CHUNK_TEXTS):
+            chunk = texts[i : i + CHUNK_TEXTS]
+            rows += [e.ids for e in self._encode(tok, chunk, head=head, special=True)]
+        return rows
 
-    def _head(self, text: str) -> str:
-        """text, or a prefix of it that the tokenizer turns into the same first max_length
-        tokens: one ending at a space that holds HEAD_SLACK_TOKENS tokens more than that.
+    def _encode(self, tok: Tokenizer, texts: list[str], head: bool, special: bool) -> list[Any]:
+        """tok's truncated Encoding of each text, in one call into the library for all of them.
 
-        Why that is the same: every tokenizer here normalizes characters locally and splits
-        words at spaces before its model sees them (WordPiece, BPE and Unigram alike), so the
-        tokens of the words before a cut at a space do not depend on what follows; only the
-        last few tokens before the cut may, and the slack keeps them past the truncation point.
-        Only U+0020 counts: some normalizers delete other "whitespace" (a form feed is a control
-        character to BERT's), gluing the words around it. A text with no space near the cut is
-        tokenized whole. tests/runtime/test_tokenizer.py checks it on random texts."""
-        n = HEAD_CHARS_PER_TOKEN * self.max_length
-        while n < len(text):
-            cut = text.find(" ", n, 2 * n)  # a space soon after n, else shortly before it
-            if cut < 0:
-                cut = text.rfind(" ", n // 2, n)
-            if cut < 0:
-                return text
-            head = text[:cut]
-            if self._lengths([head])[0] >= self.max_length + HEAD_SLACK_TOKENS:
-                return head
-            n *= 4
-        return text
+        A long text is tokenized from its head (or, head=False, its tail) cut at a space
+        (cut_at_space), kept when the truncation cut at least HEAD_SLACK_TOKENS more off it
+        (its overflow), else widened and tokenized again. Why that gives the whole text's
+        tokens: every tokenizer here normalizes characters locally and splits words at spaces
+        before its model sees them (WordPiece, BPE and Unigram alike), so the tokens of the
+        words before a cut at a space do not depend on what follows; only the last few tokens
+        before the cut may, and the slack keeps them past the truncation point. The truncating
+        tokenizer counts the overflow itself, so no untruncated copy of it is needed.
+        tests/runtime/test_tokenizer.py checks it on random texts."""
+        # encode_batch_fast skips offset tracking, which embeddings never use.
+        encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
+        specials = tok.num_special_tokens_to_add(False) if special else 0
+        out: list[Any] = [None] * len(texts)
+        todo = list(range(len(texts)))
+        chars = HEAD_CHARS_PER_TOKEN * (self.max_length + HEAD_SLACK_TOKENS)
+        while todo:
+            pieces = [cut_at_space(texts[i], chars, head) for i in todo]
+            encodings = encode([p for p, _ in pieces], add_special_tokens=special)
+            retry = []
+            for i, (_, cut), e in zip(todo, pieces, encodings, strict=True):
+                if cut and _past_truncation(e, specials) < HEAD_SLACK_TOKENS:
+                    retry.append(i)
+                else:
+                    out[i] = e
+            todo, chars = retry, chars * 4
+        return out
 
     # ---- for the HTTP service's TEI routes: left truncation, token details, decoding ----
 
@@ -140,34 +146,7 @@ class TextTokenizer:
             left.no_padding()
             left.enable_truncation(max_length=self.max_length, direction="left")
             self._left = left
-        if self.lowercase:
-            texts = [t.lower() for t in texts]
-        long = HEAD_CHARS_PER_TOKEN * self.max_length
-        texts = [t if len(t) <= long else self._tail(t) for t in texts]
-        rows: list[list[int]] = []
-        for i in range(0, len(texts), CHUNK_TEXTS):
-            chunk = texts[i : i + CHUNK_TEXTS]
-            rows += [e.ids for e in self._left.encode_batch(chunk, add_special_tokens=True)]
-        return rows
-
-    def _tail(self, text: str) -> str:
-        """_head's mirror: a suffix of text starting after a space that holds HEAD_SLACK_TOKENS
-        tokens more than max_length, so its last max_length tokens are the text's (words after
-        a space do not depend on what precedes it; the slack keeps the first few, which may,
-        past the truncation point)."""
-        n = HEAD_CHARS_PER_TOKEN * self.max_length
-        while n < len(text):
-            end = len(text) - n
-            cut = text.rfind(" ", max(0, end - n), end)  # a space soon before the mark
-            if cut < 0:
-                cut = text.find(" ", end, end + n // 2)
-            if cut < 0:
-                return text
-            tail = text[cut + 1 :]
-            if self._lengths([tail])[0] >= self.max_length + HEAD_SLACK_TOKENS:
-                return tail
-            n *= 4
-        return text
+        return self._rows(self._left, texts, head=False)
 
     def encodings(self, texts: list[str], add_special_tokens: bool = True) -> list[Encoding]:
         """Each text's untruncated Encoding (ids, tokens, char offsets, special-token mask), for
@@ -181,9 +160,6 @@ class TextTokenizer:
         the library drops them silently)."""
         return list(self._tok.decode_batch(rows, skip_special_tokens=skip_special_tokens))
 
-    def _lengths(self, texts: list[str]) -> list[int]:
-        return [len(e.ids) for e in self._full().encode_batch(texts, add_special_tokens=True)]
-
     def _full(self) -> Tokenizer:
         # An in-memory copy of this (already verified) tokenizer with truncation off: the
         # truncation setting is shared state, so it is never toggled on the tokenizer in use.
@@ -193,6 +169,31 @@ class TextTokenizer:
             full.no_padding()
             self._untruncated = full
         return self._untruncated
+
+
+def cut_at_space(text: str, chars: int, head: bool) -> tuple[str, bool]:
+    """(a piece of text of about `chars` characters or up to twice that, True), cut at a space:
+    its head, or with head=False its tail; (text, False) for a text no longer than chars or with
+    no space near the mark. Only U+0020 counts: some normalizers delete other "whitespace" (a
+    form feed is a control character to BERT's), gluing the words around it."""
+    if len(text) <= chars:
+        return text, False
+    if head:
+        cut = text.find(" ", chars, 2 * chars)  # a space soon after the mark, else shortly before
+        if cut < 0:
+            cut = text.rfind(" ", chars // 2, chars)
+        return (text, False) if cut < 0 else (text[:cut], True)
+    end = len(text) - chars
+    cut = text.rfind(" ", max(0, end - chars), end)  # a space soon before the mark, else after
+    if cut < 0:
+        cut = text.find(" ", end, end + chars // 2)
+    return (text, False) if cut < 0 else (text[cut + 1 :], True)
+
+
+def _past_truncation(encoding: Encoding, specials: int) -> int:
+    """Content tokens the truncation cut off: its overflow pieces, each post-processed with
+    `specials` special tokens of its own."""
+    return sum(len(o.ids) - specials for o in encoding.overflowing)
 
 
 def utf8_encodable(text: str) -> bool:

@@ -249,9 +249,11 @@ def test_stats_report_padding_efficiency(tiny_encoder):
 
 
 def test_count_tokens_without_truncation(tiny_encoder):
-    long_text = " ".join(["dog"] * 100)
+    long_text = " ".join(["dog"] * 90)  # 359 characters: tokenized whole, counted exactly
     assert tiny_encoder.count_tokens([long_text, "a dog"]).tolist() == [32, 4]
-    assert tiny_encoder.count_tokens([long_text, "a dog"], truncate=False).tolist() == [102, 4]
-    assert tiny_encoder.count_tokens(long_text).tolist() == [
-        32
-    ]  # the shared tokenizer still truncates
+    assert tiny_encoder.count_tokens([long_text, "a dog"], truncate=False).tolist() == [92, 4]
+    # the shared tokenizer still truncates
+    assert tiny_encoder.count_tokens(long_text).tolist() == [32]
+    # Many times max_seq_length: counted from a head, at least max_seq_length + 16.
+    (count,) = tiny_encoder.count_tokens(" ".join(["dog"] * 10_000), truncate=False)
+    assert 32 + 16 <= count < 10_002

@@ -9,6 +9,7 @@ import numpy as np
 
 from embedrt import Encoder
 from embedrt.session import SessionOptions, ort_session_options
+from embedrt.tokenizer import HEAD_SLACK_TOKENS
 
 TEXTS = [f"text {i} " + "word " * (i * 7 % 90) for i in range(120)]
 
@@ -75,13 +76,18 @@ def test_the_load_check_run_gives_its_memory_back_and_later_runs_keep_theirs(
     assert session.Session.run.__kwdefaults__ == {"shrink": False}
 
 
-def test_loading_leaves_the_tokenizer_uncopied(tiny_artifact):
-    # The load check's text is not cut, so the load builds no untruncated copy of the
-    # tokenizer (tokenizer.TextTokenizer._full, 8 MB for all-mpnet-base-v2's); a text that is
-    # cut still builds it.
+def test_no_untruncated_copy_of_the_tokenizer_but_for_token_details(tiny_artifact):
+    # An untruncated copy of the tokenizer (tokenizer.TextTokenizer._full) is 8 MB for
+    # all-mpnet-base-v2's, kept for the process's life. Neither the load check nor a text cut
+    # before tokenizing, nor counting a text's tokens untruncated, builds it; only the server's
+    # token details (TEI's /tokenize) need one.
     enc = Encoder.load(tiny_artifact, device="cpu")
+    enc.encode(["word " * 10_000, "a short one"])
+    short, long = enc.count_tokens(["word " * 3, "word " * 10_000], truncate=False)
+    assert short == enc.count_tokens("word " * 3)[0] < enc.manifest.max_seq_length
+    assert long >= enc.manifest.max_seq_length + HEAD_SLACK_TOKENS
     assert enc._tokenizer._untruncated is None
-    enc.encode(["word " * 10_000])
+    enc._tokenizer.encodings(["word"])
     assert enc._tokenizer._untruncated is not None
 
 

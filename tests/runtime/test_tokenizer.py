@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from embedrt.loading import probe_text
-from embedrt.tokenizer import HEAD_CHARS_PER_TOKEN, TextTokenizer
+from embedrt.tokenizer import HEAD_CHARS_PER_TOKEN, HEAD_SLACK_TOKENS, TextTokenizer, cut_at_space
 
 CORPUS = [
     "the quick brown fox jumps over the lazy dog",
@@ -89,22 +89,60 @@ def test_the_cut_of_a_long_text_keeps_every_token(pair, text):
     assert ours.tokenize([text]) == [whole.encode(text).ids]
 
 
-def test_texts_long_enough_are_really_cut(pair):
-    ours, _ = pair
+FIRST_PIECE = HEAD_CHARS_PER_TOKEN * (MAX_LENGTH + HEAD_SLACK_TOKENS)
+
+
+def test_texts_long_enough_are_really_cut():
     text = "the man plays guitar " * 50
-    assert len(text) > HEAD_CHARS_PER_TOKEN * MAX_LENGTH
-    head = ours._head(text)
-    assert len(head) < len(text) and text.startswith(head)
+    assert len(text) > FIRST_PIECE
+    head, cut = cut_at_space(text, FIRST_PIECE, head=True)
+    assert cut and FIRST_PIECE <= len(head) < 2 * FIRST_PIECE and text.startswith(head)
+    tail, cut = cut_at_space(text, FIRST_PIECE, head=False)
+    assert cut and FIRST_PIECE <= len(tail) < 2 * FIRST_PIECE and text.endswith(tail)
+    assert cut_at_space("x" * 500, FIRST_PIECE, head=True) == ("x" * 500, False)  # no space
+
+
+@pytest.mark.parametrize("gap", [1, 40, 400])
+def test_a_piece_too_short_is_widened(pair, gap):
+    # Words 40 or 400 spaces apart: the first piece holds far fewer than max_length +
+    # HEAD_SLACK_TOKENS tokens, so it is widened (and tokenized again) until it holds them.
+    ours, whole = pair
+    text = (" " * gap).join(f"w{i % 7} plays" for i in range(300))
+    assert ours.tokenize([text]) == [whole.encode(text).ids]
+    left = Tokenizer.from_str(whole.to_str())
+    left.enable_truncation(max_length=MAX_LENGTH, direction="left")
+    assert ours.tokenize_left([text]) == [left.encode(text).ids]
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=TEXTS)
+def test_untruncated_lengths_are_the_whole_texts(pair, text):
+    # Counted by the truncating tokenizer (what it cut off), no untruncated copy: exact for a
+    # text tokenized whole, a lower bound past max_length + HEAD_SLACK_TOKENS for one cut first.
+    ours, whole = pair
+    full = Tokenizer.from_str(whole.to_str())
+    full.no_truncation()
+    n = len(full.encode(text).ids)
+    (count,) = ours.untruncated_lengths([text])
+    if len(text) <= FIRST_PIECE:
+        assert count == n
+    else:
+        assert min(n, MAX_LENGTH + HEAD_SLACK_TOKENS) <= count <= n
+    assert ours._untruncated is None
 
 
 def test_a_huge_text_is_tokenized_from_its_head_only():
     # Before the cut, 4 MB of text took the tokenizer seconds only to be truncated to 256 tokens.
     tok = TextTokenizer(build_tokenizer(), 256)
     text = "the quick brown fox jumps over the lazy dog " * 100_000
-    assert len(tok._head(text)) <= HEAD_CHARS_PER_TOKEN * 256 + 16
+    piece, cut = cut_at_space(text, HEAD_CHARS_PER_TOKEN * (256 + HEAD_SLACK_TOKENS), head=True)
+    assert cut and len(piece) <= 2 * HEAD_CHARS_PER_TOKEN * (256 + HEAD_SLACK_TOKENS)
     whole = build_tokenizer()
     whole.enable_truncation(max_length=256)
     assert tok.tokenize([text]) == [whole.encode(text).ids]
+    assert tok._untruncated is None
 
 
 def whole_words() -> Tokenizer:
@@ -117,10 +155,9 @@ def whole_words() -> Tokenizer:
 
 @pytest.mark.parametrize("name", sorted(FAMILIES) + ["whole-words"])
 @pytest.mark.parametrize("max_length", [2, 8, 128, 512, 8192])
-def test_the_load_check_text_fills_max_length_without_a_cut(name, max_length):
-    # Encoder.load's check runs one text of max_length tokens. A text long enough to be cut
-    # builds the tokenizer's untruncated copy, kept for the process's life (8 MB for
-    # all-mpnet-base-v2's): the check's text must reach max_length without that.
+def test_the_load_check_text_fills_max_length(name, max_length):
+    # Encoder.load's check runs one text of max_length tokens, read from its head (no
+    # untruncated copy of the tokenizer, which was 8 MB for all-mpnet-base-v2's).
     built = whole_words() if name == "whole-words" else FAMILIES[name]()
     tok = TextTokenizer(built, max_length)
     assert len(tok.tokenize([probe_text(max_length)])[0]) == max_length
