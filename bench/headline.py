@@ -64,6 +64,7 @@ CORPORA = {
     ("all-MiniLM-L6-v2", "sentences"): "throughput_sentences.json",
     ("all-MiniLM-L6-v2", "paragraphs"): "throughput_paragraphs.json",
     ("all-MiniLM-L6-v2", "long-tail"): "throughput.json",
+    ("all-MiniLM-L6-v2", "documents"): "throughput_documents.json",
     ("all-mpnet-base-v2", "sentences"): "throughput_mpnet.json",
     ("all-mpnet-base-v2", "paragraphs"): "throughput_mpnet_paragraphs.json",
 }

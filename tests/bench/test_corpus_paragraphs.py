@@ -1,4 +1,4 @@
-"""bench/corpus.py's "paragraphs" kind: real Wikipedia prose of paragraph length, checked by sha256.
+"""bench/corpus.py's "paragraphs" and "documents" kinds: real Wikipedia prose, checked by sha256.
 
 Needs the pinned package of bench/assets-bench.txt (make install installs it); skipped without.
 """
@@ -76,3 +76,19 @@ def test_a_changed_or_missing_data_file_fails_naming_the_install(tmp_path):
         corpus.read_paragraphs(tampered)
     with pytest.raises(SystemExit, match="sha256 missing"):
         corpus.read_paragraphs(tmp_path / "absent.json")
+
+
+def test_documents_are_whole_paragraphs_past_truncation():
+    documents = corpus.build_corpus(60, kind="documents")
+    assert corpus.build_corpus(10, kind="documents") == documents[:10]  # a seeded prefix
+    assert len(set(documents)) == 60
+    every = set(corpus.read_paragraphs(corpus.paragraphs_file()))
+    lo, hi = corpus.DOCUMENT_CHARS
+    for text in documents:
+        parts = text.split("\n\n")
+        assert len(parts) > 1 and set(parts) <= every
+        assert lo <= len(text) and len(text) - len(parts[-1]) - 2 < hi
+    tokenizer = TextTokenizer.load(
+        resolve_source("all-MiniLM-L6-v2")[1] / "tokenizer.json", max_length=256
+    )
+    assert min(map(len, tokenizer.tokenize(documents))) == 256  # every one is cut
