@@ -207,7 +207,8 @@ class Encoder:
     def count_tokens(self, texts: str | Iterable[str], truncate: bool = True) -> np.ndarray:
         """Tokens per text, special tokens included (int64 [len(texts)]); with truncate=False
         the count the text would have without max_seq_length (to tell whether it is cut): for
-        a text many times longer, a lower bound already well past max_seq_length."""
+        a text over 8 characters a token of max_seq_length + 16 (tokenizer.HEAD_CHARS_PER_TOKEN),
+        tokenized from its head, a lower bound: max_seq_length + 16 at least."""
         if not truncate:
             return np.array(
                 self._tokenizer.untruncated_lengths(as_text_list(texts)), dtype=np.int64

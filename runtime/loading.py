@@ -181,8 +181,8 @@ PROBE_WORDS = "embedrt load check "
 def probe_text(tokens: int) -> str:
     """The load check's text for a row of `tokens` tokens: PROBE_WORDS once a token, as every
     tokenizer makes at least one token of each repetition (WordPiece makes 5, one that splits at
-    spaces 3). Past HEAD_CHARS_PER_TOKEN characters a token the tokenizer reads only a head of
-    it (TextTokenizer._encode)."""
+    spaces 3). The tokenizer reads it from a head when it is long (TextTokenizer._encode).
+    """
     return PROBE_WORDS * tokens
 
 

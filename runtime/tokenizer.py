@@ -102,7 +102,8 @@ class TextTokenizer:
         return rows
 
     def _encode(self, tok: Tokenizer, texts: list[str], head: bool, special: bool) -> list[Any]:
-        """tok's truncated Encoding of each text, in one call into the library for all of them.
+        """tok's truncated Encoding of each text, from one call into the library for all of
+        them (and one more for the few whose piece must be widened).
 
         A long text is tokenized from its head (or, head=False, its tail) cut at a space
         (cut_at_space), kept when the truncation cut at least HEAD_SLACK_TOKENS more off it
@@ -172,22 +173,29 @@ class TextTokenizer:
 
 
 def cut_at_space(text: str, chars: int, head: bool) -> tuple[str, bool]:
-    """(a piece of text of about `chars` characters or up to twice that, True), cut at a space:
-    its head, or with head=False its tail; (text, False) for a text no longer than chars or with
-    no space near the mark. Only U+0020 counts: some normalizers delete other "whitespace" (a
-    form feed is a control character to BERT's), gluing the words around it."""
+    """(a piece of text of up to about twice `chars` characters, True), cut at a space: its head,
+    or with head=False its tail; (text, False) for a text no longer than chars or with no space
+    near the mark. Only U+0020 counts: some normalizers delete other "whitespace" (a form feed
+    is a control character to BERT's), gluing the words around it. The piece never ends (head)
+    or starts (tail) with whitespace: a special token that strips the whitespace beside it
+    (RoBERTa's <mask>, lstrip) takes a whole run of it in the text, where the piece would make
+    tokens of the part it kept."""
     if len(text) <= chars:
         return text, False
     if head:
         cut = text.find(" ", chars, 2 * chars)  # a space soon after the mark, else shortly before
         if cut < 0:
             cut = text.rfind(" ", chars // 2, chars)
-        return (text, False) if cut < 0 else (text[:cut], True)
+        while cut > 0 and text[cut - 1].isspace():
+            cut -= 1
+        return (text, False) if cut <= 0 else (text[:cut], True)
     end = len(text) - chars
     cut = text.rfind(" ", max(0, end - chars), end)  # a space soon before the mark, else after
     if cut < 0:
         cut = text.find(" ", end, end + chars // 2)
-    return (text, False) if cut < 0 else (text[cut + 1 :], True)
+    while 0 <= cut < len(text) - 1 and text[cut + 1].isspace():
+        cut += 1
+    return (text, False) if cut < 0 or cut >= len(text) - 1 else (text[cut + 1 :], True)
 
 
 def _past_truncation(encoding: Encoding, specials: int) -> int:

@@ -13,7 +13,15 @@ import pytest
 from fixtures.tiny_model import build_tokenizer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import (
+    AddedToken,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    trainers,
+)
 
 from embedrt.loading import probe_text
 from embedrt.tokenizer import HEAD_CHARS_PER_TOKEN, HEAD_SLACK_TOKENS, TextTokenizer, cut_at_space
@@ -131,6 +139,37 @@ def test_untruncated_lengths_are_the_whole_texts(pair, text):
     else:
         assert min(n, MAX_LENGTH + HEAD_SLACK_TOKENS) <= count <= n
     assert ours._untruncated is None
+
+
+@pytest.mark.parametrize("side", ["head", "tail"])
+def test_a_cut_never_splits_a_run_that_a_special_token_strips(side):
+    # RoBERTa's <mask> strips the whitespace beside it (lstrip): in the whole text it takes a run
+    # of 400 spaces, where a piece cut inside the run would make a token of each space it kept.
+    tok = byte_bpe()
+    tok.add_special_tokens([AddedToken("<mask>", lstrip=True, rstrip=True)])
+    ours = TextTokenizer(Tokenizer.from_str(tok.to_str()), MAX_LENGTH)
+    ref = Tokenizer.from_str(tok.to_str())
+    ref.enable_truncation(max_length=MAX_LENGTH, direction="right" if side == "head" else "left")
+    run = " " * 400
+    if side == "head":
+        text = "the man plays" + run + "<mask> " + "the dog plays guitar " * 30
+        assert ours.tokenize([text]) == [ref.encode(text).ids]
+    else:
+        text = "the dog plays guitar " * 30 + "<mask>" + run + "the man plays"
+        assert ours.tokenize_left([text]) == [ref.encode(text).ids]
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=TEXTS, length=st.integers(min_value=2, max_value=MAX_LENGTH))
+def test_tokenize_to_is_truncation_at_that_length(pair, text, length):
+    # The load check's row (tokenize_to) goes through the cut for nearly every model: it must be
+    # what the tokenizer truncating at that length gives the whole text.
+    ours, whole = pair
+    ref = Tokenizer.from_str(whole.to_str())
+    ref.enable_truncation(max_length=length)
+    assert ours.tokenize_to(text, length) == ref.encode(text).ids
 
 
 def test_a_huge_text_is_tokenized_from_its_head_only():

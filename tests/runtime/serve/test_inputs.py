@@ -184,8 +184,8 @@ def test_auto_truncate_off_refuses_long_inputs_unless_the_request_truncates(tiny
     repeat=st.integers(min_value=1, max_value=400),
 )
 def test_left_truncation_with_its_tail_cut_equals_the_library_s(tiny_artifact, words, repeat):
-    """Texts many times max_length are cut at a space before tokenizing (TextTokenizer._tail):
-    the rows must be what the tokenizers library's own left truncation gives on the whole text."""
+    """Long texts are tokenized from a tail cut at a space (tokenizer.cut_at_space): the rows
+    must be what the tokenizers library's own left truncation gives on the whole text."""
     data = (tiny_artifact / "tokenizer.json").read_bytes()
     ours = TextTokenizer.from_bytes(data, "t", 8)
     ref = Tokenizer.from_str(data.decode())
