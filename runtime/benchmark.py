@@ -46,7 +46,7 @@ def run_grid(
 ) -> list[Cell]:
     cells = []
     for seq_len in seq_lens:
-        if seq_len > enc.manifest.max_seq_length:
+        if seq_len > enc.max_seq_length:
             continue  # the tokenizer truncates there: longer cells would repeat the last one
         for bs in batch_sizes:
             rows = token_rows(enc, seq_len, bs)

@@ -116,6 +116,11 @@ def _runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: every CPU allowed)")
     p.add_argument("--streams", type=int, help="CPU: batches at once (default: one per thread)")
     p.add_argument(
+        "--max-seq-length",
+        type=int,
+        help="truncate at N tokens, at most the artifact's (default: the artifact's)",
+    )
+    p.add_argument(
         "--spinning",
         choices=SPINNING,
         default=SessionOptions.spinning,

@@ -195,7 +195,7 @@ def bench(args: argparse.Namespace) -> int:
 
 def load_encoder(args: argparse.Namespace, path: str, **options: Any) -> Encoder:
     """The Encoder the runtime options ask for (--device, --precision, --threads, --streams,
-    --spinning)."""
+    --spinning, --max-seq-length)."""
     from .encoder import Encoder
 
     return Encoder.load(
@@ -205,5 +205,6 @@ def load_encoder(args: argparse.Namespace, path: str, **options: Any) -> Encoder
         threads=args.threads,
         streams=args.streams,
         spinning=args.spinning,
+        max_seq_length=args.max_seq_length,
         **options,
     )

@@ -67,6 +67,7 @@ class Encoder:
         batch_tokens: int = BatchPlan.max_tokens,
         cache_dir: str | Path | None = None,
         variant: str | None = None,
+        max_seq_length: int | None = None,
     ) -> Encoder:
         """Load an artifact directory, verifying every file it reads against the manifest.
 
@@ -87,6 +88,10 @@ class Encoder:
         cache_dir: TensorRT engine/timing caches (default: ~/.cache/embedrt/tensorrt; the
             artifact directory may be read-only). Entries are keyed by the variant's sha256.
         variant: load this variant by name (e.g. "opt"), overriding precision.
+        max_seq_length: truncate texts at this many tokens, from 2 to the artifact's own (as
+            `model.max_seq_length = N` in sentence-transformers); None = the artifact's. A long
+            text's attention grows with the square of its length: this bounds it at load, where
+            `embedrt export --max-seq-length` bounds it in the artifact.
         """
         options = LoadOptions(
             precision,
@@ -96,6 +101,7 @@ class Encoder:
             batch_tokens,
             Path(cache_dir) if cache_dir else DEFAULT_TRT_CACHE,
             variant,
+            max_seq_length,
         )
         if not isinstance(path, (str, os.PathLike)):
             raise ConfigError(
@@ -123,6 +129,12 @@ class Encoder:
     @property
     def dim(self) -> int:
         return self.manifest.dim
+
+    @property
+    def max_seq_length(self) -> int:
+        """Tokens a text keeps, special tokens included: the artifact's max_seq_length, or the
+        shorter one Encoder.load was given."""
+        return self.info.max_seq_length
 
     @property
     def tokenizer(self) -> TextTokenizer:

@@ -49,6 +49,7 @@ class LoadOptions:
     batch_tokens: int
     cache_dir: Path
     variant: str | None
+    max_seq_length: int | None = None  # checked against the artifact's by seq_length
 
     def __post_init__(self) -> None:
         check_choice("precision", self.precision, PRECISIONS)
@@ -91,10 +92,11 @@ def load_on(
         if o.variant
         else choose_variant(manifest, device, o.precision)
     )
+    max_seq_length = seq_length(manifest, o.max_seq_length)
     tokenizer = TextTokenizer.from_bytes(
         verified_bytes(path, manifest.tokenizer),
         manifest.tokenizer.file,
-        manifest.max_seq_length,
+        max_seq_length,
         manifest.do_lower_case,
     )
     gpu = device != "cpu"
@@ -116,7 +118,7 @@ def load_on(
         cache_dir=o.cache_dir,
         profile=TensorRTProfile(
             max_batch=max(1, o.batch_tokens // GPU_PAD_MULTIPLE),
-            max_seq=plan.padded(manifest.max_seq_length),
+            max_seq=plan.padded(max_seq_length),
             opt_batch=TRT_OPT_BATCH,
             opt_seq=TRT_OPT_SEQ,
         ),
@@ -157,7 +159,7 @@ def load_on(
         file=variant.file,
         active_providers=tuple(session.active_providers),
         dim=manifest.dim,
-        max_seq_length=manifest.max_seq_length,
+        max_seq_length=max_seq_length,
         streams=streams.count if streams else 1,
     )
     runner = Runner(session, plan, manifest.dim, manifest.pad_token_id, streams)
@@ -165,6 +167,21 @@ def load_on(
     with model_load() if device == "cpu" else contextlib.nullcontext():
         _probe(runner, tokenizer, variant.file, device)
     return tokenizer, runner, info
+
+
+def seq_length(manifest: Manifest, max_seq_length: int | None) -> int:
+    """The tokens a text keeps: the artifact's max_seq_length, or a shorter one asked at load
+    (as `model.max_seq_length = N` in sentence-transformers); ConfigError for a longer one, which
+    the graph was neither exported nor checked for."""
+    check_int(
+        "max_seq_length",
+        max_seq_length,
+        least=2,
+        most=manifest.max_seq_length,
+        none=True,
+        why=" (at most the artifact's max_seq_length)",
+    )
+    return max_seq_length or manifest.max_seq_length
 
 
 # The load check's length: max_seq_length, but no more than this. A full-length check of a

@@ -86,6 +86,7 @@ def _embed_ray(args: argparse.Namespace) -> int:
         batch_rows=args.ray_batch_rows,
         batch_size=args.batch_size,
         batch_tokens=args.batch_tokens,
+        max_seq_length=args.max_seq_length,
         on_error=args.on_error,
         skipped_path=args.skipped,
         overwrite=args.overwrite,

@@ -76,6 +76,7 @@ class EmbedBatch:
         num_gpus must not take a GPU another actor was given). precision: as Encoder.load.
     threads: ONNX Runtime intra-op threads; None = the actor's CPUs (at least 1).
     batch_size / batch_tokens: rows and padded tokens per inference run (Encoder's).
+    max_seq_length: truncate at this many tokens, at most the artifact's (as Encoder.load).
     spinning: as Encoder.load; "run" by default: ONNX Runtime's threads spin only while a run
         is in flight, not between runs against Ray's own threads on the actor's CPUs.
     keep_text: False drops the text column from the output (an embedding job that writes
@@ -97,6 +98,7 @@ class EmbedBatch:
         threads: int | None = None,
         batch_size: int = 32,
         batch_tokens: int = BatchPlan.max_tokens,
+        max_seq_length: int | None = None,
         spinning: str | bool = SessionOptions.spinning,
         keep_text: bool = True,
         prompt_name: str | None = None,
@@ -113,7 +115,13 @@ class EmbedBatch:
         self.batch_size, self.keep_text = batch_size, keep_text
         self.threads = threads  # what the session got (None: every CPU the process may use)
         self.encoder = Encoder.load(
-            model, device, precision, threads=threads, spinning=spinning, batch_tokens=batch_tokens
+            model,
+            device,
+            precision,
+            threads=threads,
+            spinning=spinning,
+            batch_tokens=batch_tokens,
+            max_seq_length=max_seq_length,
         )
         self.encoder.apply_prompt([], prompt_name)  # an unknown prompt name: here, at start
         self.prompt_name = prompt_name

@@ -25,6 +25,7 @@ class RayJobConfig:
         MiniLM on STS-B padding efficiency 0.960 (0.990 at 8192, job.py) while small inputs
         still spread over several actors; raise it for large jobs.
     batch_size / batch_tokens: rows and padded tokens per inference run, as the local job.
+    max_seq_length: as Encoder.load's (None: the artifact's).
     rows_per_file: least rows per output file (Ray joins blocks up to it): fewer, larger files.
     progress: Ray Data's progress bars on or off.
     Others (prompt_name included) as JobConfig (jobs/config.py).
@@ -43,6 +44,7 @@ class RayJobConfig:
     batch_rows: int = 1024
     batch_size: int = 32
     batch_tokens: int = BatchPlan.max_tokens
+    max_seq_length: int | None = None
     rows_per_file: int = 65536
     on_error: str = "fail"
     skipped_path: str | None = None
@@ -56,6 +58,8 @@ class RayJobConfig:
         check_int("rows_per_file", self.rows_per_file)
         check_int("actors", self.actors, most=1 << 16, none=True)
         check_int("threads", self.threads, most=1 << 10, none=True)  # checked again on each node
+        # against the artifact's own by each actor's Encoder.load
+        check_int("max_seq_length", self.max_seq_length, least=2, none=True)
         check_number("actor_cpus", self.actor_cpus, 0.01, 1 << 16)
         check_number("actor_gpus", self.actor_gpus, 0, 1 << 10)
         check_choice("on_error", self.on_error, ON_ERROR)

@@ -179,6 +179,7 @@ def _embed(
             threads=config.threads,
             batch_size=config.batch_size,
             batch_tokens=config.batch_tokens,
+            max_seq_length=config.max_seq_length,
             spinning=config.spinning,
             prompt_name=config.prompt_name,
         ),

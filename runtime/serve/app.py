@@ -166,7 +166,7 @@ class EmbeddingService:
             tokenizer=self.tokenizer,
             prompter=functools.partial(self.encoder.apply_prompt, prompt=prompt),
             prompted=bool(prompt),
-            max_length=self.encoder.manifest.max_seq_length,
+            max_length=self.encoder.max_seq_length,
             limits=self.config.limits,
             truncate=self.config.auto_truncate if req.truncate is None else req.truncate,
         )

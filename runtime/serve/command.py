@@ -53,6 +53,7 @@ def serve_command(args: argparse.Namespace) -> int:
         threads=args.threads,
         spinning=args.spinning,
         streams=args.streams,
+        max_seq_length=args.max_seq_length,
     )
 
 

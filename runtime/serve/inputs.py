@@ -35,7 +35,7 @@ class RowContext:
     tokenizer: TextTokenizer
     prompter: Prompter
     prompted: bool  # a prompt is in effect (token-id inputs then go through text)
-    max_length: int  # the model's max_seq_length, special tokens included
+    max_length: int  # the encoder's max_seq_length, special tokens included
     limits: Limits
     truncate: bool  # the request's choice, or the server's --auto-truncate
 

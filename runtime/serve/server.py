@@ -31,6 +31,7 @@ def serve(
     threads: int | None = None,
     spinning: str = SessionOptions.spinning,
     streams: int | None = None,
+    max_seq_length: int | None = None,
 ) -> int:
     """Load the artifact and serve it until SIGTERM or SIGINT; returns the exit status.
 
@@ -61,6 +62,7 @@ def serve(
         spinning=spinning,
         streams=streams,
         batch_tokens=config.batching.max_batch_tokens,
+        max_seq_length=max_seq_length,
     )
     encoder.runner.start()  # now, so that no request pays for the streams' session
     service = EmbeddingService(encoder, config)

@@ -179,7 +179,7 @@ class TeiRoutes:
         texts = parse_texts(doc, "inputs", s.config.limits)
         special = get_bool(doc, "add_special_tokens", True)
         name = s.prompt_of(get_str(doc, "prompt_name"))
-        limit = CHARS_PER_TOKEN * s.encoder.manifest.max_seq_length
+        limit = CHARS_PER_TOKEN * s.encoder.max_seq_length
         for i, t in enumerate(texts):
             if len(t) > limit:
                 raise InputError(
@@ -231,7 +231,7 @@ class TeiRoutes:
                 "served_model_name": s.model,
                 "model_type": {"embedding": {"pooling": pooling}},
                 "max_concurrent_requests": b.max_queue,
-                "max_input_length": m.max_seq_length,
+                "max_input_length": s.encoder.max_seq_length,
                 "max_batch_tokens": b.max_batch_tokens,
                 "max_batch_requests": b.max_batch_requests,
                 "max_client_batch_size": s.config.limits.max_inputs,

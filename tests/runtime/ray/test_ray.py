@@ -85,6 +85,25 @@ def test_embed_batch_applies_the_prompt_and_refuses_an_unknown_one(tiny_copy):
         EmbedBatch(str(tiny_copy), prompt_name="passage", threads=1)
 
 
+def test_embed_batch_and_the_ray_job_take_a_shorter_max_seq_length(tmp_path, tiny_encoder):
+    short = Encoder.load(tiny_encoder.info.path, device="cpu", max_seq_length=8)
+    batch = {"text": np.array(TEXTS[:30], dtype=object)}
+    out = EmbedBatch(str(tiny_encoder.info.path), max_seq_length=8, threads=1)(batch)
+    np.testing.assert_allclose(embeddings(out["embedding"]), short.encode(TEXTS[:30]), atol=1e-6)
+    assert list(out["tokens"]) == list(short.count_tokens(TEXTS[:30])) and max(out["tokens"]) == 8
+    with pytest.raises(ConfigError, match="max_seq_length must be an integer from 2 to 32"):
+        EmbedBatch(str(tiny_encoder.info.path), max_seq_length=33, threads=1)
+    src = write_parquet(tmp_path / "in.parquet", ROWS[:50])
+    ray_job(tiny_encoder, src, tmp_path / "out", id_field="id", max_seq_length=8)
+    got = pq.read_table(tmp_path / "out").sort_by("id")
+    order = sorted(range(50), key=lambda i: ROWS[i]["id"])
+    np.testing.assert_allclose(
+        embeddings(got.column("embedding").to_pylist()),
+        short.encode([TEXTS[i] for i in order]),
+        atol=1e-6,
+    )
+
+
 def test_arrow_batches_get_the_local_jobs_parquet_type(tiny_encoder):
     ds = ray.data.from_items(ROWS[:20]).map_batches(
         EmbedBatch,
