@@ -188,6 +188,13 @@ def bench(args: argparse.Namespace) -> int:
     if not sizes or not lens or min(sizes + lens) < 1 or args.runs < 1:
         raise ConfigError("--batch-sizes, --seq-lens and --runs need positive integers")
     enc = load_encoder(args, args.model, variant=args.variant)
+    past = [n for n in lens if n > enc.max_seq_length]
+    if past == lens:
+        raise ConfigError(
+            f"every --seq-lens is past max_seq_length {enc.max_seq_length}: ask for shorter ones"
+        )
+    if past:  # the tokenizer cuts there: such cells would repeat the longest
+        print(f"skipped --seq-lens past max_seq_length {enc.max_seq_length}: {past}")
     cells = run_grid(enc, sizes, lens, runs=args.runs)
     print(report(enc, cells, Path(args.json) if args.json else None))
     return 0

@@ -67,10 +67,16 @@ def info_lines(artifact: str, manifest: Manifest, loaded: dict[str, Any]) -> lis
         f"providers  available here: {', '.join(loaded['available_providers'])}",
         f"chosen     device {loaded['device']}, precision {loaded['precision']}, "
         f"variant {loaded['variant']} ({loaded['file']}), "
-        f"active: {', '.join(loaded['active_providers'])}",
+        f"active: {', '.join(loaded['active_providers'])}{_loaded_length(manifest, loaded)}",
         f"tools      {tools or '-'}",
     ]
     return lines
+
+
+def _loaded_length(manifest: Manifest, loaded: dict[str, Any]) -> str:
+    """ ", max_seq_length N" where the load asked for a shorter one than the artifact's."""
+    n = loaded.get("max_seq_length")
+    return f", max_seq_length {n}" if n not in (None, manifest.max_seq_length) else ""
 
 
 def _figures(variant: Variant) -> str:

@@ -116,7 +116,7 @@ def load_on(
         variant_sha256=variant.sha256,
         inputs=manifest.inputs,
         cache_dir=o.cache_dir,
-        profile=TensorRTProfile(
+        profile=TensorRTProfile.within(
             max_batch=max(1, o.batch_tokens // GPU_PAD_MULTIPLE),
             max_seq=plan.padded(max_seq_length),
             opt_batch=TRT_OPT_BATCH,

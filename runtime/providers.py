@@ -36,6 +36,12 @@ class TensorRTProfile:
     opt_batch: int
     opt_seq: int
 
+    @classmethod
+    def within(cls, max_batch: int, max_seq: int, opt_batch: int, opt_seq: int) -> TensorRTProfile:
+        """The profile with opt cut to max where it is larger (a short max_seq_length, a small
+        token budget): TensorRT builds no engine unless min <= opt <= max."""
+        return cls(max_batch, max_seq, min(opt_batch, max_batch), min(opt_seq, max_seq))
+
     def shapes(self, inputs: tuple[str, ...]) -> dict[str, str]:
         def spec(b: int, s: int) -> str:
             return ",".join(f"{name}:{b}x{s}" for name in inputs)

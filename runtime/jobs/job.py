@@ -196,7 +196,7 @@ def job_identity(spec: InputSpec, encoder: Encoder, config: JobConfig, fmt: str)
         identity["options"]["prompt"] = prompt
     # likewise a max_seq_length shorter than the artifact's (Encoder.load's), only where asked
     if encoder.max_seq_length != manifest.max_seq_length:
-        identity["model"]["max_seq_length"] = encoder.max_seq_length
+        identity["options"]["max_seq_length"] = encoder.max_seq_length
     return identity
 
 

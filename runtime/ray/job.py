@@ -33,6 +33,7 @@ from typing import Any
 
 from .. import errors
 from ..errors import EmbedrtError, InputError
+from ..loading import seq_length
 from ..manifest import load_manifest
 from .batch import EmbedBatch, require_ray
 from .config import RayJobConfig, RayJobSummary
@@ -57,6 +58,7 @@ def run_ray_job(
     ray = require_ray()
     start = time.perf_counter()
     manifest = load_manifest(model)  # a wrong path fails here, not in every actor
+    seq_length(manifest, config.max_seq_length)  # so does a length past the artifact's
     source = list_source(input_path, config.text_field, config.id_field)
     out_fs, out_path = resolve_path(output)
     skipped_path = None

@@ -51,14 +51,13 @@ def test_a_length_the_artifact_was_not_checked_for_is_refused(tiny_artifact, bad
 def test_the_length_is_part_of_a_jobs_identity(tmp_path, tiny_encoder, short):
     # A resume at another length would mix vectors of two truncations in one output.
     src = write(tmp_path / "in.jsonl", make_rows(40), "jsonl")
-    assert (
-        "max_seq_length"
-        not in job_identity(InputSpec.of(src), tiny_encoder, JobConfig(), "npy")["model"]
-    )  # as before the option: ledgers written then still resume
+    plain = job_identity(InputSpec.of(src), tiny_encoder, JobConfig(), "npy")
+    # as before the option: ledgers written then still resume
+    assert "max_seq_length" not in plain["options"] and "max_seq_length" not in plain["model"]
     ident = job_identity(InputSpec.of(src), short, JobConfig(), "npy")
-    assert ident["model"]["max_seq_length"] == 8
+    assert ident["options"]["max_seq_length"] == 8
     Ledger.open(tmp_path / "out.npy.parts", ident, resume=False).close()  # an interrupted run
-    with pytest.raises(ConfigError, match=r"model.max_seq_length"):
+    with pytest.raises(ConfigError, match=r"an option changed \(options.max_seq_length was 8"):
         run_job(src, tmp_path / "out.npy", tiny_encoder, JobConfig(progress="none", resume=True))
     run_job(src, tmp_path / "out.npy", short, JobConfig(progress="none", resume=True))
     texts = [r["text"] for r in make_rows(40)]
@@ -84,6 +83,29 @@ def test_the_cli_takes_it_and_refuses_a_longer_one(tmp_path, tiny_artifact, shor
         text=True,
     )
     assert bad.returncode == 2 and "max_seq_length must be an integer from 2 to 32" in bad.stderr
+
+
+def cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "embedrt.cli", *map(str, args)], capture_output=True, text=True
+    )
+
+
+def test_info_and_bench_report_the_length_in_effect(tiny_artifact):
+    info = cli("info", tiny_artifact, "--max-seq-length", 8)
+    assert info.returncode == 0, info.stderr
+    chosen = [line for line in info.stdout.splitlines() if line.startswith("chosen")]
+    assert chosen[0].endswith(", max_seq_length 8")
+    plain = cli("info", tiny_artifact).stdout.splitlines()
+    assert "max_seq_length" not in [line for line in plain if line.startswith("chosen")][0]
+    common = ("bench", "-m", tiny_artifact, "--max-seq-length", 8, "--batch-sizes", 1, "--runs", 1)
+    none_left = cli(*common, "--seq-lens", 16)
+    assert none_left.returncode == 2 and "every --seq-lens is past max_seq_length 8" in (
+        none_left.stderr
+    )
+    some = cli(*common, "--seq-lens", "4,16")
+    assert some.returncode == 0, some.stderr
+    assert "skipped --seq-lens past max_seq_length 8: [16]" in some.stdout
 
 
 def test_the_server_reads_and_reports_the_shorter_length(tmp_path, tiny_artifact, short):

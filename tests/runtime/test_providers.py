@@ -95,3 +95,13 @@ def test_silent_cpu_fallback_is_detected():
         check_active("cuda", [CPU])
     with pytest.raises(ProviderError, match="TensorrtExecutionProvider"):
         check_active("tensorrt", [CUDA, CPU])
+
+
+def test_a_short_max_seq_length_keeps_the_tensorrt_profile_ordered():
+    # TensorRT builds no engine unless min <= opt <= max: a max_seq_length of 32 (an artifact's,
+    # or Encoder.load's) under the tuned 64 tokens, or a small token budget, cuts opt to max.
+    assert TensorRTProfile.within(2048, 256, 32, 64) == PROFILE
+    short = TensorRTProfile.within(max_batch=16, max_seq=32, opt_batch=32, opt_seq=64)
+    assert (short.opt_batch, short.opt_seq) == (16, 32)
+    shapes = short.shapes(("input_ids",))
+    assert shapes["trt_profile_opt_shapes"] == shapes["trt_profile_max_shapes"] == "input_ids:16x32"

@@ -94,6 +94,9 @@ def test_embed_batch_and_the_ray_job_take_a_shorter_max_seq_length(tmp_path, tin
     with pytest.raises(ConfigError, match="max_seq_length must be an integer from 2 to 32"):
         EmbedBatch(str(tiny_encoder.info.path), max_seq_length=33, threads=1)
     src = write_parquet(tmp_path / "in.parquet", ROWS[:50])
+    with pytest.raises(ConfigError, match="max_seq_length must be an integer from 2 to 32"):
+        ray_job(tiny_encoder, src, tmp_path / "out", max_seq_length=33)  # before any actor
+    assert not (tmp_path / "out").exists()
     ray_job(tiny_encoder, src, tmp_path / "out", id_field="id", max_seq_length=8)
     got = pq.read_table(tmp_path / "out").sort_by("id")
     order = sorted(range(50), key=lambda i: ROWS[i]["id"])
