@@ -82,6 +82,8 @@ bench: bench-peers-venv bench-footprint
 		--out bench/results/ceiling_paragraphs
 	$(PY) bench/throughput.py --artifact $(ARTIFACT) --st-model $(ST_MODEL) --corpus documents \
 		--texts 500 --peers-python $(VENV)-peers/bin/python --out bench/results/throughput_documents
+	$(PY) bench/ceiling.py --throughput bench/results/throughput_documents.json \
+		--out bench/results/ceiling_documents
 	$(MAKE) bench-mpnet bench-spinning bench-serve bench-serve-mixed bench-embed bench-ray
 	$(PY) bench/headline.py
 
