@@ -16,8 +16,10 @@ Before that, SmoothQuant (smooth.py) moves each linear layer's activation outlie
 weights, without which a model with large outlier channels (MPNet) lost most of its precision.
 So: SmoothQuant alpha 0.7, static, per-channel weights, MinMax ranges from the calibration
 texts (512 STS-B train sentences shipped with embedrt, or the user's --calibration file:
-datasets.py), all linear layers, fp32 outputs. Last, the word-embedding table (most of a small
-model's bytes) is stored as int8 rows with a scale each (quantize_tables).
+datasets.py), all linear layers, fp32 outputs. Then each BERT-style attention becomes one ONNX
+Attention node where that gives the same vectors (attention.py), and last the word-embedding
+table (most of a small model's bytes) is stored as int8 rows with a scale each
+(quantize_tables).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
+from .attention import attention_ops
 from .datasets import calibration_texts
 from .smooth import SMOOTH_ALPHA, channel_absmax, smooth
 
@@ -109,7 +112,7 @@ def quantize_int8(
     if not float_outputs:
         graph = onnx.load(str(dst), load_external_data=False).graph
         return counts | {"QLinearMatMul": sum(n.op_type == "QLinearMatMul" for n in graph.node)}
-    return dequantize_outputs(dst) | quantize_tables(dst) | counts
+    return dequantize_outputs(dst) | attention_ops(dst, batches()) | quantize_tables(dst) | counts
 
 
 def _spans(lengths: list[int]) -> list[tuple[int, int]]:

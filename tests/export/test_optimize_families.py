@@ -1,6 +1,7 @@
 """The optimized variants on a tiny model of each transformer family: opt where ONNX Runtime
 fuses attention (the BERT family, every layer, checked), refused elsewhere with what fused and
-why; fp16 built or refused with its reason; the export itself never fails for either."""
+why; fp16 built or refused with its reason; int8's attention as ONNX's Attention where torch
+wrote it BERT's way; the export itself never fails for any of them."""
 
 import json
 
@@ -14,10 +15,10 @@ from embedrt.export.optimize import FULLY_FUSED, Geometry
 
 @pytest.fixture(scope="module", params=list(FAMILIES))
 def family(request, tmp_path_factory):
-    """(family, source folder, artifact folder) with opt and fp16 asked for."""
+    """(family, source folder, artifact folder) with opt, fp16 and int8 asked for."""
     root = tmp_path_factory.mktemp(request.param)
     src = build_family(root / "st", request.param)
-    export_model(src, root / "artifact", variants=("opt", "fp16"))
+    export_model(src, root / "artifact", variants=("opt", "fp16", "int8"))
     return request.param, src, root / "artifact"
 
 
@@ -57,10 +58,32 @@ def test_fp16_built_or_refused_with_the_reason(family):
     assert fp16.quality["parity_vs_fp32"]["min_cosine"] >= 0.999
 
 
+# Families whose exported attention is torch's BERT-style pattern (export/attention.py); MPNet
+# adds a position bias to the scores, ModernBERT and the decoders write theirs otherwise.
+ATTENTION_OP = {"bert", "distilbert", "electra", "roberta", "xlm-roberta"}
+
+
+def test_int8_attention_as_onnx_attention_where_the_pattern_is(family):
+    name, _, artifact = family
+    m = load_manifest(artifact)
+    if "int8" in m.refused and name not in ATTENTION_OP:
+        return  # refused before the rewrite (its own reason is recorded)
+    int8 = m.variant("int8")
+    assert int8.fused_ops["attention"] == (LAYERS if name in ATTENTION_OP else 0), name
+    enc = Encoder.load(artifact, device="cpu", precision="int8")
+    one = [enc.encode(t) for t in ("a dog", "the quick brown fox jumps")]
+    both = enc.encode(["a dog", "the quick brown fox jumps"])  # padded together
+    assert abs(both - one).max() <= 1e-5
+
+
 def test_auto_loads_what_the_export_kept(family):
     name, _, artifact = family
+    m = load_manifest(artifact)
     enc = Encoder.load(artifact, device="cpu")
-    assert enc.info.variant == ("opt" if name in FULLY_FUSED else "fp32")
+    int8_passed = "int8" not in m.refused and m.variant("int8").quality.get("gate") == "passed"
+    assert enc.info.variant == (
+        "int8" if int8_passed else "opt" if name in FULLY_FUSED else "fp32"
+    ), m.variant("int8").quality.get("gate") if "int8" not in m.refused else m.refused["int8"]
     assert enc.encode(["a dog", "the quick brown fox"]).shape == (2, HIDDEN)
 
 
