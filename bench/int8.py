@@ -1,7 +1,8 @@
 """Which int8 scheme: ONNX Runtime's dynamic quantization (batch-dependent) against static
-quantization (embedrt's int8: the artifact's model_int8.onnx, fp32 outputs; and ONNX Runtime's
-plain static QOperator graph, uint8 outputs) and MatMulNBits 8-bit, side by side in one process
-on the same corpus, with fp32 and opt as baselines.
+quantization (embedrt's int8: the artifact's model_int8.onnx, fp32 outputs; the same graph with
+torch's attention nodes instead of ONNX's Attention, as before export/attention.py; and ONNX
+Runtime's plain static QOperator graph, uint8 outputs) and MatMulNBits 8-bit, side by side in one
+process on the same corpus, with fp32 and opt as baselines.
 
     python bench/int8.py --artifact artifacts/all-MiniLM-L6-v2 --out bench/results/int8
 
@@ -107,6 +108,9 @@ def build_candidates(artifact: Path, work: Path, calib_rows: list[list[int]]) ->
     name = "static minmax, all linear, uint8 outputs (QLinearMatMul)"
     files[name] = work / "static_uint8_out.onnx"
     quantize_int8(plain, files[name], artifact / "tokenizer.json", 256, float_outputs=False)
+    name = "static minmax, all linear, fp32 outputs, torch's attention nodes"
+    files[name] = work / "static_torch_attention.onnx"
+    quantize_int8(plain, files[name], artifact / "tokenizer.json", 256, attention=False)
     files["static minmax, all linear, fp32 outputs (embedrt int8)"] = artifact / "model_int8.onnx"
     return files
 

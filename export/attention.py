@@ -41,12 +41,12 @@ def attention_ops(path: Path, feeds: Iterable[dict[str, np.ndarray]]) -> dict[st
     the same outputs as before, to 1e-5; else leave it. Returns {"attention": rewritten}."""
     import onnxruntime as ort
 
-    model = onnx.load(str(path))
-    count = to_attention_ops(model)
-    if not count:
-        return {"attention": 0}
     rewritten = path.with_name(f".attention-{path.name}")
     try:
+        model = onnx.load(str(path))
+        count = to_attention_ops(model)
+        if not count:
+            return {"attention": 0}
         onnx.save(model, str(rewritten))
         del model
         options = ort.SessionOptions()
@@ -118,8 +118,8 @@ class _Graph:
         transpose = self.made_by(name, "Transpose")
         if transpose is None or _perm(transpose) != perm:
             return None
-        reshape = self.producer.get(transpose.input[0])
-        if reshape is None or reshape.op_type != "Reshape":
+        reshape = self.made_by(transpose.input[0], "Reshape")
+        if reshape is None:
             return None
         heads = self.heads(reshape.input[1], self.width(reshape.input[0]))
         return None if heads is None else (reshape.input[0], heads, [reshape, transpose])
@@ -177,13 +177,16 @@ def to_attention_ops(model: onnx.ModelProto) -> int:
     """Rewrite every matched attention into one Attention node, in place; the model moves to
     opset 23 when there is one. Returns how many were rewritten (0: the model is unchanged)."""
     graph = model.graph
+    default = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if default < 13:  # Unsqueeze, ReduceSum and Split changed form at 13: not rewritten here
+        return 0
     g = _Graph(graph)
     matches = [m for n in graph.node if n.op_type == "Softmax" and (m := _match(n, g))]
     if not matches or len({m.mask for m in matches}) != 1:
         return 0
     mask = matches[0].mask
     full = f"{mask}_per_query"  # the padding mask [B,1,1,L] as [B,1,L,L], made once
-    prelude = _expand_mask(graph, mask, matches[0].q, full)
+    prelude = _expand_mask(graph, mask, full)
     gone = {id(n) for m in matches for n in m.nodes}
     by_output = {
         m.out: helper.make_node(
@@ -256,17 +259,17 @@ def _perm(node: onnx.NodeProto) -> list[int]:
     return next((list(a.ints) for a in node.attribute if a.name == "perm"), [])
 
 
-def _expand_mask(graph: onnx.GraphProto, mask: str, q: str, out: str) -> list[onnx.NodeProto]:
-    """Nodes that make `out`, the mask [B, 1, 1, L] broadcast to [B, 1, L, L] by the shape of q
-    ([B, L, H x D]): ONNX Runtime's Attention takes one mask row per query."""
+def _expand_mask(graph: onnx.GraphProto, mask: str, out: str) -> list[onnx.NodeProto]:
+    """Nodes that make `out`, the mask [B, 1, 1, L] broadcast to [B, 1, L, L] (ONNX Runtime's
+    Attention takes one mask row per query), from the mask alone, so they may follow it."""
     p = f"{out}_"
     graph.initializer.extend(
-        numpy_helper.from_array(np.array([v], np.int64), f"{p}{v}") for v in (0, 1, 2)
+        numpy_helper.from_array(np.array([v], np.int64), f"{p}{v}") for v in (0, 1, 3, 4)
     )
     return [
-        helper.make_node("Shape", [q], [f"{p}shape"], name=f"{p}Shape"),
+        helper.make_node("Shape", [mask], [f"{p}shape"], name=f"{p}Shape"),
         helper.make_node("Slice", [f"{p}shape", f"{p}0", f"{p}1"], [f"{p}b"], name=f"{p}B"),
-        helper.make_node("Slice", [f"{p}shape", f"{p}1", f"{p}2"], [f"{p}l"], name=f"{p}L"),
+        helper.make_node("Slice", [f"{p}shape", f"{p}3", f"{p}4"], [f"{p}l"], name=f"{p}L"),
         helper.make_node(
             "Concat", [f"{p}b", f"{p}1", f"{p}l", f"{p}l"], [f"{p}dims"], name=f"{p}Dims", axis=0
         ),

@@ -60,12 +60,14 @@ def quantize_int8(
     *,
     pad_id: int = 0,
     alpha: float | None = SMOOTH_ALPHA,
+    attention: bool = True,
 ) -> dict[str, int]:
     """Statically quantize the plain fp32 graph src into dst; returns quantized-operator counts.
     texts: the calibration texts (default: the shipped ones, datasets.calibration_texts).
     float_outputs=False keeps ONNX Runtime's requantized uint8 outputs (for the benchmark).
     pad_id: the tokenizer's pad token (RoBERTa-like models give pads positions by it).
     alpha: SmoothQuant's migration strength (smooth.py); None quantizes unsmoothed.
+    attention: False keeps torch's attention nodes (attention.py; for the benchmark).
     """
     from onnxruntime.quantization import CalibrationDataReader
 
@@ -95,6 +97,16 @@ def quantize_int8(
     def batches() -> Iterator[dict]:
         return iter(Calibration().get_next, None)
 
+    def checks() -> Iterator[dict]:
+        """The calibration runs, then rows the calibration texts lack: one of max_length
+        tokens alone and padded beside a short one, and single rows (attention_ops)."""
+        yield from batches()
+        longest = max(rows, key=len)
+        full = (longest * (max_length // max(len(longest), 1) + 1))[:max_length]
+        for batch in ([full], [rows[0], full], [rows[0]], [rows[len(rows) // 2]]):
+            ids, mask = pad_rows(batch, max(map(len, batch)), pad_id)
+            yield {"input_ids": ids, "attention_mask": mask}
+
     model = onnx.load(str(src))
     nodes = linear_matmuls(model.graph)
     smoothed = 0
@@ -112,7 +124,9 @@ def quantize_int8(
     if not float_outputs:
         graph = onnx.load(str(dst), load_external_data=False).graph
         return counts | {"QLinearMatMul": sum(n.op_type == "QLinearMatMul" for n in graph.node)}
-    return dequantize_outputs(dst) | attention_ops(dst, batches()) | quantize_tables(dst) | counts
+    counts |= dequantize_outputs(dst)
+    counts |= attention_ops(dst, checks()) if attention else {"attention": 0}
+    return counts | quantize_tables(dst)
 
 
 def _spans(lengths: list[int]) -> list[tuple[int, int]]:

@@ -24,7 +24,7 @@ from .runner import Runner
 from .session import Session, SessionOptions, default_threads
 from .streams import Streams, stream_count
 from .tokenizer import TextTokenizer
-from .variants import PRECISIONS, choose_variant, manifest_variant
+from .variants import PRECISIONS, choose_variant, manifest_variant, runtime_lacks
 from .verified import verified_bytes, verified_file, verified_tables
 
 DEFAULT_TRT_CACHE = Path.home() / ".cache" / "embedrt" / "tensorrt"
@@ -92,6 +92,9 @@ def load_on(
         if o.variant
         else choose_variant(manifest, device, o.precision)
     )
+    lacks = runtime_lacks(variant)
+    if lacks:
+        raise ModelLoadError(f"{variant.file!r}: {lacks} (or load precision='fp32')")
     max_seq_length = seq_length(manifest, o.max_seq_length)
     tokenizer = TextTokenizer.from_bytes(
         verified_bytes(path, manifest.tokenizer),

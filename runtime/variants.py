@@ -10,11 +10,16 @@ Pure logic over the manifest, no session: tested without a model.
 
 from __future__ import annotations
 
+import re
+
 from .errors import ConfigError
 from .manifest import Manifest, Variant
 from .providers import provider_name
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
+# ONNX's Attention (opset 23), which an int8 graph runs where the export could
+# (export/attention.py, its fused_ops' "attention"), has a CPU kernel from onnxruntime 1.23.
+ATTENTION_RUNTIME = (1, 23)
 
 
 def manifest_variant(manifest: Manifest, name: str) -> Variant:
@@ -26,12 +31,40 @@ def manifest_variant(manifest: Manifest, name: str) -> Variant:
 
 
 def auto_usable(variant: Variant) -> bool:
-    """Whether precision='auto' may pick the variant: not one whose gate failed, and an int8
-    only with a gate that passed (an int8 without a recorded gate is unchecked)."""
+    """Whether precision='auto' may pick the variant: not one whose gate failed, an int8 only
+    with a gate that passed (an int8 without a recorded gate is unchecked), and none this
+    onnxruntime cannot run (runtime_lacks)."""
     gate = variant.quality.get("gate")
+    if runtime_lacks(variant):
+        return False
     if variant.precision == "int8":
         return gate == "passed"
     return gate != "failed"
+
+
+def runtime_lacks(variant: Variant) -> str:
+    """Why the installed onnxruntime cannot run the variant's graph, or "" (it can, or none is
+    installed: loading says so)."""
+    if not variant.fused_ops.get("attention"):
+        return ""
+    version = onnxruntime_version()
+    if version is None or version >= ATTENTION_RUNTIME:
+        return ""
+    need = ".".join(map(str, ATTENTION_RUNTIME))
+    return (
+        f"its graph runs ONNX's Attention operator, which onnxruntime "
+        f"{'.'.join(map(str, version))} lacks: pip install 'onnxruntime>={need}'"
+    )
+
+
+def onnxruntime_version() -> tuple[int, int] | None:
+    """(major, minor) of the installed onnxruntime, or None without one."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    found = re.match(r"(\d+)\.(\d+)", onnxruntime.__version__)
+    return (int(found[1]), int(found[2])) if found else None
 
 
 def auto_skipped(manifest: Manifest) -> dict[str, str]:
@@ -39,7 +72,11 @@ def auto_skipped(manifest: Manifest) -> dict[str, str]:
     skipped = {}
     for v in manifest.variants:
         if not auto_usable(v):
-            why = v.quality.get("gate_failed") or f"its quality gate is {v.quality.get('gate')!r}"
+            why = (
+                runtime_lacks(v)
+                or v.quality.get("gate_failed")
+                or f"its quality gate is {v.quality.get('gate')!r}"
+            )
             skipped[v.name] = f"{why}; load it with precision={v.precision!r} to use it anyway"
     return skipped
 

@@ -98,3 +98,23 @@ def test_a_graph_without_the_pattern_is_left_at_its_opset(plain):
             node.attribute[0].i = 2
     assert attention.to_attention_ops(model) == 0
     assert {o.domain: o.version for o in model.opset_import}[""] == 17
+
+
+def test_an_onnxruntime_without_the_kernel_loads_fp32_or_says_what_to_install(
+    int8_artifact, monkeypatch
+):
+    # onnxruntime before 1.23 has no CPU kernel for ONNX's Attention: auto passes over the int8
+    # graph (embedrt info says why), an explicit int8 names the version to install.
+    from embedrt import variants
+    from embedrt.errors import ModelLoadError
+
+    m = load_manifest(int8_artifact)
+    if m.variant("int8").quality.get("gate") == "passed":
+        assert Encoder.load(int8_artifact, device="cpu").info.variant == "int8"
+    monkeypatch.setattr(variants, "onnxruntime_version", lambda: (1, 22))
+    assert Encoder.load(int8_artifact, device="cpu").info.variant == "fp32"
+    assert "onnxruntime 1.22 lacks" in variants.auto_skipped(m)["int8"]
+    with pytest.raises(ModelLoadError, match=r"pip install 'onnxruntime>=1.23'"):
+        Encoder.load(int8_artifact, device="cpu", precision="int8")
+    monkeypatch.setattr(variants, "onnxruntime_version", lambda: (1, 32))
+    assert variants.runtime_lacks(m.variant("int8")) == ""
