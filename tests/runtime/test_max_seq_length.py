@@ -64,31 +64,22 @@ def test_the_length_is_part_of_a_jobs_identity(tmp_path, tiny_encoder, short):
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), short.encode(texts), atol=1e-6)
 
 
-def test_the_cli_takes_it_and_refuses_a_longer_one(tmp_path, tiny_artifact, short):
-    src = write(tmp_path / "in.txt", make_rows(30), "txt")
-    out = tmp_path / "out.npy"
-    embed = [sys.executable, "-m", "embedrt.cli", "embed", str(src), "-m", str(tiny_artifact)]
-    done = subprocess.run(
-        [*embed, "-o", str(out), "--max-seq-length", "8", "--progress", "none"],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
-    texts = [r["text"] for r in make_rows(30)]
-    np.testing.assert_allclose(np.load(out), short.encode(texts), atol=1e-6)
-    bad = subprocess.run(
-        [sys.executable, "-m", "embedrt.cli", "similarity", str(tiny_artifact), "a", "b"]
-        + ["--max-seq-length", "64"],
-        capture_output=True,
-        text=True,
-    )
-    assert bad.returncode == 2 and "max_seq_length must be an integer from 2 to 32" in bad.stderr
-
-
 def cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "embedrt.cli", *map(str, args)], capture_output=True, text=True
     )
+
+
+def test_the_cli_takes_it_and_refuses_a_longer_one(tmp_path, tiny_artifact, short):
+    src = write(tmp_path / "in.txt", make_rows(30), "txt")
+    out = tmp_path / "out.npy"
+    args = ("-o", out, "--max-seq-length", 8, "--progress", "none")
+    done = cli("embed", src, "-m", tiny_artifact, *args)
+    assert done.returncode == 0, done.stderr
+    texts = [r["text"] for r in make_rows(30)]
+    np.testing.assert_allclose(np.load(out), short.encode(texts), atol=1e-6)
+    bad = cli("similarity", tiny_artifact, "a", "b", "--max-seq-length", 64)
+    assert bad.returncode == 2 and "max_seq_length must be an integer from 2 to 32" in bad.stderr
 
 
 def test_info_and_bench_report_the_length_in_effect(tiny_artifact):
