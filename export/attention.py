@@ -14,26 +14,16 @@ and keeps the rewrite only where every vector agrees (quantize.attention_ops).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .attention_match import GraphIndex, match_attention
+from .onnx_edit import prune, to_opset
+
 ATTENTION_OPSET = 23
-# Reductions whose axes became an input at opset 18 (ReduceSum's did at 13).
-_REDUCE_AXES_AT_18 = {
-    "ReduceL1",
-    "ReduceL2",
-    "ReduceLogSum",
-    "ReduceLogSumExp",
-    "ReduceMax",
-    "ReduceMean",
-    "ReduceMin",
-    "ReduceProd",
-    "ReduceSumSquare",
-}
 
 
 def attention_ops(path: Path, feeds: Iterable[dict[str, np.ndarray]]) -> dict[str, int]:
@@ -68,111 +58,6 @@ def attention_ops(path: Path, feeds: Iterable[dict[str, np.ndarray]]) -> dict[st
     return {"attention": count}
 
 
-@dataclass
-class _Match:
-    q: str
-    k: str
-    v: str
-    mask: str
-    scale: float
-    heads: int
-    out: str
-    nodes: list[onnx.NodeProto]
-
-
-class _Graph:
-    """A graph's producers, consumers, small constants and weight shapes, for matching."""
-
-    def __init__(self, graph: onnx.GraphProto):
-        self.producer = {o: n for n in graph.node for o in n.output}
-        self.consumers: dict[str, list[onnx.NodeProto]] = {}
-        for n in graph.node:
-            for name in n.input:
-                self.consumers.setdefault(name, []).append(n)
-        self.values = {
-            n.output[0]: numpy_helper.to_array(n.attribute[0].t)
-            for n in graph.node
-            if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"
-        }
-        self.shapes = {i.name: list(i.dims) for i in graph.initializer}
-        for init in graph.initializer:
-            if init.data_location != onnx.TensorProto.EXTERNAL and np.prod(init.dims) <= 16:
-                self.values[init.name] = numpy_helper.to_array(init)
-
-    def only(self, name: str) -> onnx.NodeProto | None:
-        """The one node reading name, or None."""
-        users = self.consumers.get(name, [])
-        return users[0] if len(users) == 1 else None
-
-    def made_by(self, name: str, *ops: str) -> onnx.NodeProto | None:
-        """The node of one of these types that makes name, read by nothing else, or None."""
-        n = self.producer.get(name)
-        return n if n is not None and n.op_type in ops and self.only(name) is not None else None
-
-    def scalar(self, name: str) -> float | None:
-        value = self.values.get(name)
-        return float(value.reshape(())) if value is not None and value.size == 1 else None
-
-    def split_heads(self, name: str, perm: list[int]) -> tuple[str, int, list] | None:
-        """(x, H, its two nodes) where name is Transpose(Reshape(x, [B, L, H, D]), perm)."""
-        transpose = self.made_by(name, "Transpose")
-        if transpose is None or _perm(transpose) != perm:
-            return None
-        reshape = self.made_by(transpose.input[0], "Reshape")
-        if reshape is None:
-            return None
-        heads = self.heads(reshape.input[1], self.width(reshape.input[0]))
-        return None if heads is None else (reshape.input[0], heads, [reshape, transpose])
-
-    def heads(self, shape: str, width: int | None) -> int | None:
-        """H of a [B, L, H, D] shape (a constant, or a Concat whose last two parts are); H = -1
-        (left to Reshape) is width / D."""
-        if shape in self.values:
-            dims = [int(x) for x in self.values[shape].reshape(-1)]
-            hd = dims[2:] if len(dims) == 4 else []
-        else:
-            concat = self.producer.get(shape)
-            if concat is None or concat.op_type != "Concat" or len(concat.input) != 4:
-                return None
-            hd = [self.scalar(name) for name in concat.input[2:]]  # type: ignore[misc]
-            if None in hd:
-                return None
-            hd = [int(x) for x in hd]
-        if len(hd) != 2 or hd[1] <= 0:
-            return None
-        h, d = hd
-        if h == -1 and width is not None and width % d == 0:
-            return width // d
-        return h if h > 0 else None
-
-    def width(self, name: str) -> int | None:
-        """A linear layer's output width: its 2-D weight's columns (MatMul, Gemm or
-        MatMulIntegerToFloat, or the MatMul before a bias Add), else None."""
-        node = self.producer.get(name)
-        if node is not None and node.op_type == "Add":
-            node = next(
-                (
-                    self.producer[i]
-                    for i in node.input
-                    if i in self.producer and self.producer[i].op_type == "MatMul"
-                ),
-                None,
-            )
-        if node is None or node.op_type not in ("MatMul", "MatMulIntegerToFloat", "Gemm"):
-            return None
-        dims = self.shape(node.input[1])
-        return dims[1] if dims is not None and len(dims) == 2 else None
-
-    def shape(self, name: str) -> list[int] | None:
-        """An initializer's dimensions, through Identity nodes (torch shares equal weights)."""
-        while name not in self.shapes and name in self.producer:
-            node = self.producer[name]
-            if node.op_type != "Identity":
-                return None
-            name = node.input[0]
-        return self.shapes.get(name)
-
-
 def to_attention_ops(model: onnx.ModelProto) -> int:
     """Rewrite every matched attention into one Attention node, in place; the model moves to
     opset 23 when there is one. Returns how many were rewritten (0: the model is unchanged)."""
@@ -180,8 +65,8 @@ def to_attention_ops(model: onnx.ModelProto) -> int:
     default = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if default < 13:  # Unsqueeze, ReduceSum and Split changed form at 13: not rewritten here
         return 0
-    g = _Graph(graph)
-    matches = [m for n in graph.node if n.op_type == "Softmax" and (m := _match(n, g))]
+    g = GraphIndex(graph)
+    matches = [m for n in graph.node if n.op_type == "Softmax" and (m := match_attention(n, g))]
     if not matches or len({m.mask for m in matches}) != 1:
         return 0
     mask = matches[0].mask
@@ -211,52 +96,9 @@ def to_attention_ops(model: onnx.ModelProto) -> int:
             nodes.extend(prelude)
     del graph.node[:]
     graph.node.extend(nodes)
-    _prune(graph)
-    _to_opset(model, ATTENTION_OPSET)
+    prune(graph)
+    to_opset(model, ATTENTION_OPSET)
     return len(matches)
-
-
-def _match(softmax: onnx.NodeProto, g: _Graph) -> _Match | None:
-    """The attention around this Softmax, when it is exactly torch's BERT-style pattern:
-    Reshape(Merge(Softmax(Q.K^T x scale + mask) . V)), Q, K, V split into heads."""
-    axis = next((a.i for a in softmax.attribute if a.name == "axis"), -1)
-    add = g.made_by(softmax.input[0], "Add")
-    if axis not in (-1, 3) or add is None:
-        return None
-    scaled, mask = add.input
-    mul = g.made_by(scaled, "Mul", "Div")
-    factor = g.scalar(mul.input[1]) if mul is not None else None
-    if mul is None or not factor:
-        return None
-    qk = g.made_by(mul.input[0], "MatMul")
-    pv = g.only(softmax.output[0])
-    if qk is None or pv is None or pv.op_type != "MatMul" or pv.input[0] != softmax.output[0]:
-        return None
-    merge = g.only(pv.output[0])
-    if merge is None or merge.op_type != "Transpose" or _perm(merge) != [0, 2, 1, 3]:
-        return None
-    out = g.only(merge.output[0])
-    q = g.split_heads(qk.input[0], [0, 2, 1, 3])
-    k = g.split_heads(qk.input[1], [0, 2, 3, 1])
-    v = g.split_heads(pv.input[1], [0, 2, 1, 3])
-    if out is None or out.op_type != "Reshape" or q is None or k is None or v is None:
-        return None
-    if not q[1] == k[1] == v[1]:
-        return None
-    return _Match(
-        q[0],
-        k[0],
-        v[0],
-        mask,
-        factor if mul.op_type == "Mul" else 1.0 / factor,
-        q[1],
-        out.output[0],
-        [*q[2], *k[2], *v[2], qk, mul, add, softmax, pv, merge, out],
-    )
-
-
-def _perm(node: onnx.NodeProto) -> list[int]:
-    return next((list(a.ints) for a in node.attribute if a.name == "perm"), [])
 
 
 def _expand_mask(graph: onnx.GraphProto, mask: str, out: str) -> list[onnx.NodeProto]:
@@ -275,37 +117,3 @@ def _expand_mask(graph: onnx.GraphProto, mask: str, out: str) -> list[onnx.NodeP
         ),
         helper.make_node("Expand", [mask, f"{p}dims"], [out], name=f"{p}Expand"),
     ]
-
-
-def _prune(graph: onnx.GraphProto) -> None:
-    """Drop the nodes and initializers nothing reads any more (the removed reshapes' shapes)."""
-    outputs = {o.name for o in graph.output}
-    while True:
-        read = {name for n in graph.node for name in n.input} | outputs
-        dead = [n for n in graph.node if not any(o in read for o in n.output)]
-        if not dead:
-            break
-        for n in dead:
-            graph.node.remove(n)
-    read = {name for n in graph.node for name in n.input} | outputs
-    for init in [i for i in graph.initializer if i.name not in read]:
-        graph.initializer.remove(init)
-
-
-def _to_opset(model: onnx.ModelProto, version: int) -> None:
-    """Declare the default domain at `version`, moving the reductions' axes attributes to
-    inputs as opset 18 wants; every other operator here reads the same at 23."""
-    for node in model.graph.node:
-        axes = [a for a in node.attribute if a.name == "axes"]
-        if node.op_type in _REDUCE_AXES_AT_18 and axes:
-            name = f"{node.name or node.output[0]}_axes"
-            model.graph.initializer.append(
-                numpy_helper.from_array(np.array(axes[0].ints, np.int64), name)
-            )
-            node.attribute.remove(axes[0])
-            node.input.append(name)
-    for op in model.opset_import:
-        if op.domain in ("", "ai.onnx"):
-            op.version = max(op.version, version)
-    default = helper.make_opsetid("", version)
-    model.ir_version = max(model.ir_version, helper.find_min_ir_version_for([default]))

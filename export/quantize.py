@@ -33,6 +33,7 @@ import onnx
 
 from .attention import attention_ops
 from .datasets import calibration_texts
+from .onnx_edit import consumers, drop_nodes, prune
 from .smooth import SMOOTH_ALPHA, channel_absmax, smooth
 
 if TYPE_CHECKING:
@@ -164,22 +165,6 @@ def _quantize(src: str, dst: str, calibration: CalibrationDataReader, nodes: lis
     )
 
 
-def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
-    """Tensor name -> the nodes that read it."""
-    out: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            out.setdefault(name, []).append(node)
-    return out
-
-
-def _drop(graph: onnx.GraphProto, gone: set[int]) -> None:
-    """Remove the nodes whose id() is in gone, keeping the others' order."""
-    kept = [n for n in graph.node if id(n) not in gone]
-    del graph.node[:]
-    graph.node.extend(kept)
-
-
 def _absorb_bias(graph: onnx.GraphProto) -> int:
     """Fold the bias Add that follows a MatMulIntegerToFloat into its optional bias input: one
     node and one pass over the layer's output instead of two (int8's speed:
@@ -188,13 +173,13 @@ def _absorb_bias(graph: onnx.GraphProto) -> int:
     for node in graph.node:  # torch.onnx shares equal tensors (zero biases) through Identity nodes
         if node.op_type == "Identity" and node.input[0] in shapes:
             shapes[node.output[0]] = shapes[node.input[0]]
-    consumers = _consumers(graph)
+    readers = consumers(graph)
     outputs = {o.name for o in graph.output}
     gone = set()
     for node in graph.node:
         if node.op_type != "MatMulIntegerToFloat" or node.output[0] in outputs:
             continue
-        users = consumers.get(node.output[0], [])
+        users = readers.get(node.output[0], [])
         if len(users) != 1 or users[0].op_type != "Add":
             continue
         add = users[0]
@@ -205,7 +190,7 @@ def _absorb_bias(graph: onnx.GraphProto) -> int:
         node.input.append(bias)  # inputs 0-5 are all present: bias is the 7th
         node.output[0] = add.output[0]
         gone.add(id(add))
-    _drop(graph, gone)
+    drop_nodes(graph, gone)
     return len(gone)
 
 
@@ -217,11 +202,11 @@ def dequantize_outputs(path: Path) -> dict[str, int]:
 
     model = onnx.load(str(path))
     graph = model.graph
-    consumers = _consumers(graph)
+    readers = consumers(graph)
     outputs = {o.name for o in graph.output}
     gone: set[int] = set()
     for i, node in enumerate(graph.node):
-        users = consumers.get(node.output[0], []) if node.op_type == "QLinearMatMul" else []
+        users = readers.get(node.output[0], []) if node.op_type == "QLinearMatMul" else []
         if len(users) != 1 or users[0].op_type != "DequantizeLinear" or node.output[0] in outputs:
             continue
         a, a_scale, a_zero, b, b_scale, b_zero = node.input[:6]
@@ -235,15 +220,10 @@ def dequantize_outputs(path: Path) -> dict[str, int]:
             )
         )
         gone.add(id(users[0]))
-    _drop(graph, gone)
+    drop_nodes(graph, gone)
     count = len(gone)
     folded = _absorb_bias(graph)
-    # The dropped requantization's output scales and zero points: unused now (ONNX Runtime would
-    # warn about each one on every load).
-    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
-    unused = [init for init in graph.initializer if init.name not in used]
-    for init in unused:
-        graph.initializer.remove(init)
+    prune(graph)  # the dropped requantizations' output scales and zero points
     if not any(op.domain == "com.microsoft" for op in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     onnx.save(model, str(path))
@@ -273,10 +253,10 @@ def quantize_tables(path: Path) -> dict[str, int]:
         and len(i.dims) == 2
         and 4 * i.dims[0] * i.dims[1] >= EMBEDDING_TABLE_BYTES
     }
-    consumers = _consumers(graph)
+    readers = consumers(graph)
     done = 0
     for name, init in tables.items():
-        users = consumers.get(name, [])
+        users = readers.get(name, [])
         if not users or not all(_row_lookup(n, name) for n in users):
             continue  # read by something other than a lookup of rows: left as it is
         table = numpy_helper.to_array(init)
