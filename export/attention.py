@@ -5,10 +5,12 @@ to heads and transposed, Q.K^T, its scale, the padding mask added, Softmax, the 
 and the heads transposed and reshaped back. ONNX Runtime (1.23 and later) runs the same
 computation as one CPU kernel, Attention, without materializing each step's tensors: the int8
 graph ran 8-17% faster on 2 threads with every vector bit-identical (docs/decisions.md, "int8
-attention as ONNX's Attention"). The rewrite matches that exact pattern only; a graph where it
-finds none (DeBERTa's disentangled attention, MPNet's position bias, decoders' grouped heads)
-is left as it was, at its own opset. The export then runs both graphs on the calibration texts
-and keeps the rewrite only where every vector agrees (quantize.attention_ops).
+attention as ONNX's Attention"). The rewrite matches that exact pattern only
+(attention_match.py), with what every layer adds to its scores (the padding mask, MPNet's
+position bias) summed once into Attention's mask; a graph where it finds none (DeBERTa's
+disentangled attention, decoders' grouped heads) is left as it was, at its own opset. The
+export then runs both graphs on the calibration texts and keeps the rewrite only where every
+vector agrees (quantize.attention_ops).
 """
 
 from __future__ import annotations
@@ -69,9 +71,9 @@ def to_attention_ops(model: onnx.ModelProto) -> int:
     matches = [m for n in graph.node if n.op_type == "Softmax" and (m := match_attention(n, g))]
     if not matches or len({m.mask for m in matches}) != 1:
         return 0
-    mask = matches[0].mask
-    full = f"{mask}_per_query"  # the padding mask [B,1,1,L] as [B,1,L,L], made once
-    prelude = _expand_mask(graph, mask, full)
+    terms = matches[0].mask
+    full = f"{terms[-1]}_per_query"  # what Attention adds to the scores, made once
+    prelude = _expand_mask(graph, terms[0], full) if len(terms) == 1 else _sum(terms, full)
     gone = {id(n) for m in matches for n in m.nodes}
     by_output = {
         m.out: helper.make_node(
@@ -85,15 +87,19 @@ def to_attention_ops(model: onnx.ModelProto) -> int:
         )
         for m in matches
     }
-    nodes: list[onnx.NodeProto] = [] if mask not in {i.name for i in graph.input} else prelude
+    # the prelude follows the last node that makes one of its terms
+    waiting = set(terms) - {i.name for i in graph.input} - {i.name for i in graph.initializer}
+    nodes: list[onnx.NodeProto] = [] if waiting else list(prelude)
     for n in graph.node:
         if id(n) in gone:
             if n.output[0] in by_output:  # the pattern's last node: its place in the order
                 nodes.append(by_output[n.output[0]])
             continue
         nodes.append(n)
-        if mask in n.output:
-            nodes.extend(prelude)
+        if waiting.intersection(n.output):
+            waiting -= set(n.output)
+            if not waiting:
+                nodes.extend(prelude)
     del graph.node[:]
     graph.node.extend(nodes)
     prune(graph)
@@ -117,3 +123,14 @@ def _expand_mask(graph: onnx.GraphProto, mask: str, out: str) -> list[onnx.NodeP
         ),
         helper.make_node("Expand", [mask, f"{p}dims"], [out], name=f"{p}Expand"),
     ]
+
+
+def _sum(terms: tuple[str, ...], out: str) -> list[onnx.NodeProto]:
+    """Nodes that add the terms into `out`: MPNet's position bias [B, H, L, L] and the padding
+    mask [B, 1, 1, L] make one mask row per head and query."""
+    nodes, total = [], terms[0]
+    for i, term in enumerate(terms[1:], 1):
+        made = out if i == len(terms) - 1 else f"{out}_{i}"
+        nodes.append(helper.make_node("Add", [total, term], [made], name=f"{made}_Add"))
+        total = made
+    return nodes

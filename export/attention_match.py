@@ -3,7 +3,8 @@
 torch exports a layer's attention as some thirteen nodes: Q, K and V each reshaped to heads and
 transposed, Q.K^T, its scale, the padding mask added, Softmax, the product with V, and the heads
 transposed and reshaped back. match_attention finds exactly that pattern around a Softmax, or
-nothing.
+nothing. The scores may have more than the padding mask added: MPNet adds a relative position
+bias that every layer shares.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class AttentionMatch:
     q: str
     k: str
     v: str
-    mask: str
+    mask: tuple[str, ...]  # what is added to the scaled scores: the padding mask, a bias
     scale: float
     heads: int
     out: str
@@ -34,6 +35,7 @@ class GraphIndex:
 
     def __init__(self, graph: onnx.GraphProto):
         self.producer = {o: n for n in graph.node for o in n.output}
+        self.outputs = {o.name for o in graph.output}
         self.consumers = consumers(graph)
         self.values = {
             n.output[0]: numpy_helper.to_array(n.attribute[0].t)
@@ -123,10 +125,14 @@ def match_attention(softmax: onnx.NodeProto, g: GraphIndex) -> AttentionMatch | 
     """The attention around this Softmax, when it is exactly torch's BERT-style pattern:
     Reshape(Merge(Softmax(Q.K^T x scale + mask) . V)), Q, K, V split into heads."""
     axis = next((a.i for a in softmax.attribute if a.name == "axis"), -1)
-    add = g.made_by(softmax.input[0], "Add")
-    if axis not in (-1, 3) or add is None:
+    if axis not in (-1, 3):
         return None
-    scaled, mask = add.input
+    sums: list[onnx.NodeProto] = []
+    leaves = _addends(softmax.input[0], g, sums)
+    scores = [x for x in leaves if g.made_by(x, "Mul", "Div")]
+    if not sums or len(scores) != 1 or len(leaves) > 3:
+        return None
+    scaled = scores[0]
     mul = g.made_by(scaled, "Mul", "Div")
     factor = g.scalar(mul.input[1]) if mul is not None else None
     if mul is None or not factor:
@@ -138,7 +144,7 @@ def match_attention(softmax: onnx.NodeProto, g: GraphIndex) -> AttentionMatch | 
     merge = g.only(pv.output[0])
     if merge is None or merge.op_type != "Transpose" or _perm(merge) != [0, 2, 1, 3]:
         return None
-    out = g.only(merge.output[0])
+    out = _merged(merge, g)
     q = g.split_heads(qk.input[0], [0, 2, 1, 3])
     k = g.split_heads(qk.input[1], [0, 2, 3, 1])
     v = g.split_heads(pv.input[1], [0, 2, 1, 3])
@@ -150,12 +156,40 @@ def match_attention(softmax: onnx.NodeProto, g: GraphIndex) -> AttentionMatch | 
         q[0],
         k[0],
         v[0],
-        mask,
+        tuple(x for x in leaves if x != scaled),
         factor if mul.op_type == "Mul" else 1.0 / factor,
         q[1],
         out.output[0],
-        [*q[2], *k[2], *v[2], qk, mul, add, softmax, pv, merge, out],
+        [*q[2], *k[2], *v[2], qk, mul, *sums, softmax, pv, merge, out],
     )
+
+
+def _addends(name: str, g: GraphIndex, sums: list[onnx.NodeProto]) -> list[str]:
+    """The terms of name as a tree of Adds that nothing else reads (those Adds go to sums)."""
+    add = g.made_by(name, "Add")
+    if add is None:
+        return [name]
+    sums.append(add)
+    return [x for i in add.input for x in _addends(i, g, sums)]
+
+
+def _merged(merge: onnx.NodeProto, g: GraphIndex) -> onnx.NodeProto | None:
+    """The Reshape that merges the heads after merge, when nothing else reads them but Shapes
+    that only compute that Reshape's target (MPNet's x.size()[:-2] + (width,)), else None."""
+    users = g.consumers.get(merge.output[0], [])
+    out = [n for n in users if n.op_type == "Reshape" and n.input[0] == merge.output[0]]
+    if len(out) != 1 or merge.output[0] in g.outputs:
+        return None
+    todo = [n for n in users if n is not out[0]]
+    while todo:
+        node = todo.pop()
+        if node.op_type not in ("Shape", "Gather", "Slice", "Unsqueeze", "Squeeze", "Concat"):
+            return None
+        for name in node.output:
+            if name in g.outputs:
+                return None
+            todo += [n for n in g.consumers.get(name, []) if n is not out[0]]
+    return out[0]
 
 
 def _perm(node: onnx.NodeProto) -> list[int]:

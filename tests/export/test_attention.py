@@ -100,6 +100,53 @@ def test_a_graph_without_the_pattern_is_left_at_its_opset(plain):
     assert {o.domain: o.version for o in model.opset_import}[""] == 17
 
 
+def _merged_heads(model):
+    """Each layer's Transpose that merges the heads after P.V, in layer order."""
+    made = {o: n for n in model.graph.node for o in n.output}
+    return [
+        n
+        for n in model.graph.node
+        if n.op_type == "Transpose"
+        and made.get(n.input[0]) is not None
+        and made[n.input[0]].op_type == "MatMul"
+        and made[n.input[0]].input[0]
+        in {o for m in model.graph.node if m.op_type == "Softmax" for o in m.output}
+    ]
+
+
+def test_heads_read_elsewhere_keep_their_layers_nodes(plain):
+    # a layer whose merged heads something else reads (here a graph output) keeps torch's nodes
+    path, feeds = plain
+    model = onnx.load(str(path))
+    layers = [n.op_type for n in model.graph.node].count("Softmax")
+    first = _merged_heads(model)[0]
+    model.graph.output.append(onnx.helper.make_empty_tensor_value_info(first.output[0]))
+    onnx.save(model, str(path))
+    before = run(path, feeds)
+    assert attention.attention_ops(path, feeds) == {"attention": layers - 1}
+    for a, b in zip(before, run(path, feeds), strict=True):
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_allclose(x, y, atol=1e-6)
+
+
+def test_a_bias_of_each_layers_own_is_left_alone(plain):
+    # one Attention mask serves every layer: a term added to one layer's scores only (unlike
+    # MPNet's position bias, which every layer shares) leaves the graph as it was
+    path, _ = plain
+    model = onnx.load(str(path))
+    softmax = next(n for n in model.graph.node if n.op_type == "Softmax")
+    model.graph.initializer.append(
+        onnx.numpy_helper.from_array(np.zeros((1, 1, 1, 1), np.float32), "layer0_bias")
+    )
+    add = onnx.helper.make_node("Add", [softmax.input[0], "layer0_bias"], ["layer0_biased"])
+    softmax.input[0] = "layer0_biased"
+    nodes = list(model.graph.node)
+    nodes.insert(nodes.index(softmax), add)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    assert attention.to_attention_ops(model) == 0
+
+
 def test_an_onnxruntime_without_the_kernel_loads_fp32_or_says_what_to_install(
     int8_artifact, monkeypatch
 ):

@@ -58,9 +58,10 @@ def test_fp16_built_or_refused_with_the_reason(family):
     assert fp16.quality["parity_vs_fp32"]["min_cosine"] >= 0.999
 
 
-# Families whose exported attention is torch's BERT-style pattern (export/attention.py); MPNet
-# adds a position bias to the scores, ModernBERT and the decoders write theirs otherwise.
-ATTENTION_OP = {"bert", "distilbert", "electra", "roberta", "xlm-roberta"}
+# Families whose exported attention is torch's BERT-style pattern (export/attention_match.py),
+# MPNet's with the position bias every layer shares; ModernBERT and the decoders write theirs
+# otherwise.
+ATTENTION_OP = {"bert", "distilbert", "electra", "roberta", "xlm-roberta", "mpnet"}
 
 
 def test_int8_attention_as_onnx_attention_where_the_pattern_is(family):
