@@ -36,7 +36,7 @@ from .session import (
     available_providers,
     spinning_mode,
 )
-from .tokenizer import TextTokenizer, as_text_list
+from .tokenizer import TextTokenizer, as_text_list, check_token_rows
 from .vectors import similarity
 
 log = logging.getLogger("embedrt")
@@ -163,7 +163,7 @@ class Encoder:
         """
         check_int("dimensions", dimensions, most=self.dim, none=True)
         prompted = self.apply_prompt(as_text_list(texts), prompt_name, prompt)
-        vectors = self.encode_tokens(self.tokenize(prompted), batch_size, stats)
+        vectors = self._encode_rows(self.tokenize(prompted), batch_size, stats)
         out = self.truncate(vectors, dimensions)
         return out[0] if isinstance(texts, str) else out
 
@@ -205,9 +205,17 @@ class Encoder:
     ) -> np.ndarray:
         """Embeddings of already tokenized rows (see tokenize), float32 [len(rows), dim].
 
-        Rows are sorted by length, batched by the token budget and batch_size, each batch
-        padded to its own longest row, and the output is returned in input order.
+        Each row is this model's token ids, special tokens included, at most max_seq_length
+        of them: an id outside the tokenizer's vocabulary or a longer row is refused
+        (InputError naming the row), never cut or run as given. Rows are sorted by length,
+        batched by the token budget and batch_size, each batch padded to its own longest row,
+        and the output is returned in input order.
         """
+        check_token_rows(rows, self.max_seq_length, self._tokenizer.vocab_size)
+        return self._encode_rows(rows, batch_size, stats)
+
+    def _encode_rows(self, rows: Rows, batch_size: int, stats: EncodeStats | None) -> np.ndarray:
+        """encode_tokens without the checks, for rows this encoder's tokenizer made."""
         check_int("batch_size", batch_size, most=MAX_BATCH_SIZE)
         plan = replace(self.runner.plan, max_rows=batch_size)
         out = np.empty((len(rows), self.dim), dtype=np.float32)
