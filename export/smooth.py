@@ -52,7 +52,8 @@ def channel_absmax(
     model: onnx.ModelProto, feeds: Iterable[dict[str, np.ndarray]]
 ) -> dict[str, np.ndarray]:
     """max |x| per channel of every linear layer's input, over the real (unpadded) tokens of
-    the feeds (input_ids and attention_mask batches)."""
+    the feeds (input_ids and attention_mask batches), or over all of an input without the
+    batch's [B, L] axes."""
     import onnxruntime as ort
 
     probe = onnx.ModelProto()
@@ -67,7 +68,10 @@ def channel_absmax(
     for feed in feeds:
         real = feed["attention_mask"].astype(bool)
         for name, x in zip(names, session.run(names, feed), strict=True):
-            peak = np.abs(x[real] if x.ndim == 3 else x).max(axis=0)
+            # a token's activations where x has the batch's [B, L] axes; otherwise x does not
+            # depend on the batch (DeBERTa's relative position embeddings [1, 2k, hidden])
+            rows = x[real] if x.shape[:-1] == real.shape else x.reshape(-1, x.shape[-1])
+            peak = np.abs(rows).max(axis=0)
             absmax[name] = np.maximum(absmax[name], peak) if name in absmax else peak
     return absmax
 
