@@ -10,7 +10,7 @@ attention as ONNX's Attention"). The rewrite matches that exact pattern only
 position bias) summed once into Attention's mask; a graph where it finds none (DeBERTa's
 disentangled attention, decoders' grouped heads) is left as it was, at its own opset. The
 export then runs both graphs on the calibration texts and keeps the rewrite only where every
-vector agrees (quantize.attention_ops).
+vector agrees (attention_ops).
 """
 
 from __future__ import annotations
@@ -69,12 +69,14 @@ def to_attention_ops(model: onnx.ModelProto) -> int:
         return 0
     g = GraphIndex(graph)
     matches = [m for n in graph.node if n.op_type == "Softmax" and (m := match_attention(n, g))]
-    if not matches or len({m.mask for m in matches}) != 1:
+    if not matches or len({m.mask for m in matches}) != 1:  # one mask serves every layer
         return 0
     terms = matches[0].mask
+    gone = {id(n) for m in matches for n in m.nodes}
+    if any(t in g.producer and id(g.producer[t]) in gone for t in terms):
+        return 0  # a term made inside an attention pattern (not seen in any exporter)
     full = f"{terms[-1]}_per_query"  # what Attention adds to the scores, made once
     prelude = _expand_mask(graph, terms[0], full) if len(terms) == 1 else _sum(terms, full)
-    gone = {id(n) for m in matches for n in m.nodes}
     by_output = {
         m.out: helper.make_node(
             "Attention",
@@ -126,11 +128,8 @@ def _expand_mask(graph: onnx.GraphProto, mask: str, out: str) -> list[onnx.NodeP
 
 
 def _sum(terms: tuple[str, ...], out: str) -> list[onnx.NodeProto]:
-    """Nodes that add the terms into `out`: MPNet's position bias [B, H, L, L] and the padding
-    mask [B, 1, 1, L] make one mask row per head and query."""
-    nodes, total = [], terms[0]
-    for i, term in enumerate(terms[1:], 1):
-        made = out if i == len(terms) - 1 else f"{out}_{i}"
-        nodes.append(helper.make_node("Add", [total, term], [made], name=f"{made}_Add"))
-        total = made
-    return nodes
+    """The node that adds the two terms into `out`. Assumed to give a mask row per query, as
+    MPNet's position bias [B, H, L, L] plus the padding mask [B, 1, 1, L] does; terms that do
+    not fail attention_ops's check on padded batches, which then keeps the graph as it was."""
+    first, second = terms
+    return [helper.make_node("Add", [first, second], [out], name=f"{out}_Add")]

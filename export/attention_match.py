@@ -48,9 +48,9 @@ class GraphIndex:
                 self.values[init.name] = numpy_helper.to_array(init)
 
     def only(self, name: str) -> onnx.NodeProto | None:
-        """The one node reading name, or None."""
+        """The one node reading name, or None (also when name is a graph output)."""
         users = self.consumers.get(name, [])
-        return users[0] if len(users) == 1 else None
+        return users[0] if len(users) == 1 and name not in self.outputs else None
 
     def made_by(self, name: str, *ops: str) -> onnx.NodeProto | None:
         """The node of one of these types that makes name, read by nothing else, or None."""
@@ -129,7 +129,8 @@ def match_attention(softmax: onnx.NodeProto, g: GraphIndex) -> AttentionMatch | 
         return None
     sums: list[onnx.NodeProto] = []
     leaves = _addends(softmax.input[0], g, sums)
-    scores = [x for x in leaves if g.made_by(x, "Mul", "Div")]
+    scores = [x for x in leaves if _scaled_product(x, g)]
+    # the scores and one or two terms: the padding mask, and MPNet's position bias
     if not sums or len(scores) != 1 or len(leaves) > 3:
         return None
     scaled = scores[0]
@@ -156,7 +157,7 @@ def match_attention(softmax: onnx.NodeProto, g: GraphIndex) -> AttentionMatch | 
         q[0],
         k[0],
         v[0],
-        tuple(x for x in leaves if x != scaled),
+        tuple(sorted(x for x in leaves if x != scaled)),
         factor if mul.op_type == "Mul" else 1.0 / factor,
         q[1],
         out.output[0],
@@ -181,8 +182,14 @@ def _merged(merge: onnx.NodeProto, g: GraphIndex) -> onnx.NodeProto | None:
     if len(out) != 1 or merge.output[0] in g.outputs:
         return None
     todo = [n for n in users if n is not out[0]]
+    if any(n.op_type != "Shape" for n in todo):
+        return None
+    seen: set[int] = set()
     while todo:
         node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
         if node.op_type not in ("Shape", "Gather", "Slice", "Unsqueeze", "Squeeze", "Concat"):
             return None
         for name in node.output:
@@ -190,6 +197,12 @@ def _merged(merge: onnx.NodeProto, g: GraphIndex) -> onnx.NodeProto | None:
                 return None
             todo += [n for n in g.consumers.get(name, []) if n is not out[0]]
     return out[0]
+
+
+def _scaled_product(name: str, g: GraphIndex) -> bool:
+    """name is a product of two tensors (MatMul) times or over a constant (Mul or Div)."""
+    scale = g.made_by(name, "Mul", "Div")
+    return scale is not None and g.made_by(scale.input[0], "MatMul") is not None
 
 
 def _perm(node: onnx.NodeProto) -> list[int]:

@@ -42,15 +42,26 @@ def prune(graph: onnx.GraphProto) -> None:
     warns about each unused one on every load)."""
     outputs = {o.name for o in graph.output}
     while True:
-        read = {name for n in graph.node for name in n.input} | outputs
+        read = _reads(graph) | outputs
         kept = [n for n in graph.node if any(o in read for o in n.output)]
         if len(kept) == len(graph.node):
             break
         del graph.node[:]
         graph.node.extend(kept)
-    read = {name for n in graph.node for name in n.input} | outputs
+    read = _reads(graph) | outputs
     for init in [i for i in graph.initializer if i.name not in read]:
         graph.initializer.remove(init)
+
+
+def _reads(graph: onnx.GraphProto) -> set[str]:
+    """Names the graph's nodes read, within their subgraphs (If, Loop) too."""
+    names: set[str] = set()
+    for node in graph.node:
+        names.update(node.input)
+        for a in node.attribute:
+            for sub in [a.g] if a.type == onnx.AttributeProto.GRAPH else a.graphs:
+                names |= _reads(sub)
+    return names
 
 
 def to_opset(model: onnx.ModelProto, version: int) -> None:

@@ -68,8 +68,8 @@ def channel_absmax(
     for feed in feeds:
         real = feed["attention_mask"].astype(bool)
         for name, x in zip(names, session.run(names, feed), strict=True):
-            # a token's activations where x has the batch's [B, L] axes; otherwise x does not
-            # depend on the batch (DeBERTa's relative position embeddings [1, 2k, hidden])
+            # the real tokens' activations where x has the batch's [B, L] axes; else all of x's
+            # rows (DeBERTa's relative position embeddings [1, 2k, hidden], not a text's)
             rows = x[real] if x.shape[:-1] == real.shape else x.reshape(-1, x.shape[-1])
             peak = np.abs(rows).max(axis=0)
             absmax[name] = np.maximum(absmax[name], peak) if name in absmax else peak

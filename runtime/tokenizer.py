@@ -255,9 +255,10 @@ def as_text_list(texts: Any) -> list[str]:
 
 def check_token_rows(rows: Any, max_length: int, vocab_size: int) -> None:
     """InputError naming the first bad row unless rows is a sequence of rows of token ids as
-    tokenize gives them: integers in [0, vocab_size), at most max_length of them. An id out of
-    range must not reach the graph: ONNX Runtime's Gather reads a negative one from the end of
-    the table, a silently wrong vector."""
+    tokenize gives them: integers in [0, vocab_size), at most max_length of them (an empty row
+    is a text with no tokens: the zero vector). An id out of range must not reach the graph:
+    ONNX Runtime's Gather reads a negative one from the end of the table, a silently wrong
+    vector."""
     if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Sequence | np.ndarray):
         raise InputError(f"rows must be a list of token id lists, got {type(rows).__name__}")
     for i, row in enumerate(rows):
@@ -265,14 +266,18 @@ def check_token_rows(rows: Any, max_length: int, vocab_size: int) -> None:
         if isinstance(row, (str, bytes)) or ids is None or ids.ndim != 1:
             raise InputError(f"rows[{i}] is {type(row).__name__}, expected a list of token ids")
         if ids.size and ids.dtype.kind not in "iu":
-            raise InputError(f"rows[{i}] holds {ids.dtype} values, expected integer token ids")
+            what = {"U": "strings", "S": "bytes", "f": "floats", "b": "booleans"}.get(
+                ids.dtype.kind, "values that are not int64 integers"
+            )
+            raise InputError(f"rows[{i}] holds {what}, expected integer token ids")
         if len(ids) > max_length:
             raise InputError(
                 f"rows[{i}] has {len(ids)} tokens; this model takes at most {max_length} "
                 "(max_seq_length, special tokens included): cut it, as tokenize() does"
             )
-        if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
-            bad = int(ids.min()) if ids.min() < 0 else int(ids.max())
+        low, high = (int(ids.min()), int(ids.max())) if ids.size else (0, 0)
+        if low < 0 or high >= vocab_size:
             raise InputError(
-                f"rows[{i}] holds token id {bad}; this tokenizer's ids are 0 to {vocab_size - 1}"
+                f"rows[{i}] holds token id {low if low < 0 else high}; this tokenizer's ids "
+                f"are 0 to {vocab_size - 1}"
             )

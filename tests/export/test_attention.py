@@ -165,3 +165,106 @@ def test_an_onnxruntime_without_the_kernel_loads_fp32_or_says_what_to_install(
         Encoder.load(int8_artifact, device="cpu", precision="int8")
     monkeypatch.setattr(variants, "onnxruntime_version", lambda: (1, 32))
     assert variants.runtime_lacks(m.variant("int8")) == ""
+
+
+def _hand_built(layers=1, mask_by_mul=False, extra_output=None, shape_reader=None):
+    """A graph of `layers` attention layers as torch writes them (width 8, 2 heads of 4), from
+    inputs x [B, L, 8] and m [B, 1, 1, L]; the padding mask is m itself, or Mul(m, -1e4) as
+    older BERTs make it (read once in a one-layer graph). extra_output: a tensor of layer 0
+    also made a graph output ("softmax" or "merged"); shape_reader: what reads the merged
+    heads besides their Reshape ("shape", a Shape that only feeds a graph output; "gather", a
+    Gather of the data)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(np.array([0, 0, 2, 4], np.int64), "heads"),
+        numpy_helper.from_array(np.array([0, 0, 8], np.int64), "width"),
+        numpy_helper.from_array(np.array(0.5, np.float32), "half"),
+        numpy_helper.from_array(np.array(-1e4, np.float32), "big"),
+        numpy_helper.from_array(np.array(0, np.int64), "zero"),
+    ]
+    nodes, outputs, x = [], [], "x"
+    mask = "m"
+    if mask_by_mul:
+        nodes.append(helper.make_node("Mul", ["m", "big"], ["mask"]))
+        mask = "mask"
+    for i in range(layers):
+        p = f"l{i}_"
+        heads = {}
+        for name, perm in (("q", [0, 2, 1, 3]), ("k", [0, 2, 3, 1]), ("v", [0, 2, 1, 3])):
+            w = rng.standard_normal((8, 8)).astype(np.float32)
+            inits.append(numpy_helper.from_array(w, f"{p}w{name}"))
+            nodes += [
+                helper.make_node("MatMul", [x, f"{p}w{name}"], [f"{p}{name}"]),
+                helper.make_node("Reshape", [f"{p}{name}", "heads"], [f"{p}{name}4"]),
+                helper.make_node("Transpose", [f"{p}{name}4"], [f"{p}{name}h"], perm=perm),
+            ]
+            heads[name] = f"{p}{name}h"
+        nodes += [
+            helper.make_node("MatMul", [heads["q"], heads["k"]], [f"{p}qk"]),
+            helper.make_node("Mul", [f"{p}qk", "half"], [f"{p}scaled"]),
+            helper.make_node("Add", [f"{p}scaled", mask], [f"{p}masked"]),
+            helper.make_node("Softmax", [f"{p}masked"], [f"{p}softmax"], axis=-1),
+            helper.make_node("MatMul", [f"{p}softmax", heads["v"]], [f"{p}pv"]),
+            helper.make_node("Transpose", [f"{p}pv"], [f"{p}merged"], perm=[0, 2, 1, 3]),
+            helper.make_node("Reshape", [f"{p}merged", "width"], [f"{p}out"]),
+        ]
+        x = f"{p}out"
+    if extra_output:
+        outputs.append(helper.make_empty_tensor_value_info(f"l0_{extra_output}"))
+    if shape_reader == "shape":
+        nodes.append(helper.make_node("Shape", ["l0_merged"], ["l0_merged_shape"]))
+        outputs.append(helper.make_empty_tensor_value_info("l0_merged_shape"))
+    elif shape_reader == "gather":
+        nodes.append(helper.make_node("Gather", ["l0_merged", "zero"], ["l0_first"], axis=3))
+        outputs.append(helper.make_empty_tensor_value_info("l0_first"))
+    graph = helper.make_graph(
+        nodes,
+        "attention",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "L", 8]),
+            helper.make_tensor_value_info("m", TensorProto.FLOAT, ["B", 1, 1, "L"]),
+        ],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["B", "L", 8]), *outputs],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _outputs(model, mask_by_mul=False):
+    """The graph's outputs for two rows of 5 tokens, the second's last two padding."""
+    x = np.random.default_rng(1).standard_normal((2, 5, 8)).astype(np.float32)
+    pads = np.zeros((2, 1, 1, 5), np.float32)
+    pads[1, ..., 3:] = 1.0
+    m = pads if mask_by_mul else -1e4 * pads  # the graph's Mul makes it additive, or m is
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"x": x, "m": m})
+
+
+def test_a_one_layer_graph_whose_mask_is_a_product_is_rewritten():
+    # the scores are the product scaled by a constant; the mask, a product read once, is a term
+    model = _hand_built(layers=1, mask_by_mul=True)
+    before = _outputs(model, mask_by_mul=True)
+    assert attention.to_attention_ops(model) == 1
+    np.testing.assert_allclose(_outputs(model, mask_by_mul=True)[0], before[0], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kind", [{"extra_output": "softmax"}, {"extra_output": "scaled"}, {"shape_reader": "gather"}]
+)
+def test_a_layer_whose_steps_something_else_reads_keeps_its_nodes(kind):
+    model = _hand_built(layers=2, **kind)
+    before = _outputs(model)
+    assert attention.to_attention_ops(model) == 1  # the second layer only
+    for a, b in zip(before, _outputs(model), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_shapes_that_only_size_the_merge_go_with_it_and_others_keep_the_layer():
+    # MPNet reads the merged heads' shape for its Reshape; a Shape read by anything else stays
+    model = _hand_built(layers=2, shape_reader="shape")
+    before = _outputs(model)
+    assert attention.to_attention_ops(model) == 1
+    for a, b in zip(before, _outputs(model), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)

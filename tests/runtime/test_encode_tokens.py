@@ -20,6 +20,8 @@ def test_rows_from_tokenize_in_any_integer_form_give_encodes_vectors(tiny_encode
     as_arrays = [np.array(r, dtype=np.int32) for r in rows]
     np.testing.assert_array_equal(tiny_encoder.encode_tokens(as_arrays), want)
     assert tiny_encoder.encode_tokens([]).shape == (0, tiny_encoder.dim)
+    # a row of no tokens is a text with none: the zero vector, as encode gives it
+    np.testing.assert_array_equal(tiny_encoder.encode_tokens([[]]), np.zeros((1, tiny_encoder.dim)))
 
 
 def test_an_id_outside_the_vocabulary_is_refused_naming_the_row(tiny_encoder):
@@ -49,11 +51,12 @@ def test_a_row_past_max_seq_length_is_refused_not_cut(tiny_encoder):
         ({"input_ids": [101, 102]}, r"got dict"),
         (7, r"got int"),
         ([[101, 102], 7], r"rows\[1\] is int"),
-        ([["101", "102"]], r"rows\[0\] holds <U3 values"),
+        ([["101", "102"]], r"rows\[0\] holds strings"),
         (["101 102"], r"rows\[0\] is str"),
-        ([[101.0, 102.0]], r"rows\[0\] holds float64 values"),
-        ([[True, False]], r"rows\[0\] holds bool values"),
+        ([[101.0, 102.0]], r"rows\[0\] holds floats"),
+        ([[True, False]], r"rows\[0\] holds booleans"),
         ([np.ones((2, 2), np.int64)], r"rows\[0\] is ndarray"),
+        ([[101, 2**70]], r"rows\[0\] holds values that are not int64 integers"),
     ],
 )
 def test_wrong_types_are_refused_naming_the_row(tiny_encoder, rows, message):
