@@ -155,6 +155,7 @@ def main() -> None:
         "threads": args.threads,
         "spinning": args.spinning,
         "rounds": args.rounds,
+        "command": "python " + " ".join(sys.argv),
     }
     args.out.with_suffix(".json").write_text(
         json.dumps({**meta, "results": results}, indent=2) + "\n"
@@ -163,6 +164,8 @@ def main() -> None:
         f"{args.corpus} corpus: {len(texts)} texts ({tokens} tokens), batch {args.batch_size}, {args.threads} threads, "
         f"spinning {args.spinning}; latency over {args.latency_n} texts; medians of {args.rounds} interleaved "
         f"rounds, each candidate a fresh process per round; {meta['machine']}",
+        "",
+        f"Command: `{meta['command']}`",
         "",
         "| candidate | texts/s | tokens/s | vs st-torch | single p50/p95/p99 ms | batch-8 p50/p99 ms "
         "| cold start s | peak RSS MB |",
