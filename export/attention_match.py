@@ -129,18 +129,14 @@ def match_attention(softmax: onnx.NodeProto, g: GraphIndex) -> AttentionMatch | 
         return None
     sums: list[onnx.NodeProto] = []
     leaves = _addends(softmax.input[0], g, sums)
-    scores = [x for x in leaves if _scaled_product(x, g)]
+    scores = {x: nodes for x in leaves if (nodes := _scaled_product(x, g))}
     # the scores and one or two terms: the padding mask, and MPNet's position bias
     if not sums or len(scores) != 1 or len(leaves) > 3:
         return None
-    scaled = scores[0]
-    mul = g.made_by(scaled, "Mul", "Div")
-    factor = g.scalar(mul.input[1]) if mul is not None else None
-    if mul is None or not factor:
-        return None
-    qk = g.made_by(mul.input[0], "MatMul")
+    ((scaled, (mul, qk)),) = scores.items()
+    factor = g.scalar(mul.input[1])
     pv = g.only(softmax.output[0])
-    if qk is None or pv is None or pv.op_type != "MatMul" or pv.input[0] != softmax.output[0]:
+    if not factor or pv is None or pv.op_type != "MatMul" or pv.input[0] != softmax.output[0]:
         return None
     merge = g.only(pv.output[0])
     if merge is None or merge.op_type != "Transpose" or _perm(merge) != [0, 2, 1, 3]:
@@ -149,7 +145,7 @@ def match_attention(softmax: onnx.NodeProto, g: GraphIndex) -> AttentionMatch | 
     q = g.split_heads(qk.input[0], [0, 2, 1, 3])
     k = g.split_heads(qk.input[1], [0, 2, 3, 1])
     v = g.split_heads(pv.input[1], [0, 2, 1, 3])
-    if out is None or out.op_type != "Reshape" or q is None or k is None or v is None:
+    if out is None or q is None or k is None or v is None:
         return None
     if not q[1] == k[1] == v[1]:
         return None
@@ -199,10 +195,12 @@ def _merged(merge: onnx.NodeProto, g: GraphIndex) -> onnx.NodeProto | None:
     return out[0]
 
 
-def _scaled_product(name: str, g: GraphIndex) -> bool:
-    """name is a product of two tensors (MatMul) times or over a constant (Mul or Div)."""
+def _scaled_product(name: str, g: GraphIndex) -> tuple[onnx.NodeProto, onnx.NodeProto] | None:
+    """(the Mul or Div, the MatMul) where name is a product of two tensors times or over
+    something (a constant, checked by the caller), else None."""
     scale = g.made_by(name, "Mul", "Div")
-    return scale is not None and g.made_by(scale.input[0], "MatMul") is not None
+    product = g.made_by(scale.input[0], "MatMul") if scale is not None else None
+    return None if scale is None or product is None else (scale, product)
 
 
 def _perm(node: onnx.NodeProto) -> list[int]:

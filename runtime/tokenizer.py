@@ -259,11 +259,12 @@ def check_token_rows(rows: Any, max_length: int, vocab_size: int) -> None:
     is a text with no tokens: the zero vector). An id out of range must not reach the graph:
     ONNX Runtime's Gather reads a negative one from the end of the table, a silently wrong
     vector."""
-    if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Sequence | np.ndarray):
+    if isinstance(rows, (str, bytes)) or not isinstance(rows, Sequence | np.ndarray):
         raise InputError(f"rows must be a list of token id lists, got {type(rows).__name__}")
     for i, row in enumerate(rows):
+        # a str or bytes row is a 0-d array, as is a number
         ids = np.asarray(row) if isinstance(row, Sequence | np.ndarray) else None
-        if isinstance(row, (str, bytes)) or ids is None or ids.ndim != 1:
+        if ids is None or ids.ndim != 1:
             raise InputError(f"rows[{i}] is {type(row).__name__}, expected a list of token ids")
         if ids.size and ids.dtype.kind not in "iu":
             what = {"U": "strings", "S": "bytes", "f": "floats", "b": "booleans"}.get(
