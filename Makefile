@@ -11,7 +11,7 @@ MPNET_ST_MODEL = "$$($(PY) -c 'from embedrt.export.source import resolve_source;
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := true
 
-.PHONY: install run test lint test-lean bench bench-mpnet bench-streams bench-spinning bench-footprint serve bench-serve bench-serve-mixed bench-embed bench-peers-venv bench-gpu-dry-run bench-ray bench-soak clean
+.PHONY: install run test lint test-lean bench bench-mpnet bench-streams bench-spinning bench-latency bench-footprint serve bench-serve bench-serve-mixed bench-embed bench-peers-venv bench-gpu-dry-run bench-ray bench-soak clean
 
 install: $(VENV)/.installed
 
@@ -84,7 +84,7 @@ bench: bench-peers-venv bench-footprint
 		--texts 500 --peers-python $(VENV)-peers/bin/python --out bench/results/throughput_documents
 	$(PY) bench/ceiling.py --throughput bench/results/throughput_documents.json \
 		--out bench/results/ceiling_documents
-	$(MAKE) bench-mpnet bench-spinning bench-serve bench-serve-mixed bench-embed bench-ray
+	$(MAKE) bench-mpnet bench-latency bench-spinning bench-serve bench-serve-mixed bench-embed bench-ray
 	$(PY) bench/headline.py
 
 $(MPNET_ARTIFACT)/embedrt.json: $(VENV)/.installed
@@ -103,6 +103,18 @@ bench-mpnet: $(MPNET_ARTIFACT)/embedrt.json $(ARTIFACT)/embedrt.json
 		--settings with,inline-tables --out bench/results/load_rss_tables
 	$(PY) bench/load_rss.py --artifact $(ARTIFACT) --variant opt --loads 6 \
 		--settings with,inline-tables --out bench/results/load_rss_tables_minilm
+
+# Single-text latency with the candidates taking turns on the same texts, so that the machine's
+# drift hits them alike (bench/latency.py): MiniLM on every corpus, MPNet on two.
+bench-latency: $(MPNET_ARTIFACT)/embedrt.json $(ARTIFACT)/embedrt.json
+	for kind in sentences long-tail paragraphs documents; do \
+		$(PY) bench/latency.py --artifact $(ARTIFACT) --st-model $(ST_MODEL) --corpus $$kind \
+			--texts 300 --out bench/results/latency_$$kind || exit 1; \
+	done
+	for kind in sentences paragraphs; do \
+		$(PY) bench/latency.py --artifact $(MPNET_ARTIFACT) --st-model $(MPNET_ST_MODEL) \
+			--corpus $$kind --texts 200 --out bench/results/latency_mpnet_$$kind || exit 1; \
+	done
 
 # Streams (a second session, one more copy of the weights) against none, in encode and served,
 # for the graphs on each side of the default's size line (runtime/streams.py).

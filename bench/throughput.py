@@ -34,7 +34,10 @@ PEERS = ("st-onnx", "st-onnx-int8", "fastembed")
 BASELINE = "st-torch"
 
 
-def run_candidate(python: str, name: str, args: argparse.Namespace, corpus: Path) -> dict:
+def worker_command(
+    python: str, name: str, args: argparse.Namespace, corpus: Path
+) -> tuple[list[str], dict[str, str]]:
+    """bench/worker.py's command line and environment for one candidate."""
     cmd = [
         python,
         str(Path(__file__).parent / "worker.py"),
@@ -56,7 +59,11 @@ def run_candidate(python: str, name: str, args: argparse.Namespace, corpus: Path
         "--spinning",
         args.spinning,
     ]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", EMBEDRT_BENCH_T0=repr(time.time()))
+    return cmd, dict(os.environ, HF_HUB_OFFLINE="1", EMBEDRT_BENCH_T0=repr(time.time()))
+
+
+def run_candidate(python: str, name: str, args: argparse.Namespace, corpus: Path) -> dict:
+    cmd, env = worker_command(python, name, args, corpus)
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     if out.returncode != 0:
         return {"candidate": name, "error": out.stderr.strip().splitlines()[-1:] or ["failed"]}

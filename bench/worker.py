@@ -3,7 +3,8 @@
     EMBEDRT_BENCH_T0=<time.time() before spawn> python bench/worker.py CANDIDATE \
         --artifact DIR --st-model DIR --corpus FILE --batch-size 32 --threads 2
 
-Prints one JSON line. Candidates are functions returning encode(texts, batch_size) -> ndarray;
+Prints one JSON line. With --paired it instead encodes one text per line of stdin, replying
+with the seconds it took, until stdin ends (bench/latency.py drives it). Candidates are functions returning encode(texts, batch_size) -> ndarray;
 the peers that need their own venv (sentence-transformers ONNX backend, fastembed) live in
 bench/peers.py and run under that venv's python.
 """
@@ -115,6 +116,18 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     return {f"p{p}": round(float(np.percentile(ms, p)), 2) for p in (50, 95, 99)}
 
 
+def paired(encode: EncodeFn, warm: list[str]) -> None:
+    """Encode the text on each stdin line (a JSON string) alone; reply with the seconds taken."""
+    for text in warm:
+        encode([text], 1)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        text = json.loads(line)
+        start = time.perf_counter()
+        encode([text], 1)
+        print(time.perf_counter() - start, flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("candidate")
@@ -127,6 +140,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--latency-n", type=int, default=200)
+    ap.add_argument("--paired", action="store_true", help="one text per stdin line (latency.py)")
     args = ap.parse_args()
     t0 = float(os.environ.get("EMBEDRT_BENCH_T0", time.time()))
 
@@ -145,6 +159,9 @@ def main() -> None:
 
     texts = read_corpus(Path(args.corpus))
     encode(texts[:64], args.batch_size)  # warm-up: allocators, thread pools, kernels
+    if args.paired:
+        paired(encode, texts[:16])
+        return
     runs = []
     for _ in range(args.repeats):
         t = time.perf_counter()

@@ -1,0 +1,209 @@
+"""Single-text latency, paired: the candidates take turns on the same texts, block after block.
+
+    python bench/latency.py --artifact artifacts/all-MiniLM-L6-v2 --st-model DIR \
+        --corpus paragraphs --texts 300 --out bench/results/latency_paragraphs
+
+Why paired: this machine's speed moves by tens of percent for seconds to minutes at a time (one
+paragraph through the same int8 session ran in 2.7-2.9 ms for a while, then in 4.1-4.3 ms, both
+threads on their own CPU and busy all the time: the host, not the process). throughput.py
+measures each candidate's 200 single texts in one stretch, so each candidate sees its own
+weather. Here every candidate stays loaded in its own process (bench/worker.py --paired), and
+the parent hands each block of --block texts to every candidate in turn, the first rotating
+from block to block, so each candidate's p50/p95/p99 cover the same texts in the same minutes,
+and each text's time over the baseline's on it gives a per-text ratio.
+
+A turn starts with --warm untimed runs: after another candidate's turn the first runs are
+slower for a few runs (weights evicted from the caches, the other's threads still spinning),
+by up to 5x for a 1 ms sentence. Turns follow each other after --gap-ms: an idle gap of 200 ms
+made the next runs slower still (this VM's idle CPUs wake slowly), and runs back to back are
+what a loaded service sees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from corpus import KINDS, build_corpus, write_corpus  # noqa: E402
+from machine import describe  # noqa: E402
+from throughput import BASELINE, LOCAL, worker_command  # noqa: E402
+
+from embedrt.session import SPINNING, SessionOptions  # noqa: E402
+
+PERCENTILES = (50, 95, 99)
+
+
+class Candidate:
+    """One candidate's worker process, loaded once, timing one text per request."""
+
+    def __init__(self, name: str, args: argparse.Namespace, corpus: Path) -> None:
+        cmd, env = worker_command(sys.executable, name, args, corpus)
+        self.name = name
+        self.proc = subprocess.Popen(
+            [*cmd, "--paired"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self._expect("ready")
+
+    def _expect(self, what: str) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line or (what and line.strip() != what):
+            self.proc.kill()
+            _, err = self.proc.communicate()
+            tail = (err or "").strip().splitlines()[-3:]
+            raise SystemExit(
+                f"{self.name} failed: {' / '.join(tail) or line.strip() or 'no output'}"
+            )
+        return line
+
+    def time(self, text: str) -> float:
+        """Seconds the candidate took to encode text alone."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(text) + "\n")
+        self.proc.stdin.flush()
+        return float(self._expect(""))
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def paired_times(
+    candidates: list[Candidate], texts: list[str], block: int, warm: int, gap_s: float
+) -> dict[str, list[float]]:
+    """Every text timed on every candidate: blocks of texts, each block run by every candidate
+    in turn (the first rotating per block), after `warm` untimed runs that bring its weights
+    back into the caches the others' runs took them from (the first runs of a turn are slower
+    for a few runs); gap_s idle after each turn."""
+    times: dict[str, list[float]] = {c.name: [] for c in candidates}
+    for i, start in enumerate(range(0, len(texts), block)):
+        chunk = texts[start : start + block]
+        k = i % len(candidates)
+        for c in candidates[k:] + candidates[:k]:
+            for j in range(warm):
+                c.time(chunk[j % len(chunk)])
+            times[c.name].extend(c.time(text) for text in chunk)
+            time.sleep(gap_s)
+    return times
+
+
+def summary(times: dict[str, list[float]], baseline: str) -> dict[str, dict]:
+    """Per candidate: percentiles in ms, their ratios to the baseline's, and the median of the
+    per-text ratios (each text's time over the baseline's time on the same text)."""
+    ms = {name: np.array(t) * 1000 for name, t in times.items()}
+    base = ms.get(baseline)
+    out: dict[str, dict] = {}
+    for name, m in ms.items():
+        r: dict = {"texts": len(m)}
+        r |= {f"p{p}_ms": round(float(np.percentile(m, p)), 2) for p in PERCENTILES}
+        if base is not None:
+            for p in PERCENTILES:
+                ratio = np.percentile(m, p) / np.percentile(base, p)
+                r[f"p{p}_vs_baseline"] = round(float(ratio), 3)
+            r["per_text_ratio_median"] = round(float(np.median(m / base)), 3)
+        out[name] = r
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--artifact", type=Path, required=True)
+    ap.add_argument("--st-model", type=Path, required=True)
+    ap.add_argument("--corpus", choices=KINDS, default="paragraphs", help="see bench/corpus.py")
+    ap.add_argument("--texts", type=int, default=300, help="texts timed, each on every candidate")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--spinning", choices=SPINNING, default=SessionOptions.spinning)
+    ap.add_argument("--block", type=int, default=20, help="texts a candidate runs per turn")
+    ap.add_argument("--warm", type=int, default=3, help="untimed runs that start each turn")
+    ap.add_argument("--gap-ms", type=float, default=5.0, help="idle time after each turn")
+    ap.add_argument(
+        "--candidates",
+        default=",".join(LOCAL),
+        help="comma-separated worker.py candidates (default: %(default)s)",
+    )
+    ap.add_argument("--baseline", default=BASELINE, help="what the ratios divide by")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    args.batch_size, args.latency_n = 32, 0  # worker.py's warm-up batch; no latency phase
+
+    from embedrt import load_manifest
+
+    texts = build_corpus(args.texts, kind=args.corpus)
+    have = {v.name for v in load_manifest(args.artifact).variants}
+    names = [
+        n
+        for n in args.candidates.split(",")
+        if not n.startswith("embedrt-") or n.removeprefix("embedrt-").split("@")[0] in have
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    corpus = args.out.parent / f".corpus-{os.getpid()}.jsonl"
+    write_corpus(corpus, texts)
+    candidates: list[Candidate] = []
+    try:
+        for name in names:
+            print(f"loading {name} ...", file=sys.stderr, flush=True)
+            candidates.append(Candidate(name, args, corpus))
+        times = paired_times(candidates, texts, args.block, args.warm, args.gap_ms / 1000)
+    finally:
+        for c in candidates:
+            c.close()
+        corpus.unlink()
+    results = summary(times, args.baseline)
+    meta = {
+        "machine": describe(),
+        "corpus": args.corpus,
+        "texts": len(texts),
+        "threads": args.threads,
+        "spinning": args.spinning,
+        "block": args.block,
+        "warm": args.warm,
+        "gap_ms": args.gap_ms,
+        "baseline": args.baseline,
+        "command": "python " + " ".join(sys.argv),
+    }
+    args.out.with_suffix(".json").write_text(
+        json.dumps({**meta, "results": results}, indent=2) + "\n"
+    )
+    lines = [
+        f"Single-text latency, paired: {len(texts)} {args.corpus} texts, each encoded alone by "
+        f"every candidate, in blocks of {args.block} texts that the candidates run in turn (the "
+        f"first rotating per block; {args.warm} untimed runs first, {args.gap_ms:g} ms idle "
+        f"after), "
+        f"{args.threads} threads, spinning {args.spinning}; {meta['machine']}",
+        "",
+        f"Command: `{meta['command']}`",
+        "",
+        f"| candidate | p50 / p95 / p99 ms | vs {args.baseline}: p50 / p95 / p99 "
+        "| per-text ratio, median |",
+        "|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        vs = (
+            " / ".join(f"{r[f'p{p}_vs_baseline']}x" for p in PERCENTILES)
+            if args.baseline in results
+            else ""
+        )
+        lines.append(
+            f"| {name} | {' / '.join(str(r[f'p{p}_ms']) for p in PERCENTILES)} | {vs} "
+            f"| {r.get('per_text_ratio_median', '')} |"
+        )
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
