@@ -1,5 +1,6 @@
 """The README's headline tables, written from bench/results/throughput*.json: the sentences run
-in full, then embedrt's ratios to sentence-transformers per model and corpus.
+in full, then embedrt's ratios to sentence-transformers per model and corpus, with the single-text
+ratios from the paired runs of bench/results/latency*.json (bench/latency.py).
 
     python bench/headline.py           # rewrite the table in README.md (make bench runs it)
     python bench/headline.py --check   # exit 1 if README.md's table is not what the results say
@@ -61,27 +62,33 @@ def table(results: dict) -> str:
 # corpus: int8 >= 5x st-torch's texts/s, single-text p50 <= 1/6 (fp32 1/3), peak RSS <= 1/3
 # (fp32 1/2).
 CORPORA = {
-    ("all-MiniLM-L6-v2", "sentences"): "throughput_sentences.json",
-    ("all-MiniLM-L6-v2", "paragraphs"): "throughput_paragraphs.json",
-    ("all-MiniLM-L6-v2", "long-tail"): "throughput.json",
-    ("all-MiniLM-L6-v2", "documents"): "throughput_documents.json",
-    ("all-mpnet-base-v2", "sentences"): "throughput_mpnet.json",
-    ("all-mpnet-base-v2", "paragraphs"): "throughput_mpnet_paragraphs.json",
+    ("all-MiniLM-L6-v2", "sentences"): ("throughput_sentences.json", "latency_sentences.json"),
+    ("all-MiniLM-L6-v2", "paragraphs"): ("throughput_paragraphs.json", "latency_paragraphs.json"),
+    ("all-MiniLM-L6-v2", "long-tail"): ("throughput.json", "latency_long-tail.json"),
+    ("all-MiniLM-L6-v2", "documents"): ("throughput_documents.json", "latency_documents.json"),
+    ("all-mpnet-base-v2", "sentences"): ("throughput_mpnet.json", "latency_mpnet_sentences.json"),
+    ("all-mpnet-base-v2", "paragraphs"): (
+        "throughput_mpnet_paragraphs.json",
+        "latency_mpnet_paragraphs.json",
+    ),
 }
 
 
 def corpus_table(results_dir: Path) -> str:
     """embedrt's int8 and fp32 against st-torch on each model and corpus with results, as
-    ratios."""
+    ratios: texts/s and peak RSS from the throughput run, single-text p50 and p99 from the
+    paired latency run (each candidate on the same texts in the same minutes)."""
     lines = [
-        "embedrt int8 / fp32 as ratios to st-torch, per model and corpus (each row from its "
-        'own run: bench/results/throughput*.md; fp32 is what `precision="fp32"` loads on the '
-        "CPU: the optimized graph where the model has one):",
+        "embedrt int8 / fp32 as ratios to st-torch, per model and corpus (texts/s and peak RSS: "
+        "bench/results/throughput*.md; single text, each candidate timed on the same texts in "
+        'turn: bench/results/latency*.md; fp32 is what `precision="fp32"` loads on the CPU: the '
+        "optimized graph where the model has one):",
         "",
-        "| model | corpus | tokens per text | texts/s | single text p50 | peak RSS | CPU |",
-        "|---|---|---|---|---|---|---|",
+        "| model | corpus | tokens per text | texts/s | single text p50 | single text p99 "
+        "| peak RSS | CPU |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for (model, corpus), name in CORPORA.items():
+    for (model, corpus), (name, paired) in CORPORA.items():
         path = results_dir / name
         if not path.is_file():
             continue
@@ -89,19 +96,35 @@ def corpus_table(results_dir: Path) -> str:
         base = r["results"].get("st-torch")
         if not base or "texts_per_s" not in base:
             continue
-        # fp32 as precision="fp32" loads it on the CPU: the optimized graph where there is one
-        fp32 = r["results"].get("embedrt-opt") or r["results"].get("embedrt-fp32")
-        pair = [r["results"].get("embedrt-int8"), fp32]
+        pair = _int8_fp32(r["results"])
         cells = [
-            " / ".join(f"{_figure(c, key) / _figure(base, key):.2f}x" if c else "-" for c in pair)
-            for key in ("texts_per_s", "latency_single_ms", "peak_rss_mb")
+            " / ".join(f"{c[key] / base[key]:.2f}x" if c else "-" for c in pair)
+            for key in ("texts_per_s", "peak_rss_mb")
         ]
+        cells[1:1] = _latency_cells(results_dir / paired)
         lines.append(
             f"| {model} | {corpus} | {r['tokens'] / r['texts']:.0f} | "
             + " | ".join(cells)
             + f" | {cpu_of(r)} |"
         )
     return "\n".join(lines)
+
+
+def _int8_fp32(results: dict) -> list[dict | None]:
+    """int8's and fp32's results; fp32 as precision="fp32" loads it on the CPU: the optimized
+    graph where there is one."""
+    return [results.get("embedrt-int8"), results.get("embedrt-opt") or results.get("embedrt-fp32")]
+
+
+def _latency_cells(path: Path) -> list[str]:
+    """The p50 and p99 cells from a paired latency run's ratios to st-torch, or "-"."""
+    if not path.is_file():
+        return ["-", "-"]
+    results = json.loads(path.read_text(encoding="utf-8"))["results"]
+    pair = _int8_fp32(results)
+    return [
+        " / ".join(f"{c[f'p{p}_vs_baseline']:.2f}x" if c else "-" for c in pair) for p in (50, 99)
+    ]
 
 
 def cpu_of(result: dict) -> str:
@@ -112,12 +135,6 @@ def cpu_of(result: dict) -> str:
         return "not recorded"
     family, model, generation = found.groups()
     return generation or f"family {family} model {model}"
-
-
-def _figure(result: dict, key: str) -> float:
-    """One candidate's figure: single-text latency as its p50."""
-    value = result[key]
-    return value["p50"] if isinstance(value, dict) else value
 
 
 def with_table(readme: str, results: dict) -> str:
