@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from corpus import KINDS, build_corpus, write_corpus  # noqa: E402
 from machine import describe  # noqa: E402
-from throughput import BASELINE, LOCAL, worker_command  # noqa: E402
+from throughput import BASELINE, LOCAL, runnable, worker_command, write_json  # noqa: E402
 
 from embedrt.session import SPINNING, SessionOptions  # noqa: E402
 
@@ -140,15 +140,8 @@ def main() -> None:
     args = ap.parse_args()
     args.batch_size, args.latency_n = 32, 0  # worker.py's warm-up batch; no latency phase
 
-    from embedrt import load_manifest
-
     texts = build_corpus(args.texts, kind=args.corpus)
-    have = {v.name for v in load_manifest(args.artifact).variants}
-    names = [
-        n
-        for n in args.candidates.split(",")
-        if not n.startswith("embedrt-") or n.removeprefix("embedrt-").split("@")[0] in have
-    ]
+    names = runnable(args.candidates, args.artifact)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     corpus = args.out.parent / f".corpus-{os.getpid()}.jsonl"
     write_corpus(corpus, texts)
@@ -175,9 +168,7 @@ def main() -> None:
         "baseline": args.baseline,
         "command": "python " + " ".join(sys.argv),
     }
-    args.out.with_suffix(".json").write_text(
-        json.dumps({**meta, "results": results}, indent=2) + "\n"
-    )
+    write_json(args.out, meta, results)
     lines = [
         f"Single-text latency, paired: {len(texts)} {args.corpus} texts, each encoded alone by "
         f"every candidate, in blocks of {args.block} texts that the candidates run in turn (the "

@@ -62,6 +62,24 @@ def worker_command(
     return cmd, dict(os.environ, HF_HUB_OFFLINE="1", EMBEDRT_BENCH_T0=repr(time.time()))
 
 
+def runnable(candidates: str, artifact: Path) -> list[str]:
+    """The comma-separated candidates less the embedrt variants the artifact lacks (MPNet has
+    no opt: ONNX Runtime fuses none of its attention)."""
+    from embedrt import load_manifest
+
+    have = {v.name for v in load_manifest(artifact).variants}
+    return [
+        name
+        for name in candidates.split(",")
+        if not name.startswith("embedrt-") or name.removeprefix("embedrt-").split("@")[0] in have
+    ]
+
+
+def write_json(out: Path, meta: dict, results: dict) -> None:
+    """OUT.json: what was run, and the results."""
+    out.with_suffix(".json").write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")
+
+
 def run_candidate(python: str, name: str, args: argparse.Namespace, corpus: Path) -> dict:
     cmd, env = worker_command(python, name, args, corpus)
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
@@ -118,7 +136,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
 
-    from embedrt import Encoder, load_manifest
+    from embedrt import Encoder
 
     texts = build_corpus(args.texts, kind=args.corpus)
     corpus = args.out.parent / f".corpus-{os.getpid()}.jsonl"
@@ -127,13 +145,7 @@ def main() -> None:
     tokens = int(
         Encoder.load(args.artifact, device="cpu", variant="fp32").count_tokens(texts).sum()
     )
-    # an artifact without a variant (MPNet has no opt: ONNX Runtime fuses none of its attention)
-    have = {v.name for v in load_manifest(args.artifact).variants}
-    plan = [
-        (sys.executable, name)
-        for name in args.candidates.split(",")
-        if not name.startswith("embedrt-") or name.removeprefix("embedrt-").split("@")[0] in have
-    ]
+    plan = [(sys.executable, name) for name in runnable(args.candidates, args.artifact)]
     if args.peers_python:
         plan += [(args.peers_python, name) for name in PEERS]
     # Candidates take turns, round after round, so that a neighbour's burst of load on a shared
@@ -164,9 +176,7 @@ def main() -> None:
         "rounds": args.rounds,
         "command": "python " + " ".join(sys.argv),
     }
-    args.out.with_suffix(".json").write_text(
-        json.dumps({**meta, "results": results}, indent=2) + "\n"
-    )
+    write_json(args.out, meta, results)
     lines = [
         f"{args.corpus} corpus: {len(texts)} texts ({tokens} tokens), batch {args.batch_size}, {args.threads} threads, "
         f"spinning {args.spinning}; latency over {args.latency_n} texts; medians of {args.rounds} interleaved "
