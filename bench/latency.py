@@ -26,8 +26,10 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -47,39 +49,49 @@ class Candidate:
     def __init__(self, name: str, args: argparse.Namespace, corpus: Path) -> None:
         cmd, env = worker_command(sys.executable, name, args, corpus)
         self.name = name
+        # stderr to a file: a pipe nobody reads would stall a chatty worker once it is full
+        self.log = tempfile.TemporaryFile("w+")
         self.proc = subprocess.Popen(
             [*cmd, "--paired"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
             text=True,
             env=env,
         )
-        self._expect("ready")
+        if self._reply() != "ready":
+            self._fail("did not start")
 
-    def _expect(self, what: str) -> str:
+    def _reply(self) -> str:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
-        if not line or (what and line.strip() != what):
-            self.proc.kill()
-            _, err = self.proc.communicate()
-            tail = (err or "").strip().splitlines()[-3:]
-            raise SystemExit(
-                f"{self.name} failed: {' / '.join(tail) or line.strip() or 'no output'}"
-            )
-        return line
+        if not line:
+            self._fail("ended")
+        return line.strip()
+
+    def _fail(self, what: str) -> NoReturn:
+        self.proc.kill()
+        self.proc.wait()
+        self.log.seek(0)
+        tail = self.log.read().strip().splitlines()[-3:]
+        raise SystemExit(f"{self.name} failed ({what}): {' / '.join(tail) or 'no output'}")
 
     def time(self, text: str) -> float:
         """Seconds the candidate took to encode text alone."""
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps(text) + "\n")
         self.proc.stdin.flush()
-        return float(self._expect(""))
+        reply = self._reply()
+        try:
+            return float(reply)
+        except ValueError:
+            self._fail(f"answered {reply[:60]!r}")
 
     def close(self) -> None:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
         self.proc.wait(timeout=60)
+        self.log.close()
 
 
 def paired_times(
