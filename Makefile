@@ -109,11 +109,11 @@ bench-mpnet: $(MPNET_ARTIFACT)/embedrt.json $(ARTIFACT)/embedrt.json
 bench-latency: $(MPNET_ARTIFACT)/embedrt.json $(ARTIFACT)/embedrt.json
 	for kind in sentences long-tail paragraphs documents; do \
 		$(PY) bench/latency.py --artifact $(ARTIFACT) --st-model $(ST_MODEL) --corpus $$kind \
-			--texts 300 --out bench/results/latency_$$kind || exit 1; \
+			--texts 500 --out bench/results/latency_$$kind || exit 1; \
 	done
 	for kind in sentences paragraphs; do \
 		$(PY) bench/latency.py --artifact $(MPNET_ARTIFACT) --st-model $(MPNET_ST_MODEL) \
-			--corpus $$kind --texts 200 --out bench/results/latency_mpnet_$$kind || exit 1; \
+			--corpus $$kind --texts 300 --out bench/results/latency_mpnet_$$kind || exit 1; \
 	done
 
 # Streams (a second session, one more copy of the weights) against none, in encode and served,

@@ -118,10 +118,10 @@ def _int8_fp32(results: dict) -> list[dict | None]:
 
 def _latency_cells(path: Path) -> list[str]:
     """The p50 and p99 cells from a paired latency run's ratios to st-torch, or "-"."""
-    if not path.is_file():
+    run = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if run.get("baseline") != "st-torch" or "st-torch" not in run.get("results", {}):
         return ["-", "-"]
-    results = json.loads(path.read_text(encoding="utf-8"))["results"]
-    pair = _int8_fp32(results)
+    pair = _int8_fp32(run["results"])
     return [
         " / ".join(f"{c[f'p{p}_vs_baseline']:.2f}x" if c else "-" for c in pair) for p in (50, 99)
     ]
@@ -154,8 +154,8 @@ def main() -> int:
     if args.check:
         if want != readme:
             print(
-                "README.md's headline table differs from bench/results/throughput_sentences.json;"
-                " run: python bench/headline.py",
+                "README.md's headline tables differ from bench/results (throughput*.json,"
+                " latency*.json); run: python bench/headline.py",
                 file=sys.stderr,
             )
             return 1

@@ -8,11 +8,12 @@ paragraph through the same int8 session ran in 2.7-2.9 ms for a while, then in 4
 threads on their own CPU and busy all the time: the host, not the process). throughput.py
 measures each candidate's 200 single texts in one stretch, so each candidate sees its own
 weather. Here every candidate stays loaded in its own process (bench/worker.py --paired), and
-the parent hands each block of --block texts to every candidate in turn, the first rotating
-from block to block, so each candidate's p50/p95/p99 cover the same texts in the same minutes,
-and each text's time over the baseline's on it gives a per-text ratio.
+the parent hands each block of --block texts to every candidate in turn, in an order shuffled
+per block (seeded), so each candidate's p50/p95/p99 cover the same texts in the same minutes,
+and each text's time over the baseline's on it gives a per-text ratio. The JSON keeps every
+time, in text order.
 
-A turn starts with --warm untimed runs: after another candidate's turn the first runs are
+A turn starts with --warm untimed runs, on the texts before the block: after another candidate's turn the first runs are
 slower for a few runs (weights evicted from the caches, the other's threads still spinning),
 by up to 5x for a 1 ms sentence. Turns follow each other after --gap-ms: an idle gap of 200 ms
 made the next runs slower still (this VM's idle CPUs wake slowly), and runs back to back are
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import subprocess
 import sys
 import tempfile
@@ -41,6 +43,7 @@ from throughput import BASELINE, LOCAL, runnable, worker_command, write_json  # 
 from embedrt.session import SPINNING, SessionOptions  # noqa: E402
 
 PERCENTILES = (50, 95, 99)
+REPLY_TIMEOUT_S = 600  # one text alone, however slow the candidate
 
 
 class Candidate:
@@ -64,6 +67,9 @@ class Candidate:
 
     def _reply(self) -> str:
         assert self.proc.stdout is not None
+        # one line answers each request, so nothing waits in the reader's buffer meanwhile
+        if not select.select([self.proc.stdout], [], [], REPLY_TIMEOUT_S)[0]:
+            self._fail(f"no answer in {REPLY_TIMEOUT_S} s")
         line = self.proc.stdout.readline()
         if not line:
             self._fail("ended")
@@ -88,35 +94,53 @@ class Candidate:
             self._fail(f"answered {reply[:60]!r}")
 
     def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=60)
-        self.log.close()
+        """End the worker: stdin closed, then killed if it does not exit within a minute."""
+        try:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+        finally:
+            self.log.close()
 
 
 def paired_times(
     candidates: list[Candidate], texts: list[str], block: int, warm: int, gap_s: float
 ) -> dict[str, list[float]]:
     """Every text timed on every candidate: blocks of texts, each block run by every candidate
-    in turn (the first rotating per block), after `warm` untimed runs that bring its weights
-    back into the caches the others' runs took them from (the first runs of a turn are slower
-    for a few runs); gap_s idle after each turn."""
+    in turn (turn_orders), after `warm` untimed runs on the texts before the block that bring
+    its weights back into the caches the others' runs took them from (the first runs of a turn
+    are slower for a few runs); gap_s idle after each turn."""
     times: dict[str, list[float]] = {c.name: [] for c in candidates}
-    for i, start in enumerate(range(0, len(texts), block)):
+    starts = range(0, len(texts), block)
+    for start, order in zip(starts, turn_orders(len(starts), len(candidates)), strict=True):
         chunk = texts[start : start + block]
-        k = i % len(candidates)
-        for c in candidates[k:] + candidates[:k]:
-            for j in range(warm):
-                c.time(chunk[j % len(chunk)])
+        for c in (candidates[k] for k in order):
+            for j in range(1, warm + 1):
+                c.time(texts[(start - j) % len(texts)])
             times[c.name].extend(c.time(text) for text in chunk)
             time.sleep(gap_s)
     return times
+
+
+def turn_orders(blocks: int, count: int, seed: int = 0) -> list[list[int]]:
+    """The order the `count` candidates run each block in: a seeded shuffle per block, so that
+    no candidate always follows the same other one (whose threads and cache footprint the
+    next turn inherits), nor always goes first."""
+    rng = np.random.default_rng(seed)
+    return [[int(k) for k in rng.permutation(count)] for _ in range(blocks)]
 
 
 def summary(times: dict[str, list[float]], baseline: str) -> dict[str, dict]:
     """Per candidate: percentiles in ms, their ratios to the baseline's, and the median of the
     per-text ratios (each text's time over the baseline's time on the same text)."""
     ms = {name: np.array(t) * 1000 for name, t in times.items()}
+    if len({len(m) for m in ms.values()}) > 1:
+        raise ValueError(
+            f"candidates timed different numbers of texts: { {n: len(m) for n, m in ms.items()} }"
+        )
     base = ms.get(baseline)
     out: dict[str, dict] = {}
     for name, m in ms.items():
@@ -125,8 +149,8 @@ def summary(times: dict[str, list[float]], baseline: str) -> dict[str, dict]:
         if base is not None:
             for p in PERCENTILES:
                 ratio = np.percentile(m, p) / np.percentile(base, p)
-                r[f"p{p}_vs_baseline"] = round(float(ratio), 3)
-            r["per_text_ratio_median"] = round(float(np.median(m / base)), 3)
+                r[f"p{p}_vs_baseline"] = round(float(ratio), 4)
+            r["per_text_ratio_median"] = round(float(np.median(m / base)), 4)
         out[name] = r
     return out
 
@@ -164,12 +188,13 @@ def main() -> None:
             candidates.append(Candidate(name, args, corpus))
         times = paired_times(candidates, texts, args.block, args.warm, args.gap_ms / 1000)
     finally:
+        corpus.unlink(missing_ok=True)
         for c in candidates:
             c.close()
-        corpus.unlink()
     results = summary(times, args.baseline)
     meta = {
         "machine": describe(),
+        "artifact": str(args.artifact),
         "corpus": args.corpus,
         "texts": len(texts),
         "threads": args.threads,
@@ -178,15 +203,15 @@ def main() -> None:
         "warm": args.warm,
         "gap_ms": args.gap_ms,
         "baseline": args.baseline,
+        "times_ms": {name: [round(t * 1000, 4) for t in ts] for name, ts in times.items()},
         "command": "python " + " ".join(sys.argv),
     }
     write_json(args.out, meta, results)
     lines = [
         f"Single-text latency, paired: {len(texts)} {args.corpus} texts, each encoded alone by "
-        f"every candidate, in blocks of {args.block} texts that the candidates run in turn (the "
-        f"first rotating per block; {args.warm} untimed runs first, {args.gap_ms:g} ms idle "
-        f"after), "
-        f"{args.threads} threads, spinning {args.spinning}; {meta['machine']}",
+        f"every candidate, in blocks of {args.block} texts that the candidates run in turn (in an "
+        f"order shuffled per block; {args.warm} untimed runs first, {args.gap_ms:g} ms idle "
+        f"after), {args.threads} threads, spinning {args.spinning}; {meta['machine']}",
         "",
         f"Command: `{meta['command']}`",
         "",
