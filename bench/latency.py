@@ -13,11 +13,13 @@ per block (seeded), so each candidate's p50/p95/p99 cover the same texts in the 
 and each text's time over the baseline's on it gives a per-text ratio. The JSON keeps every
 time, in text order.
 
-A turn starts with --warm untimed runs, on the texts before the block: after another candidate's turn the first runs are
-slower for a few runs (weights evicted from the caches, the other's threads still spinning),
-by up to 5x for a 1 ms sentence. Turns follow each other after --gap-ms: an idle gap of 200 ms
-made the next runs slower still (this VM's idle CPUs wake slowly), and runs back to back are
-what a loaded service sees.
+A turn starts with --warm untimed runs, on the texts before the block: after another
+candidate's turn the first runs are slower for a few runs (weights evicted from the caches),
+by up to 5x for a 1 ms sentence. And a turn starts only once the last candidate's process has
+used no CPU for --gap-ms: sentence-transformers' torch threads spin for about 6 ms after each
+call (7 ms of CPU), which took the next candidate's CPU. A fixed idle gap of 200 ms made the
+next runs slower still (this VM's idle CPUs wake slowly), so the wait ends as soon as that
+process is quiet.
 """
 
 from __future__ import annotations
@@ -112,7 +114,8 @@ def paired_times(
     """Every text timed on every candidate: blocks of texts, each block run by every candidate
     in turn (turn_orders), after `warm` untimed runs on the texts before the block that bring
     its weights back into the caches the others' runs took them from (the first runs of a turn
-    are slower for a few runs); gap_s idle after each turn."""
+    are slower for a few runs); after each turn, until that candidate's threads have been idle
+    for gap_s (wait_idle)."""
     times: dict[str, list[float]] = {c.name: [] for c in candidates}
     starts = range(0, len(texts), block)
     for start, order in zip(starts, turn_orders(len(starts), len(candidates)), strict=True):
@@ -121,8 +124,35 @@ def paired_times(
             for j in range(1, warm + 1):
                 c.time(texts[(start - j) % len(texts)])
             times[c.name].extend(c.time(text) for text in chunk)
-            time.sleep(gap_s)
+            wait_idle(c.proc.pid, gap_s)
     return times
+
+
+def wait_idle(pid: int, quiet_s: float, limit_s: float = 2.0) -> None:
+    """Return once process pid's threads have used no CPU for quiet_s (at most limit_s): torch's
+    OpenMP threads spin for about 6 ms after a call and would take the next turn's CPU."""
+    start = time.monotonic()
+    last, still = cpu_ns(pid), start
+    while time.monotonic() - start < limit_s:
+        time.sleep(0.001)
+        now = cpu_ns(pid)
+        if now - last > 100_000:  # over 0.1 ms of CPU in the last ~1 ms: still busy
+            still = time.monotonic()
+        elif time.monotonic() - still >= quiet_s:
+            return
+        last = now
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time all of process pid's threads have used, in ns (Linux: /proc/PID/task/*/schedstat)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):  # a thread that ended meanwhile
+            pass
+    return total
 
 
 def turn_orders(blocks: int, count: int, seed: int = 0) -> list[list[int]]:
@@ -165,7 +195,9 @@ def main() -> None:
     ap.add_argument("--spinning", choices=SPINNING, default=SessionOptions.spinning)
     ap.add_argument("--block", type=int, default=20, help="texts a candidate runs per turn")
     ap.add_argument("--warm", type=int, default=3, help="untimed runs that start each turn")
-    ap.add_argument("--gap-ms", type=float, default=5.0, help="idle time after each turn")
+    ap.add_argument(
+        "--gap-ms", type=float, default=5.0, help="how long a turn's process must sit idle"
+    )
     ap.add_argument(
         "--candidates",
         default=",".join(LOCAL),
@@ -210,8 +242,8 @@ def main() -> None:
     lines = [
         f"Single-text latency, paired: {len(texts)} {args.corpus} texts, each encoded alone by "
         f"every candidate, in blocks of {args.block} texts that the candidates run in turn (in an "
-        f"order shuffled per block; {args.warm} untimed runs first, {args.gap_ms:g} ms idle "
-        f"after), {args.threads} threads, spinning {args.spinning}; {meta['machine']}",
+        f"order shuffled per block; {args.warm} untimed runs first; the next turn once the last "
+        f"one's process used no CPU for {args.gap_ms:g} ms), {args.threads} threads, spinning {args.spinning}; {meta['machine']}",
         "",
         f"Command: `{meta['command']}`",
         "",

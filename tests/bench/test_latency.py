@@ -8,6 +8,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +92,24 @@ def test_ratios_are_per_text_and_the_order_is_shuffled():
     before = {(o[i - 1], o[i]) for o in orders for i in range(1, 4)}
     assert all(len({a for a, b in before if b == k}) > 1 for k in range(4))
     assert orders == latency.turn_orders(15, 4)  # seeded: a rerun runs the same orders
+
+
+def test_a_turn_waits_for_the_last_process_to_go_quiet():
+    busy = "import time\nt = time.time()\nwhile time.time() - t < 0.4: pass\ntime.sleep(5)"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code])
+        for code in ("import time; time.sleep(5)", busy)
+    ]
+    try:
+        time_taken = []
+        for proc in procs:
+            start = time.monotonic()
+            latency.wait_idle(proc.pid, 0.005)
+            time_taken.append(time.monotonic() - start)
+        idle, spinning = time_taken
+        assert idle < 0.2  # a sleeping process: quiet at once
+        assert 0.2 < spinning < 2.0  # a spinning one: once its 0.4 s loop ends, not before
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
