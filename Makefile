@@ -105,7 +105,7 @@ bench-mpnet: $(MPNET_ARTIFACT)/embedrt.json $(ARTIFACT)/embedrt.json
 		--settings with,inline-tables --out bench/results/load_rss_tables_minilm
 
 # Single-text latency with the candidates taking turns on the same texts, so that the machine's
-# drift hits them alike (bench/latency.py): MiniLM on every corpus, MPNet on two.
+# drift reaches them in the same minutes (bench/latency.py): MiniLM on every corpus, MPNet on two.
 bench-latency: $(MPNET_ARTIFACT)/embedrt.json $(ARTIFACT)/embedrt.json
 	for kind in sentences long-tail paragraphs documents; do \
 		$(PY) bench/latency.py --artifact $(ARTIFACT) --st-model $(ST_MODEL) --corpus $$kind \
