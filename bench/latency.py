@@ -243,7 +243,8 @@ def main() -> None:
         f"Single-text latency, paired: {len(texts)} {args.corpus} texts, each encoded alone by "
         f"every candidate, in blocks of {args.block} texts that the candidates run in turn (in an "
         f"order shuffled per block; {args.warm} untimed runs first; the next turn once the last "
-        f"one's process used no CPU for {args.gap_ms:g} ms), {args.threads} threads, spinning {args.spinning}; {meta['machine']}",
+        f"one's process used no CPU for {args.gap_ms:g} ms), {args.threads} threads, "
+        f"spinning {args.spinning}; {meta['machine']}",
         "",
         f"Command: `{meta['command']}`",
         "",
