@@ -4,9 +4,10 @@
         --artifact DIR --st-model DIR --corpus FILE --batch-size 32 --threads 2
 
 Prints one JSON line. With --paired it instead encodes one text per line of stdin, replying
-with the seconds it took, until stdin ends (bench/latency.py drives it). Candidates are functions returning encode(texts, batch_size) -> ndarray;
-the peers that need their own venv (sentence-transformers ONNX backend, fastembed) live in
-bench/peers.py and run under that venv's python.
+with the seconds it took, until stdin ends (bench/latency.py drives it). Candidates are
+functions returning encode(texts, batch_size) -> ndarray; the peers that need their own venv
+(sentence-transformers ONNX backend, fastembed) live in bench/peers.py and run under that
+venv's python.
 """
 
 from __future__ import annotations
