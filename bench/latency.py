@@ -45,6 +45,10 @@ from throughput import BASELINE, LOCAL, runnable, worker_command, write_json  # 
 from embedrt.session import SPINNING, SessionOptions  # noqa: E402
 
 PERCENTILES = (50, 95, 99)
+FLOORS = (
+    "floor-fp32",
+    "floor-int8",
+)  # the model's matrix products and attention alone (kernel_floor.py)
 REPLY_TIMEOUT_S = 600  # one text alone, however slow the candidate
 
 
@@ -200,7 +204,7 @@ def main() -> None:
     )
     ap.add_argument(
         "--candidates",
-        default=",".join(LOCAL),
+        default=",".join(LOCAL + FLOORS),
         help="comma-separated worker.py candidates (default: %(default)s)",
     )
     ap.add_argument("--baseline", default=BASELINE, help="what the ratios divide by")
@@ -262,6 +266,14 @@ def main() -> None:
             f"| {name} | {' / '.join(str(r[f'p{p}_ms']) for p in PERCENTILES)} | {vs} "
             f"| {r.get('per_text_ratio_median', '')} |"
         )
+    if any(name in results for name in FLOORS):
+        lines += [
+            "",
+            "floor-fp32, floor-int8: the model's linear products and attention alone, as fp32 "
+            "and as the int8 graph runs them (bench/kernel_floor.py): what a graph on ONNX "
+            "Runtime's kernels would take if its other nodes took no time. A target below a "
+            "floor's ratio is out of their reach on this machine.",
+        ]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -103,12 +103,25 @@ def st_torch(args: argparse.Namespace) -> EncodeFn:
     return lambda texts, bs: model.encode(texts, batch_size=bs, convert_to_numpy=True)
 
 
+def floor(precision: str) -> Callable[[argparse.Namespace], EncodeFn]:
+    """bench/kernel_floor.py's candidate, imported when used (onnx is not in the peers' venv)."""
+
+    def load(args: argparse.Namespace) -> EncodeFn:
+        from kernel_floor import floor_candidate
+
+        return floor_candidate(precision)(args)
+
+    return load
+
+
 CANDIDATES: dict[str, Callable[[argparse.Namespace], EncodeFn]] = {
     "embedrt-fp32": embedrt_candidate("fp32"),
     "embedrt-opt": embedrt_candidate("opt"),
     "embedrt-int8": embedrt_candidate("int8"),
     "embedrt-fp16": embedrt_candidate("fp16"),
     "st-torch": st_torch,
+    "floor-fp32": floor("fp32"),
+    "floor-int8": floor("int8"),
 }
 
 

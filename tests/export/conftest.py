@@ -10,16 +10,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from fixtures.st_zoo import TORCH_ONNX_WARNINGS  # noqa: E402
 from fixtures.tiny_model import build_tokenizer  # noqa: E402
-
-# What torch.onnx's tracer says about the graph it traces: export_model leaves it to its caller
-# (quiet_libraries hides it), and the parity check, not the tracer, says whether the graph is right.
-TORCH_ONNX_WARNINGS = (
-    "ignore:You are using the legacy TorchScript-based ONNX export:DeprecationWarning",
-    "ignore:The feature will be removed:DeprecationWarning",
-    "ignore:Exporting aten.{2}index operator:UserWarning",  # (aten::index)
-    "ignore::torch.jit.TracerWarning",
-)
 
 
 def pytest_configure(config):
