@@ -140,6 +140,8 @@ def wait_idle(pid: int, quiet_s: float, limit_s: float = 2.0) -> None:
     while time.monotonic() - start < limit_s:
         time.sleep(0.001)
         now = cpu_ns(pid)
+        if now is None or last is None:  # it ended: its next request, if any, names it
+            return
         if now - last > 100_000:  # over 0.1 ms of CPU in the last ~1 ms: still busy
             still = time.monotonic()
         elif time.monotonic() - still >= quiet_s:
@@ -147,10 +149,15 @@ def wait_idle(pid: int, quiet_s: float, limit_s: float = 2.0) -> None:
         last = now
 
 
-def cpu_ns(pid: int) -> int:
-    """CPU time all of process pid's threads have used, in ns (Linux: /proc/PID/task/*/schedstat)."""
+def cpu_ns(pid: int) -> int | None:
+    """CPU time all of process pid's threads have used, in ns (Linux: /proc/PID/task/*/schedstat);
+    None once the process is gone."""
     total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return None
+    for task in tasks:
         try:
             with open(f"/proc/{pid}/task/{task}/schedstat") as f:
                 total += int(f.read().split()[0])
