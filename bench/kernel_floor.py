@@ -1,17 +1,21 @@
 """Floor candidates for bench/latency.py: a model's matrix products and attention, nothing else.
 
 A floor graph has, per layer, the model's six linear products (Q, K and V from the layer's
-input, the attention output, the feed-forward's two) around one ONNX `Attention` node, at the
-model's widths and heads, in ONNX Runtime with embedrt's session options; no embeddings,
-LayerNorm, GELU, residual Add, SmoothQuant Mul, bias or pooling. "floor-fp32": fp32 MatMuls.
-"floor-int8": what the int8 graph runs for them, a QuantizeLinear of each product's input
-(one shared by Q, K and V) and MatMulIntegerToFloat with per-column int8 weights and a bias.
-Each tokenizes first, as `encode` does, and runs [texts, longest, width].
+input, the attention output, the feed-forward's two) and its attention, at the model's widths
+and heads, in ONNX Runtime with embedrt's session options; no embeddings, LayerNorm, GELU,
+residual Add, SmoothQuant Mul, mask or position plumbing, or pooling. The forms (FORMS):
 
-Timed paired beside embedrt and sentence-transformers, a floor's ratio to st-torch is what a
-graph on ONNX Runtime's kernels would reach if all its other nodes took no time: a latency
-target below it cannot be met with these kernels on this machine (issue 20;
-docs/decisions.md, "Single-text latency measured paired"). Weights are random, scaled to keep
+    floor-fp32      fp32 MatMuls, Q, K and V apart, into ONNX's Attention (opset 23)
+    floor-fp32-qkv  Q, K and V as one product inside com.microsoft's Attention, as the opt
+                    graph runs them; the other products fp32 MatMuls
+    floor-int8      as the int8 graph runs them: a QuantizeLinear of each product's input (one
+                    shared by Q, K and V), MatMulIntegerToFloat with per-column int8 weights,
+                    zero points and a bias, and ONNX's Attention
+
+Each tokenizes first, as `encode` does, and runs [texts, longest, width] in batches of
+batch_size. Timed paired beside embedrt and sentence-transformers (latency.py), a floor's
+ratio to st-torch is what a graph of that layout would reach if all its other nodes took no
+time (issue 20; docs/decisions.md, "Single-text floors"). Weights are random, scaled to keep
 values O(1); the kernels' speed does not depend on them.
 """
 
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -27,6 +32,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 EncodeFn = Callable[[list[str], int], np.ndarray]
 LAYER = 6  # linear products per layer: Q, K, V, attention output, feed-forward in and out
+FORMS = ("fp32", "fp32-qkv", "int8")
 
 
 def linear_shapes(graph_path: Path) -> list[tuple[int, int]]:
@@ -54,26 +60,44 @@ def layer_shapes(shapes: list[tuple[int, int]]) -> tuple[int, int, int]:
     return len(shapes) // LAYER, hidden, inner
 
 
-def attention_attrs(graph_path: Path) -> dict[str, float]:
+def attention_attrs(graph_path: Path) -> dict[str, Any]:
     """q_num_heads, kv_num_heads and scale of the graph's first ONNX Attention node."""
     graph = onnx.load(graph_path, load_external_data=False).graph
     for node in graph.node:
         if node.op_type == "Attention" and node.domain in ("", "ai.onnx"):
             return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    raise ValueError(f"{graph_path}: no ONNX Attention node to take the heads from")
+    raise ValueError(f"{graph_path.name}: no ONNX Attention node to take the heads from")
+
+
+def floor_layout(artifact: Path) -> tuple[int, int, int, dict[str, Any]]:
+    """(layers, hidden, inner, attention attributes) of an artifact's model; ValueError saying
+    why a floor cannot be built for it (no int8 variant, no ONNX Attention in it, other
+    products than whole layers)."""
+    from embedrt.manifest import load_manifest
+
+    manifest = load_manifest(artifact)
+    names = {v.name for v in manifest.variants}
+    if "int8" not in names:
+        raise ValueError("no int8 variant to take the heads from")
+    layers, hidden, inner = layer_shapes(linear_shapes(artifact / manifest.variant("fp32").file))
+    return layers, hidden, inner, attention_attrs(artifact / manifest.variant("int8").file)
 
 
 def floor_model(
-    layers: int, hidden: int, inner: int, attention: dict, precision: str, seed: int = 0
+    layers: int, hidden: int, inner: int, attention: dict[str, Any], form: str, seed: int = 0
 ) -> bytes:
-    """The floor graph: inputs x [B, L, hidden] and the additive mask [B, 1, L, L]."""
+    """The floor graph of `form` (FORMS): input x [B, L, hidden], and the mask its attention
+    takes: [B, 1, L, L] floats for ONNX's Attention, key lengths [B] for com.microsoft's."""
     rng = np.random.default_rng(seed)
     nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
 
+    def weight(k: int, n: int) -> np.ndarray:
+        return rng.standard_normal((k, n)) / np.sqrt(k)
+
     def product(x: str, k: int, n: int, name: str) -> str:
-        w = rng.standard_normal((k, n)) / np.sqrt(k)
-        if precision == "fp32":
+        w = weight(k, n)
+        if form != "int8":
             inits.append(numpy_helper.from_array(w.astype(np.float32), f"{name}_w"))
             nodes.append(helper.make_node("MatMul", [x, f"{name}_w"], [name]))
             return name
@@ -82,47 +106,66 @@ def floor_model(
             [
                 numpy_helper.from_array(np.round(w / col).astype(np.int8), f"{name}_w"),
                 numpy_helper.from_array(col.astype(np.float32), f"{name}_ws"),
+                numpy_helper.from_array(np.zeros(n, np.int8), f"{name}_wz"),
                 numpy_helper.from_array(np.zeros(n, np.float32), f"{name}_b"),
             ]
         )
-        inputs = [x, f"{name}_w", "xs", f"{name}_ws", "xz", "", f"{name}_b"]
+        inputs = [x, f"{name}_w", "xs", f"{name}_ws", "xz", f"{name}_wz", f"{name}_b"]
         nodes.append(
             helper.make_node("MatMulIntegerToFloat", inputs, [name], domain="com.microsoft")
         )
         return name
 
     def quantized(x: str) -> str:
-        if precision == "fp32":
+        if form != "int8":
             return x
         nodes.append(helper.make_node("QuantizeLinear", [x, "xs", "xz"], [f"{x}_q"]))
         return f"{x}_q"
 
     x = "x"
     for i in range(layers):
-        xq = quantized(x)
-        qkv = [product(xq, hidden, hidden, f"l{i}_{p}") for p in "qkv"]
-        nodes.append(helper.make_node("Attention", [*qkv, "mask"], [f"l{i}_ctx"], **attention))
-        out = product(quantized(f"l{i}_ctx"), hidden, hidden, f"l{i}_o")
+        ctx = f"l{i}_ctx"
+        if form == "fp32-qkv":
+            qkv = np.concatenate([weight(hidden, hidden) for _ in range(3)], axis=1)
+            inits.append(numpy_helper.from_array(qkv.astype(np.float32), f"l{i}_qkv"))
+            inits.append(numpy_helper.from_array(np.zeros(3 * hidden, np.float32), f"l{i}_qkvb"))
+            heads = attention["q_num_heads"]
+            nodes.append(
+                helper.make_node(
+                    "Attention",
+                    [x, f"l{i}_qkv", f"l{i}_qkvb", "lengths"],
+                    [ctx],
+                    domain="com.microsoft",
+                    num_heads=heads,
+                )
+            )
+        else:
+            xq = quantized(x)
+            qkv_out = [product(xq, hidden, hidden, f"l{i}_{p}") for p in "qkv"]
+            nodes.append(helper.make_node("Attention", [*qkv_out, "mask"], [ctx], **attention))
+        out = product(quantized(ctx), hidden, hidden, f"l{i}_o")
         up = product(quantized(out), hidden, inner, f"l{i}_up")
         x = product(quantized(up), inner, hidden, f"l{i}_down")
-    if precision == "int8":
+    if form == "int8":
         inits.append(numpy_helper.from_array(np.array(0.05, np.float32), "xs"))
         inits.append(numpy_helper.from_array(np.array(128, np.uint8), "xz"))
+    mask = (
+        helper.make_tensor_value_info("lengths", TensorProto.INT32, ["B"])
+        if form == "fp32-qkv"
+        else helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["B", 1, "L", "L"])
+    )
     graph = helper.make_graph(
         nodes,
-        f"floor-{precision}",
-        [
-            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "L", hidden]),
-            helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["B", 1, "L", "L"]),
-        ],
-        [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)],
+        f"floor-{form}",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "L", hidden]), mask],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["B", "L", hidden])],
         inits,
     )
     opsets = [helper.make_opsetid("", 23), helper.make_opsetid("com.microsoft", 1)]
     return helper.make_model(graph, opset_imports=opsets, ir_version=10).SerializeToString()
 
 
-def floor_candidate(precision: str) -> Callable[[argparse.Namespace], EncodeFn]:
+def floor_candidate(form: str) -> Callable[[argparse.Namespace], EncodeFn]:
     """A worker.py candidate: tokenize as the artifact's Encoder does, then run the floor graph
     at the model's shapes (from the artifact's fp32 graph) and heads (from its int8 graph)."""
 
@@ -136,32 +179,42 @@ def floor_candidate(precision: str) -> Callable[[argparse.Namespace], EncodeFn]:
 
         artifact = Path(args.artifact)
         manifest = load_manifest(artifact)
+        max_length = seq_length(manifest, None)
         tokenizer = TextTokenizer.from_bytes(
             (artifact / manifest.tokenizer.file).read_bytes(),
             manifest.tokenizer.file,
-            seq_length(manifest, None),
+            max_length,
             manifest.do_lower_case,
         )
-        layers, hidden, inner = layer_shapes(
-            linear_shapes(artifact / manifest.variant("fp32").file)
-        )
-        attention = attention_attrs(artifact / manifest.variant("int8").file)
-        model = floor_model(layers, hidden, inner, attention, precision)
+        layers, hidden, inner, attention = floor_layout(artifact)
+        model = floor_model(layers, hidden, inner, attention, form)
         so, extra = ort_session_options(SessionOptions(args.threads, args.spinning), "cpu")
         session = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"], **extra)
+        out = session.get_outputs()[0].name
         rng = np.random.default_rng(1)
-        values = np.empty(0, np.float32)  # grown as needed; each input is a view of its start
+        # one longest text's input made at load; a batch's grows it (worker.py's warm-up)
+        values = rng.standard_normal(max_length * hidden).astype(np.float32)
+
+        def run(b: int, length: int) -> None:
+            nonlocal values
+            if values.size < b * length * hidden:
+                values = rng.standard_normal(b * length * hidden).astype(np.float32)
+            feeds = {"x": values[: b * length * hidden].reshape(b, length, hidden)}
+            if form == "fp32-qkv":
+                feeds["lengths"] = np.full(b, length, np.int32)
+            else:
+                feeds["mask"] = np.zeros((b, 1, length, length), np.float32)
+            # the output stays ONNX Runtime's: the real graphs return [B, dim], not [B, L, hidden]
+            session.run_with_ort_values(
+                [out], {k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in feeds.items()}
+            )
 
         def encode(texts: list[str], batch_size: int) -> np.ndarray:
-            nonlocal values
             rows = tokenizer.tokenize(texts)
-            b, length = len(rows), max(map(len, rows))
-            size = b * length * hidden
-            if values.size < size:
-                values = rng.standard_normal(size).astype(np.float32)
-            x = values[:size].reshape(b, length, hidden)
-            mask = np.zeros((b, 1, length, length), np.float32)
-            return session.run(None, {"x": x, "mask": mask})[0]
+            for start in range(0, len(rows), batch_size):
+                batch = rows[start : start + batch_size]
+                run(len(batch), max(map(len, batch)))
+            return np.zeros((len(rows), 0), np.float32)  # a floor computes no vectors
 
         return encode
 

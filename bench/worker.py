@@ -103,13 +103,14 @@ def st_torch(args: argparse.Namespace) -> EncodeFn:
     return lambda texts, bs: model.encode(texts, batch_size=bs, convert_to_numpy=True)
 
 
-def floor(precision: str) -> Callable[[argparse.Namespace], EncodeFn]:
-    """bench/kernel_floor.py's candidate, imported when used (onnx is not in the peers' venv)."""
+def floor_graph(form: str) -> Callable[[argparse.Namespace], EncodeFn]:
+    """bench/kernel_floor.py's candidate of `form`, imported when used (onnx is not in the
+    peers' venv)."""
 
     def load(args: argparse.Namespace) -> EncodeFn:
         from kernel_floor import floor_candidate
 
-        return floor_candidate(precision)(args)
+        return floor_candidate(form)(args)
 
     return load
 
@@ -120,8 +121,7 @@ CANDIDATES: dict[str, Callable[[argparse.Namespace], EncodeFn]] = {
     "embedrt-int8": embedrt_candidate("int8"),
     "embedrt-fp16": embedrt_candidate("fp16"),
     "st-torch": st_torch,
-    "floor-fp32": floor("fp32"),
-    "floor-int8": floor("int8"),
+    **{f"floor-{form}": floor_graph(form) for form in ("fp32", "fp32-qkv", "int8")},
 }
 
 
