@@ -20,6 +20,11 @@ used no CPU for --gap-ms: sentence-transformers' torch threads spin for about 6 
 call (7 ms of CPU), which took the next candidate's CPU. A fixed idle gap of 200 ms made the
 next runs slower still (this VM's idle CPUs wake slowly), so the wait ends as soon as that
 process is quiet.
+
+By default the candidates include the floors (kernel_floor.py, FLOORS): the model's matrix
+products and attention alone, so that each run also says how much of a latency target ONNX
+Runtime's kernels leave for the rest of the graph. An artifact they cannot be built for (no int8
+variant, a Dense head) runs without them, the reason in the results.
 """
 
 from __future__ import annotations
