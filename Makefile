@@ -11,7 +11,7 @@ MPNET_ST_MODEL = "$$($(PY) -c 'from embedrt.export.source import resolve_source;
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := true
 
-.PHONY: install run test lint test-lean bench bench-mpnet bench-streams bench-spinning bench-latency bench-machine bench-machine-mpnet bench-footprint serve bench-serve bench-serve-mixed bench-embed bench-peers-venv bench-gpu-dry-run bench-ray bench-soak clean
+.PHONY: install run test lint test-lean bench bench-mpnet bench-streams bench-spinning bench-latency bench-machine bench-footprint serve bench-serve bench-serve-mixed bench-embed bench-peers-venv bench-gpu-dry-run bench-ray bench-soak clean
 
 install: $(VENV)/.installed
 
@@ -106,26 +106,25 @@ bench-mpnet: $(MPNET_ARTIFACT)/embedrt.json $(ARTIFACT)/embedrt.json
 
 # Single-text latency with the candidates taking turns on the same texts, so that the machine's
 # drift reaches them in the same minutes (bench/latency.py): MiniLM on every corpus, MPNet on two.
+# LATENCY_OUT: the folder they go to (bench-machine's for another CPU).
+LATENCY_OUT ?= bench/results
 bench-latency: $(MPNET_ARTIFACT)/embedrt.json $(ARTIFACT)/embedrt.json
 	for kind in sentences long-tail paragraphs documents; do \
 		$(PY) bench/latency.py --artifact $(ARTIFACT) --st-model $(ST_MODEL) --corpus $$kind \
-			--texts 500 --out bench/results/latency_$$kind || exit 1; \
+			--texts 500 --out $(LATENCY_OUT)/latency_$$kind || exit 1; \
 	done
 	for kind in sentences paragraphs; do \
 		$(PY) bench/latency.py --artifact $(MPNET_ARTIFACT) --st-model $(MPNET_ST_MODEL) \
-			--corpus $$kind --texts 300 --out bench/results/latency_mpnet_$$kind || exit 1; \
+			--corpus $$kind --texts 300 --out $(LATENCY_OUT)/latency_mpnet_$$kind || exit 1; \
 	done
 
-# The MiniLM ratios of bench-latency and bench's throughput runs on another CPU, into a folder of
-# its own (MACHINE_OUT), so the main results stay one machine's: ONNX Runtime's speed against
-# torch's moves with the CPU generation (docs/decisions.md "A second CPU: Zen 4").
+# bench-latency and the throughput runs of bench and bench-mpnet (without peers) on another CPU,
+# into a folder of its own (MACHINE_OUT), so the main results stay one machine's: ONNX Runtime's
+# speed against torch's moves with the CPU generation (docs/decisions.md "A second CPU: Zen 4").
 MACHINE_OUT ?= bench/results/zen4
-bench-machine: $(ARTIFACT)/embedrt.json
+bench-machine: $(MPNET_ARTIFACT)/embedrt.json $(ARTIFACT)/embedrt.json
 	mkdir -p $(MACHINE_OUT)
-	for kind in paragraphs documents sentences long-tail; do \
-		$(PY) bench/latency.py --artifact $(ARTIFACT) --st-model $(ST_MODEL) --corpus $$kind \
-			--texts 500 --out $(MACHINE_OUT)/latency_$$kind || exit 1; \
-	done
+	$(MAKE) bench-latency LATENCY_OUT=$(MACHINE_OUT)
 	$(PY) bench/throughput.py --artifact $(ARTIFACT) --st-model $(ST_MODEL) --corpus paragraphs \
 		--texts 1000 --out $(MACHINE_OUT)/throughput_paragraphs
 	$(PY) bench/throughput.py --artifact $(ARTIFACT) --st-model $(ST_MODEL) --corpus documents \
@@ -136,13 +135,6 @@ bench-machine: $(ARTIFACT)/embedrt.json
 		--out $(MACHINE_OUT)/throughput
 	$(PY) bench/ceiling.py --throughput $(MACHINE_OUT)/throughput_paragraphs.json \
 		--out $(MACHINE_OUT)/ceiling_paragraphs
-	$(MAKE) bench-machine-mpnet
-
-bench-machine-mpnet: $(MPNET_ARTIFACT)/embedrt.json
-	for kind in sentences paragraphs; do \
-		$(PY) bench/latency.py --artifact $(MPNET_ARTIFACT) --st-model $(MPNET_ST_MODEL) \
-			--corpus $$kind --texts 300 --out $(MACHINE_OUT)/latency_mpnet_$$kind || exit 1; \
-	done
 	$(PY) bench/throughput.py --artifact $(MPNET_ARTIFACT) --st-model $(MPNET_ST_MODEL) \
 		--corpus sentences --texts 1000 --out $(MACHINE_OUT)/throughput_mpnet
 	$(PY) bench/throughput.py --artifact $(MPNET_ARTIFACT) --st-model $(MPNET_ST_MODEL) \
